@@ -1,0 +1,40 @@
+# Linli: `make run` starts the whole system locally, `make test` tests it.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export LINLI_DATA_DIR ?= $(CURDIR)/var/data
+
+.PHONY: install run seed test test-unit translations clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Installs (again) only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed translations
+
+translations: $(VENV)/.installed
+	$(BIN)/pybabel compile -q -d services/common/translations
+
+.env:
+	$(BIN)/python deploy/make_env.py .env.example .env
+
+seed: install .env
+	$(BIN)/honcho run sh deploy/init-all.sh
+
+run: seed
+	$(BIN)/python deploy/urls.py
+	$(BIN)/honcho start
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+clean:
+	rm -rf var $(VENV)

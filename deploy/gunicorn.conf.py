@@ -1,0 +1,19 @@
+"""Gunicorn settings for all three web services. The service is read from
+the app argument ('services.<name>:create_app()'), so that the Procfile and
+docker-compose.yml run the very same command; the port comes from
+LINLI_<NAME>_PORT (default 8001/8002/8003) and the address from LINLI_BIND
+(127.0.0.1 locally, 0.0.0.0 in the container)."""
+import os
+import sys
+
+from services.common.settings import port
+
+_service = next((a.split(":")[0].split(".")[1] for a in sys.argv if a.startswith("services.")), "requests")
+
+bind = f"{os.environ.get('LINLI_BIND', '127.0.0.1')}:{port(_service)}"
+workers = int(os.environ.get("LINLI_WEB_WORKERS", "2"))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 20
+proc_name = f"linli-{_service}"
+accesslog = None  # the app logs each request itself, without query strings

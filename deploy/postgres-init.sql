@@ -1,0 +1,4 @@
+-- One database per service: no service reads another's tables.
+CREATE DATABASE linli_requests;
+CREATE DATABASE linli_volunteers;
+CREATE DATABASE linli_notify;

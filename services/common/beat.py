@@ -1,0 +1,21 @@
+"""The one beat process: sends each service its periodic housekeeping by
+name (outbox relays, delivery retries). Beat imports no service."""
+from celery import Celery
+
+from . import contract
+from .queueing import celery_settings
+from .settings import data_dir, redis_url
+
+celery_app = Celery("linli-beat")
+celery_app.config_from_object(celery_settings(redis_url(), None))
+# A sweep that waited longer than its period is stale (the next one is
+# already coming): expiring it keeps a stopped worker's queue from filling.
+EVERY = 5.0
+celery_app.conf.beat_schedule = {
+    name: {"task": name, "schedule": EVERY, "options": {"expires": EVERY * 2}}
+    for name in (contract.RELAY_REQUESTS_OUTBOX, contract.RELAY_VOLUNTEERS_OUTBOX, contract.RETRY_DELIVERIES)
+}
+# Kept with the data; written every tick, so its age tells a healthcheck
+# that beat is alive.
+celery_app.conf.beat_schedule_filename = str(data_dir() / "beat-schedule")
+celery_app.conf.beat_sync_every = 1

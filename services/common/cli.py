@@ -1,0 +1,32 @@
+"""The `flask init-db` command each service offers: migrate to the newest
+schema, then seed what the service keeps from the community data file.
+Both steps are idempotent, so the web container runs it on every start."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from alembic import command
+from flask import current_app
+
+
+def register_db_commands(app, metadata, versions_dir: Path, seed) -> None:
+    @app.cli.command("init-db")
+    def init_db():
+        """Upgrade the database to the newest migration and seed it."""
+        db = current_app.extensions["db"]
+        db.upgrade(versions_dir, metadata)
+        session = db.Session()
+        try:
+            summary = seed(session, current_app.config)
+            session.commit()
+        finally:
+            db.Session.remove()
+        click.echo(f"{current_app.config['SERVICE']}: database ready ({summary})")
+
+    @app.cli.command("db-revision")
+    @click.option("-m", "--message", required=True)
+    def db_revision(message):
+        """Write a new migration from the difference between models and database."""
+        db = current_app.extensions["db"]
+        command.revision(db.alembic_config(versions_dir, metadata), message=message, autogenerate=True)

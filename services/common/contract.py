@@ -1,0 +1,219 @@
+"""The wire contract between Linli's services.
+
+Everything one service says to another travels as a Celery task, sent by
+name onto the receiver's queue, carrying one argument: an envelope
+(id, type, version, occurred_at, source, data). This module is the only
+place that names those tasks and states the schema of every payload; each
+consumer validates what it receives against it, each producer validates
+what it sends.
+
+It also holds the shared vocabulary that travels in payloads: the service
+categories and the request statuses.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+# --- Queues: one per service; a worker consumes only its own (-Q <name>). ---
+QUEUES = ("requests", "volunteers", "notify")
+# Who may sign an envelope: a service, or the beat process that sends timers.
+SOURCES = QUEUES + ("beat",)
+
+# --- Task names (the receiving service is the prefix, and its queue). ---
+REQUEST_SUBMITTED = "volunteers.request_submitted"
+STATUS_CHANGED = "requests.status_changed"
+NOTIFY_SEND = "notify.send"
+# Periodic housekeeping, sent by the one beat process to each service. They
+# carry no envelope: running one twice is harmless by construction.
+RELAY_REQUESTS_OUTBOX = "requests.relay_outbox"
+RELAY_VOLUNTEERS_OUTBOX = "volunteers.relay_outbox"
+RETRY_DELIVERIES = "notify.retry_deliveries"
+
+
+def queue_for(task_name: str) -> str:
+    """The queue a task goes to is the service that owns it."""
+    queue = task_name.split(".", 1)[0]
+    if queue not in QUEUES:
+        raise ValueError(f"task {task_name!r} names no known service queue")
+    return queue
+
+
+# --- Shared vocabulary ---
+
+
+@dataclass(frozen=True)
+class Category:
+    code: str
+    zh: str
+    en: str
+    staff_only: bool = False  # handled by the community office, never by volunteers
+
+    def name(self, lang: str) -> str:
+        return self.en if lang.startswith("en") else self.zh
+
+
+# The services 翠苑一区's volunteers offer, then the staff-only matters.
+CATEGORIES = (
+    Category("haircut", "理发", "Haircut"),
+    Category("alterations", "改衣", "Clothes alterations"),
+    Category("appliance_repair", "家电维修", "Appliance repair"),
+    Category("sharpening", "磨剪刀", "Knife and scissor sharpening"),
+    Category("umbrella_repair", "修雨伞", "Umbrella repair"),
+    Category("bicycle_repair", "修自行车", "Bicycle repair"),
+    Category("health_check", "健康体检", "Basic health check"),
+    Category("prenatal_guidance", "孕产指导", "Prenatal guidance"),
+    Category("lift_retrofit", "加装电梯", "Lift retrofit", staff_only=True),
+    Category("parking", "停车", "Parking", staff_only=True),
+    Category("environment", "环境", "Environment", staff_only=True),
+    Category("complaint", "投诉", "Complaint", staff_only=True),
+)
+CATEGORY_BY_CODE = {c.code: c for c in CATEGORIES}
+VOLUNTEER_SKILLS = tuple(c.code for c in CATEGORIES if not c.staff_only)
+
+STATUSES = (
+    "submitted",
+    "matching",
+    "offered",
+    "assigned",
+    "in_progress",
+    "completed",
+    "closed",
+    "cancelled",
+    "escalated",
+)
+URGENCIES = ("normal", "urgent")
+MODES = ("home", "station")
+LANGUAGES = ("zh-CN", "en")
+TEMPLATES = ("offer", "assigned", "escalation")
+
+
+# --- Envelope and payloads ---
+
+
+class Envelope(Schema):
+    id = fields.UUID(required=True)
+    type = fields.String(required=True, validate=validate.Length(1, 100))
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(1))
+    occurred_at = fields.AwareDateTime(required=True)
+    source = fields.String(required=True, validate=validate.OneOf(SOURCES))
+    data = fields.Dict(required=True)
+
+
+class RequestSubmitted(Schema):
+    """A resident's request, as the matching service needs it: no name,
+    no full phone, no room (those are fetched after acceptance)."""
+
+    request_id = fields.UUID(required=True)
+    category = fields.String(required=True, validate=validate.OneOf(CATEGORY_BY_CODE))
+    summary = fields.String(required=True, validate=validate.Length(1, 1000))
+    building = fields.String(required=True, validate=validate.Length(1, 16))
+    unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 8))
+    masked_phone = fields.String(required=True, validate=validate.Length(1, 20))
+    mode = fields.String(required=True, validate=validate.OneOf(MODES))
+    window_start = fields.AwareDateTime(load_default=None, allow_none=True)
+    window_end = fields.AwareDateTime(load_default=None, allow_none=True)
+    urgency = fields.String(required=True, validate=validate.OneOf(URGENCIES))
+
+
+class StatusChanged(Schema):
+    request_id = fields.UUID(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    actor = fields.String(required=True, validate=validate.Length(1, 64))
+    note = fields.String(load_default="", validate=validate.Length(0, 500))
+    volunteer_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
+
+
+class NotificationRequested(Schema):
+    """Ask the notify service to tell one recipient something, once.
+
+    `channels` are Apprise URLs in order of preference; when present they
+    replace what notify holds for the recipient. Every message also lands in
+    the recipient's in-app inbox.
+    """
+
+    dedupe_key = fields.String(required=True, validate=validate.Length(1, 200))
+    recipient = fields.String(required=True, validate=validate.Regexp(r"^[a-z]+:[A-Za-z0-9_-]{1,64}$"))
+    channels = fields.List(fields.String(validate=validate.Length(1, 2000)), load_default=None, allow_none=True)
+    language = fields.String(load_default="zh-CN", validate=validate.OneOf(LANGUAGES))
+    template = fields.String(required=True, validate=validate.OneOf(TEMPLATES))
+    context = fields.Dict(keys=fields.String(), load_default=dict)
+    urgent = fields.Boolean(load_default=False)
+
+
+# (task name, version) → payload schema. An unknown version is rejected.
+PAYLOADS: dict[tuple[str, int], type[Schema]] = {
+    (REQUEST_SUBMITTED, 1): RequestSubmitted,
+    (STATUS_CHANGED, 1): StatusChanged,
+    (NOTIFY_SEND, 1): NotificationRequested,
+}
+
+
+class ContractError(ValueError):
+    """A message that does not meet the contract. Permanent: never retried."""
+
+    def __init__(self, messages):
+        super().__init__(str(messages))
+        self.messages = messages
+
+
+def envelope(task_name: str, data: dict, source: str, version: int = 1) -> dict:
+    """Build a JSON-ready envelope, validating the payload on the way out so a
+    producer bug fails at the producer, not in another service's worker."""
+    schema = PAYLOADS[(task_name, version)]()
+    wire_data = schema.dump(data)
+    try:
+        schema.load(wire_data)
+    except ValidationError as exc:
+        raise ContractError(exc.messages) from exc
+    return {
+        "id": str(uuid.uuid4()),
+        "type": task_name,
+        "version": version,
+        "occurred_at": datetime.now(timezone.utc).isoformat(),
+        "source": source,
+        "data": wire_data,
+    }
+
+
+def open_envelope(task_name: str, message) -> tuple[dict, dict]:
+    """Validate an arriving envelope and its payload; return (envelope, data)."""
+    if not isinstance(message, dict):
+        raise ContractError({"_schema": ["message is not an object"]})
+    try:
+        env = Envelope().load(message)
+    except ValidationError as exc:
+        raise ContractError(exc.messages) from exc
+    if env["type"] != task_name:
+        raise ContractError({"type": [f"expected {task_name}"]})
+    schema = PAYLOADS.get((task_name, env["version"]))
+    if schema is None:
+        raise ContractError({"version": [f"unknown version {env['version']}"]})
+    try:
+        data = schema().load(env["data"])
+    except ValidationError as exc:
+        raise ContractError({"data": exc.messages}) from exc
+    return env, data
+
+
+def mask_phone(phone: str) -> str:
+    """138****1234: enough to recognise, not enough to call."""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if len(digits) < 7:
+        return "*" * len(digits)
+    return f"{digits[:3]}****{digits[-4:]}"
+
+
+def mask_url(url: str) -> str:
+    """A channel URL is a secret (it carries bot keys and passwords): show
+    the scheme and host only, e.g. wecombot://****, json://127.0.0.1:8080/****."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "****"
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    if scheme in ("json", "jsons", "form", "forms", "xml", "xmls", "mailto", "mailtos") and host:
+        return f"{scheme}://{host}/****"
+    return f"{scheme}://****"

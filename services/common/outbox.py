@@ -1,0 +1,97 @@
+"""Transactional outbox (eShop's IntegrationEventLog, warehouse's
+after-commit hook): an event is a row written in the same transaction as the
+state change that causes it, and is sent to Redis only after that
+transaction commits.
+
+- A rollback produces no event (the row never existed).
+- A failed publish (Redis down or frozen) leaves the row pending; the
+  periodic relay sends it later. Nothing is lost; a message may go twice
+  (crash between send and mark), which idempotent consumers absorb.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import JSON, Integer, String, event, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from . import contract
+from .db import UTCDateTime, utcnow
+from .queueing import publish
+
+log = logging.getLogger(__name__)
+
+# The after-commit publish normally gets there first; the relay leaves young
+# rows alone so the two do not race to send the same message.
+RELAY_GRACE = timedelta(seconds=5)
+
+
+class OutboxMixin:
+    """Columns of a service's `outbox` table."""
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the envelope id
+    task_name: Mapped[str] = mapped_column(String(100))
+    envelope: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class Outbox:
+    def __init__(self, model, database, celery_app, source: str):
+        self.model = model
+        self.db = database
+        self.celery = celery_app
+        self.source = source
+        event.listen(database.Session, "after_commit", self._after_commit)
+        event.listen(database.Session, "after_rollback", self._after_rollback)
+
+    def emit(self, session: Session, task_name: str, data: dict) -> str:
+        """Stage an event in the caller's transaction; it goes out on commit."""
+        env = contract.envelope(task_name, data, source=self.source)
+        session.add(self.model(id=env["id"], task_name=task_name, envelope=env))
+        session.info.setdefault("outbox_ids", []).append(env["id"])
+        return env["id"]
+
+    def _after_commit(self, session: Session) -> None:
+        ids = session.info.pop("outbox_ids", None)
+        if ids:
+            self.relay(ids=ids)
+
+    def _after_rollback(self, session: Session) -> None:
+        session.info.pop("outbox_ids", None)
+
+    def relay(self, ids: list[str] | None = None, limit: int = 500) -> int:
+        """Publish pending messages (the given ones, or all that are older
+        than the grace period); stop at the first failure, since Redis is
+        then most likely down for the rest too. Returns how many went out."""
+        sent = 0
+        with Session(self.db.engine) as session:
+            query = select(self.model).where(self.model.published_at.is_(None))
+            if ids is not None:
+                query = query.where(self.model.id.in_(ids))
+            else:
+                query = query.where(self.model.created_at < utcnow() - RELAY_GRACE)
+            query = query.order_by(self.model.created_at).limit(limit)
+            if session.bind.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            for row in session.scalars(query).all():
+                try:
+                    publish(self.celery, row.task_name, row.envelope)
+                except Exception as exc:  # any broker failure: keep the row, try later
+                    row.attempts += 1
+                    row.last_error = type(exc).__name__
+                    log.warning("outbox publish failed", extra={"event_id": row.id, "error": type(exc).__name__})
+                    break
+                row.published_at = utcnow()
+                sent += 1
+            session.commit()
+        return sent
+
+    def pending(self) -> int:
+        with Session(self.db.engine) as session:
+            return session.scalar(
+                select(func.count()).select_from(self.model).where(self.model.published_at.is_(None))
+            )

@@ -1,0 +1,88 @@
+"""Celery set-up shared by every service, so that the settings that must be
+the same everywhere are written once.
+
+Why each setting (see also STYLE.md):
+- JSON only, no result backend: messages are plain data, state lives in the
+  owning service's database.
+- acks_late + prefetch 1 + reject_on_worker_lost: a task whose worker dies is
+  delivered again, not lost; consumers are idempotent so that is safe.
+- task_create_missing_queues=False and explicit queues: a typo in a task name
+  fails at the producer instead of filling a queue nobody reads.
+- Short socket timeouts: publishing to a frozen Redis fails fast and the
+  event waits in the outbox, instead of hanging a resident's HTTP request.
+- visibility_timeout longer than the hard time limit, so Redis does not
+  hand a still-running task to a second worker.
+"""
+from __future__ import annotations
+
+from celery import Celery, Task
+from kombu import Queue
+
+from . import contract
+
+TASK_TIME_LIMIT = 120  # seconds, hard
+VISIBILITY_TIMEOUT = 600  # > TASK_TIME_LIMIT
+REDIS_TIMEOUT = 2.0  # seconds, socket and connect
+
+
+def route(name, args, kwargs, options, task=None, **kw):
+    return {"queue": contract.queue_for(name)}
+
+
+def celery_settings(redis_url: str, queue: str | None) -> dict:
+    return {
+        "broker_url": redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "socket_timeout": REDIS_TIMEOUT,
+            "socket_connect_timeout": REDIS_TIMEOUT,
+            "retry_on_timeout": False,
+        },
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_create_missing_queues": False,
+        "task_queues": [Queue(q) for q in contract.QUEUES],
+        "task_default_queue": queue or contract.QUEUES[0],
+        "task_routes": (route,),
+        "task_time_limit": TASK_TIME_LIMIT,
+        "task_soft_time_limit": TASK_TIME_LIMIT - 20,
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+def celery_init_app(app, queue: str) -> Celery:
+    """Bind a Celery app to a Flask app (pallets/flask examples/celery)."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.import_name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_settings(app.config["REDIS_URL"], queue))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def publish(celery_app: Celery, task_name: str, message: dict | None = None) -> None:
+    """Send a task by name onto its service's queue, without retrying: the
+    caller (the outbox) keeps the message and tries again later."""
+    celery_app.send_task(
+        task_name,
+        args=[message] if message is not None else [],
+        queue=contract.queue_for(task_name),
+        retry=False,
+        # Workers log a task's arguments as given here: the envelope id
+        # only, never the payload (phones, channel URLs).
+        argsrepr=f"[{message['id']}]" if message else "[]",
+        kwargsrepr="{}",
+    )

@@ -1,0 +1,148 @@
+"""Web plumbing every service shares: health and readiness probes, the page
+layout and stylesheet, language selection, security headers, structured
+logs with a request id, and bearer-token checks for the staff API."""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import redis
+from flask import Blueprint, current_app, g, jsonify, request
+from flask_babel import Babel, format_datetime, get_locale
+from flask_smorest import abort
+
+from .queueing import REDIS_TIMEOUT
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+LANGS = {"zh-CN": "zh_CN", "en": "en"}
+
+common = Blueprint("common", __name__, template_folder="templates", static_folder="static",
+                   static_url_path="/static/common")
+
+
+@common.get("/healthz")
+def healthz():
+    return jsonify(status="ok", service=current_app.config["SERVICE"])
+
+
+@common.get("/readyz")
+def readyz():
+    checks = {}
+    try:
+        current_app.extensions["db"].ping()
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = type(exc).__name__
+    try:
+        client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=REDIS_TIMEOUT,
+                                      socket_connect_timeout=REDIS_TIMEOUT)
+        client.ping()
+        client.close()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = type(exc).__name__
+    ok = all(v == "ok" for v in checks.values())
+    return jsonify(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503
+
+
+def select_locale():
+    wanted = request.args.get("lang") or request.cookies.get("lang")
+    return LANGS.get(wanted, "zh_CN")
+
+
+def elder_mode() -> bool:
+    """Elder mode (长辈版): larger text and targets, chosen on any page."""
+    return (request.args.get("elder") or request.cookies.get("elder")) == "1"
+
+
+def current_lang() -> str:
+    """The contract's language code (zh-CN / en) for the current page."""
+    return "en" if str(get_locale()).startswith("en") else "zh-CN"
+
+
+def local_time(value: datetime | None, fmt: str = "yyyy-MM-dd HH:mm") -> str:
+    """Times are stored in UTC and shown in Asia/Shanghai."""
+    if value is None:
+        return ""
+    return format_datetime(value, fmt)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line. Callers pass ids in `extra`, never a phone
+    number or an address."""
+
+    SKIP = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+    def format(self, record):
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in self.SKIP})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging() -> None:
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def require_token(*names: str) -> None:
+    """Staff/automation API guard: `Authorization: Bearer <token>` must
+    match one of the configured tokens; with none configured the API is
+    closed."""
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else ""
+    for name in names:
+        expected = current_app.config.get(name)
+        if expected and given and hmac.compare_digest(given.encode(), expected.encode()):
+            return
+    abort(401, message="a valid bearer token is required")
+
+
+def init_web(app) -> None:
+    """What every service's factory does to its Flask app."""
+    configure_logging()
+    app.register_blueprint(common)
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(Path(__file__).with_name("translations")))
+    Babel(app, locale_selector=select_locale)
+    app.jinja_env.globals.update(current_lang=current_lang, elder_mode=elder_mode)
+    app.jinja_env.filters["local_time"] = local_time
+    log = logging.getLogger("linli.http")
+
+    @app.before_request
+    def _request_id():
+        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+
+    @app.after_request
+    def _headers(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Content-Security-Policy",
+                                    "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
+        # Choices made with a visible switch are remembered for a year.
+        if request.args.get("lang") in LANGS:
+            response.set_cookie("lang", request.args["lang"], max_age=365 * 86400, samesite="Lax")
+        if request.args.get("elder") in ("0", "1"):
+            response.set_cookie("elder", request.args["elder"], max_age=365 * 86400, samesite="Lax")
+        if request.path not in ("/healthz", "/readyz"):
+            # The path only: tracking codes are fine, query strings are not logged.
+            log.info("request", extra={"request_id": g.get("request_id"), "method": request.method,
+                                       "path": request.path, "status": response.status_code})
+        return response

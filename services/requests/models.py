@@ -1,0 +1,168 @@
+"""Intake's data: service requests (服务请求), their status history, the
+buildings residents live in, and the messaging tables (outbox, processed,
+dead)."""
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from services.common import contract
+from services.common.db import UTCDateTime, utcnow
+from services.common.inbox import DeadMessageMixin, ProcessedMessageMixin
+from services.common.outbox import OutboxMixin
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Building(Base):
+    """A building (幢) of the community, with its stairwells (单元)."""
+
+    __tablename__ = "building"
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32))
+    grid: Mapped[str] = mapped_column(String(16), index=True)
+    units: Mapped[list] = mapped_column(JSON)
+
+
+# Which status may follow which. Events can arrive out of order (several
+# worker processes); a stale one (say `offered` after `assigned`) is ignored.
+TRANSITIONS = {
+    "submitted": {"matching", "offered", "assigned", "escalated", "cancelled"},
+    "matching": {"offered", "assigned", "escalated", "cancelled"},
+    "offered": {"matching", "offered", "assigned", "escalated", "cancelled"},
+    "assigned": {"in_progress", "completed", "offered", "matching", "escalated", "cancelled"},
+    "in_progress": {"completed", "escalated", "cancelled"},
+    "completed": {"closed", "matching"},
+    "escalated": {"matching", "offered", "assigned", "closed", "cancelled"},
+    "closed": set(),
+    "cancelled": set(),
+}
+
+# No 0/O, 1/I/L: a resident may read the code aloud over the phone.
+TRACKING_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+TRACKING_LENGTH = 12  # 31**12 ≈ 2**59: unguessable
+
+
+def new_tracking_code() -> str:
+    return "".join(secrets.choice(TRACKING_ALPHABET) for _ in range(TRACKING_LENGTH))
+
+
+def normalise_tracking_code(code: str) -> str:
+    return code.replace("-", "").replace(" ", "").upper()
+
+
+class ServiceRequest(Base):
+    """A resident's call for help (服务请求), from the form, the API or staff."""
+
+    __tablename__ = "service_request"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    tracking_code: Mapped[str] = mapped_column(String(16), unique=True, default=new_tracking_code)
+    category: Mapped[str] = mapped_column(String(32), index=True)
+    description: Mapped[str] = mapped_column(Text)
+    building_code: Mapped[str] = mapped_column(ForeignKey("building.code"), index=True)
+    unit: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    room: Mapped[str] = mapped_column(String(8))
+    contact_name: Mapped[str] = mapped_column(String(64))
+    contact_phone: Mapped[str] = mapped_column(String(20))
+    mode: Mapped[str] = mapped_column(String(8), default="home")
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    urgency: Mapped[str] = mapped_column(String(8), default="normal")
+    consent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    channel: Mapped[str] = mapped_column(String(8))  # web, api
+    language: Mapped[str] = mapped_column(String(8), default="zh-CN")  # for messages to the resident
+    status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)
+    volunteer_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    building: Mapped[Building] = relationship()
+    history: Mapped[list[StatusChange]] = relationship(
+        back_populates="request", order_by="StatusChange.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def masked_phone(self) -> str:
+        return contract.mask_phone(self.contact_phone)
+
+    def tracking_url(self, base_url: str) -> str:
+        return f"{base_url}/track/{self.tracking_code}"
+
+    def move_to(self, status: str, actor: str, note: str = "") -> bool:
+        """Record a transition; refuse (and return False) one that the
+        lifecycle does not allow from the current status."""
+        if status not in TRANSITIONS[self.status]:
+            return False
+        self.status = status
+        self.history.append(StatusChange(status=status, actor=actor, note=note, at=utcnow()))
+        return True
+
+
+class StatusChange(Base):
+    """One line of a request's timeline: when, what, who, why."""
+
+    __tablename__ = "status_change"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(String(500), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    request: Mapped[ServiceRequest] = relationship(back_populates="history")
+
+
+class OutboxMessage(OutboxMixin, Base):
+    __tablename__ = "outbox"
+
+
+class ProcessedMessage(ProcessedMessageMixin, Base):
+    __tablename__ = "processed_message"
+
+
+class DeadMessage(DeadMessageMixin, Base):
+    __tablename__ = "dead_message"
+
+
+def submit(session, outbox, data: dict, channel: str, language: str) -> ServiceRequest:
+    """The one intake path (web form, JSON API): store the request, its
+    first timeline entry and the `request.submitted` event together."""
+    req = ServiceRequest(
+        category=data["category"],
+        description=data["description"],
+        building_code=data["building"],
+        unit=data.get("unit"),
+        room=data["room"],
+        contact_name=data["contact_name"],
+        contact_phone=data["contact_phone"],
+        mode=data["mode"],
+        window_start=data.get("window_start"),
+        window_end=data.get("window_end"),
+        urgency=data["urgency"],
+        consent_at=utcnow(),
+        channel=channel,
+        language=language,
+        status="submitted",
+    )
+    session.add(req)
+    req.history.append(StatusChange(status="submitted", actor=channel, note="", at=utcnow()))
+    session.flush()
+    outbox.emit(session, contract.REQUEST_SUBMITTED, {
+        "request_id": req.id,
+        "category": req.category,
+        "summary": req.description,
+        "building": req.building_code,
+        "unit": req.unit,
+        "masked_phone": req.masked_phone,
+        "mode": req.mode,
+        "window_start": req.window_start,
+        "window_end": req.window_end,
+        "urgency": req.urgency,
+    })
+    return req

@@ -1,0 +1,151 @@
+"""What intake accepts and returns. The web form and the JSON API validate
+with the same schema; error texts are English in the API and translated on
+the form (they are marked for extraction with N_)."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from flask import current_app
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
+
+from services.common import contract
+from services.common.web import SHANGHAI
+
+from .models import Building
+
+
+def N_(text: str) -> str:
+    """Marks a string for the catalogue; translated where it is shown."""
+    return text
+
+
+MOBILE = re.compile(r"^1[3-9]\d{9}$")
+LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
+ROOM = re.compile(r"^[0-9A-Za-z-]{1,8}$")
+
+
+class LocalDateTime(fields.DateTime):
+    """ISO 8601; a time without zone is read as Asia/Shanghai (what the
+    resident's clock says); stored as UTC."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=SHANGHAI)
+        return parsed
+
+
+def phone_ok(value: str) -> None:
+    if not (MOBILE.match(value) or LANDLINE.match(value)):
+        raise ValidationError(N_("Enter an 11-digit mobile number or a landline with area code."))
+
+
+class ServiceRequestIn(Schema):
+    category = fields.String(required=True, validate=validate.OneOf(
+        contract.CATEGORY_BY_CODE, error=N_("Choose a service category from the list.")),
+        error_messages={"required": N_("Choose a service category.")})
+    description = fields.String(required=True, validate=validate.Length(
+        1, 1000, error=N_("Describe what you need, in at most 1000 characters.")),
+        error_messages={"required": N_("Describe what you need, in at most 1000 characters.")})
+    building = fields.String(required=True, validate=validate.Length(1, 16),
+                             error_messages={"required": N_("Choose your building.")})
+    unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 8))
+    room = fields.String(required=True, validate=validate.Regexp(ROOM, error=N_("Enter your room number, e.g. 302.")),
+                         error_messages={"required": N_("Enter your room number, e.g. 302.")})
+    contact_name = fields.String(required=True, validate=validate.Length(
+        1, 64, error=N_("Enter your name, in at most 64 characters.")),
+        error_messages={"required": N_("Enter your name, in at most 64 characters.")})
+    contact_phone = fields.String(required=True, validate=phone_ok,
+                                  error_messages={"required": N_("Enter a phone number we can call.")})
+    mode = fields.String(load_default="home", validate=validate.OneOf(contract.MODES))
+    window_start = LocalDateTime(load_default=None, allow_none=True)
+    window_end = LocalDateTime(load_default=None, allow_none=True)
+    urgency = fields.String(load_default="normal", validate=validate.OneOf(contract.URGENCIES))
+    consent = fields.Boolean(required=True, validate=validate.Equal(
+        True, error=N_("Please agree to the privacy notice so we can pass your request on.")),
+        error_messages={"required": N_("Please agree to the privacy notice so we can pass your request on.")})
+
+    @pre_load
+    def _clean(self, data, **kwargs):
+        # Form posts send "" for untouched optional fields, and spaces around
+        # phone numbers are common when copied.
+        data = {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()}
+        data = {k: v for k, v in data.items() if v != "" or k in ("description", "room", "contact_name")}
+        if isinstance(data.get("contact_phone"), str):
+            data["contact_phone"] = data["contact_phone"].replace(" ", "")
+        return data
+
+    @validates_schema(skip_on_field_errors=False)
+    def _cross_field(self, data, **kwargs):
+        errors: dict[str, list[str]] = {}
+        if "building" in data:
+            building = current_app.extensions["db"].Session.get(Building, data["building"])
+            if building is None:
+                errors["building"] = [N_("Choose your building from the list.")]
+            elif data.get("unit") and data["unit"] not in building.units:
+                errors["unit"] = [N_("That building has no such stairwell (unit).")]
+        start, end = data.get("window_start"), data.get("window_end")
+        if start and end and end <= start:
+            errors["window_end"] = [N_("The end of the time window must be after its start.")]
+        if end and end < datetime.now(SHANGHAI) - timedelta(minutes=5):
+            errors.setdefault("window_end", []).append(N_("The time window is already over."))
+        if errors:
+            raise ValidationError(errors)
+
+
+class ServiceRequestCreated(Schema):
+    id = fields.String()
+    tracking_code = fields.String()
+    status = fields.String()
+    tracking_url = fields.String()
+
+
+class StatusChangeOut(Schema):
+    status = fields.String()
+    actor = fields.String()
+    note = fields.String()
+    at = fields.AwareDateTime()
+
+
+class TrackingOut(Schema):
+    """What anyone holding the tracking code may see: what the resident
+    entered about the task, never name, phone or room."""
+
+    tracking_code = fields.String()
+    status = fields.String()
+    category = fields.String()
+    building = fields.String(attribute="building_code")
+    unit = fields.String(allow_none=True)
+    mode = fields.String()
+    urgency = fields.String()
+    window_start = fields.AwareDateTime(allow_none=True)
+    window_end = fields.AwareDateTime(allow_none=True)
+    volunteer_name = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    history = fields.List(fields.Nested(StatusChangeOut))
+
+
+class ContactOut(Schema):
+    """The resident's contact, for the assigned volunteer only (fetched by
+    the volunteers service with its service token after acceptance)."""
+
+    contact_name = fields.String()
+    contact_phone = fields.String()
+    building = fields.String(attribute="building_code")
+    unit = fields.String(allow_none=True)
+    room = fields.String()
+
+
+class CategoryOut(Schema):
+    code = fields.String()
+    name_zh = fields.String(attribute="zh")
+    name_en = fields.String(attribute="en")
+    staff_only = fields.Boolean()
+
+
+class BuildingOut(Schema):
+    code = fields.String()
+    name = fields.String()
+    units = fields.List(fields.String())
+    grid = fields.String()

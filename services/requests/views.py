@@ -1,0 +1,181 @@
+"""Intake's HTTP side: the resident's web form and tracking page, and the
+JSON API (documented by OpenAPI through flask-smorest)."""
+from __future__ import annotations
+
+import logging
+
+import requests as http
+from flask import Blueprint as WebBlueprint
+from flask import current_app, redirect, render_template, request, url_for
+from flask.views import MethodView
+from flask_babel import lazy_gettext as _l
+from flask_smorest import Blueprint, abort
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from services.common import contract
+from services.common.web import current_lang, require_token
+
+from . import models
+from .models import Building, ServiceRequest, normalise_tracking_code
+from .schemas import (
+    BuildingOut,
+    CategoryOut,
+    ContactOut,
+    ServiceRequestCreated,
+    ServiceRequestIn,
+    TrackingOut,
+)
+
+log = logging.getLogger(__name__)
+
+web = WebBlueprint("web", __name__)
+api = Blueprint("api", __name__, url_prefix="/api/v1", description="Residents' service requests")
+
+STATUS_LABELS = {
+    "submitted": _l("Submitted"),
+    "matching": _l("Looking for a volunteer"),
+    "offered": _l("Offered to a volunteer"),
+    "assigned": _l("Assigned"),
+    "in_progress": _l("In progress"),
+    "completed": _l("Completed"),
+    "closed": _l("Closed"),
+    "cancelled": _l("Cancelled"),
+    "escalated": _l("Passed to community staff"),
+}
+
+
+def _session():
+    return current_app.extensions["db"].Session
+
+
+def _submit(data: dict, channel: str) -> ServiceRequest:
+    session = _session()
+    req = models.submit(session, current_app.extensions["outbox"], data, channel=channel, language=current_lang())
+    session.commit()  # the outbox relays request.submitted right after this
+    log.info("request submitted", extra={"request_id": req.id, "category": req.category, "channel": channel})
+    return req
+
+
+def _find(code: str) -> ServiceRequest | None:
+    return _session().scalar(
+        select(ServiceRequest).where(ServiceRequest.tracking_code == normalise_tracking_code(code))
+    )
+
+
+# --- Web pages ---
+
+
+def _form(values: dict, errors: dict, status: int = 200):
+    buildings = _session().scalars(select(Building)).all()
+    buildings = sorted(buildings, key=lambda b: (len(b.code), b.code))
+    return render_template(
+        "request_form.html",
+        categories=contract.CATEGORIES,
+        buildings=buildings,
+        max_units=max((len(b.units) for b in buildings), default=1),
+        values=values,
+        errors=errors,
+    ), status
+
+
+@web.get("/")
+def form():
+    return _form({"building": request.args.get("building", ""), "mode": "home", "urgency": "normal"}, {})
+
+
+@web.post("/")
+def submit_form():
+    values = request.form.to_dict()
+    values.pop("csrf_token", None)
+    try:
+        data = ServiceRequestIn().load(values)
+    except ValidationError as exc:
+        return _form(values, exc.messages, 422)
+    req = _submit(data, channel="web")
+    return redirect(url_for("web.track", code=req.tracking_code, new=1), 303)
+
+
+@web.get("/track/<code>")
+def track(code: str):
+    req = _find(code)
+    if req is None:
+        return render_template("not_found.html"), 404
+    return render_template(
+        "track.html",
+        req=req,
+        category=contract.CATEGORY_BY_CODE[req.category],
+        labels=STATUS_LABELS,
+        messages=_inbox(req),
+        new=request.args.get("new") == "1",
+    )
+
+
+def _inbox(req: ServiceRequest) -> list[dict]:
+    """The resident's in-app messages, read from the notify service's API.
+    The page still shows the timeline when notify is unreachable."""
+    token = current_app.config["SERVICE_TOKEN"]
+    if not token:
+        return []
+    try:
+        resp = http.get(f"{current_app.config['NOTIFY_API_URL']}/api/v1/inbox/resident:{req.id}",
+                        headers={"Authorization": f"Bearer {token}"}, timeout=current_app.config["HTTP_TIMEOUT"])
+        resp.raise_for_status()
+        return resp.json()
+    except (http.RequestException, ValueError) as exc:
+        log.warning("inbox unavailable", extra={"request_id": req.id, "error": type(exc).__name__})
+        return []
+
+
+# --- JSON API ---
+
+
+@api.route("/categories")
+class Categories(MethodView):
+    @api.response(200, CategoryOut(many=True))
+    def get(self):
+        """Service categories; staff-only ones never go to volunteers."""
+        return contract.CATEGORIES
+
+
+@api.route("/buildings")
+class Buildings(MethodView):
+    @api.response(200, BuildingOut(many=True))
+    def get(self):
+        """The community's buildings (幢), their stairwells and grid."""
+        return sorted(_session().scalars(select(Building)).all(), key=lambda b: (len(b.code), b.code))
+
+
+@api.route("/requests")
+class Requests(MethodView):
+    @api.arguments(ServiceRequestIn)
+    @api.response(201, ServiceRequestCreated)
+    def post(self, data):
+        """Submit a request for help; answers with its tracking code."""
+        req = _submit(data, channel="api")
+        return {"id": req.id, "tracking_code": req.tracking_code, "status": req.status,
+                "tracking_url": req.tracking_url(current_app.config["REQUESTS_URL"])}
+
+
+@api.route("/requests/<code>")
+class Tracking(MethodView):
+    @api.response(200, TrackingOut)
+    def get(self, code):
+        """Status and history of a request, by its tracking code."""
+        req = _find(code)
+        if req is None:
+            abort(404, message="no request with that tracking code")
+        return req
+
+
+@api.route("/internal/requests/<uuid:request_id>/contact")
+class Contact(MethodView):
+    @api.response(200, ContactOut)
+    def get(self, request_id):
+        """The resident's contact, for the services (service token)."""
+        require_token("SERVICE_TOKEN", "ADMIN_TOKEN")
+        req = _session().get(ServiceRequest, str(request_id))
+        if req is None:
+            abort(404, message="no such request")
+        log.info("contact read", extra={"request_id": req.id, "by": "service"})
+        return req

@@ -1,0 +1,87 @@
+"""Matching (services.volunteers): volunteers, their skills and
+availability, offers, assignments and escalations along the grid chain.
+Offer pages and the registry API; consumes request.submitted; emits status
+changes and notifications."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, render_template
+from flask_smorest import Api
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import select
+
+from services.common.cli import register_db_commands
+from services.common.community import load as load_community
+from services.common.db import Database
+from services.common.outbox import Outbox
+from services.common.queueing import celery_init_app
+from services.common.web import init_web
+
+from . import config
+
+VERSIONS = Path(__file__).with_name("migrations")
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(config.load())
+    if test_config:
+        app.config.update(test_config)
+
+    from .models import Base, OutboxMessage
+
+    db = Database(app.config["DATABASE_URL"])
+    db.init_app(app)
+    init_web(app)
+    celery_app = celery_init_app(app, "volunteers")
+    app.extensions["outbox"] = Outbox(OutboxMessage, db, celery_app, source="volunteers")
+
+    from . import tasks, views  # noqa: F401  (tasks register with Celery)
+
+    csrf = CSRFProtect(app)
+    csrf.exempt(views.api)  # bearer-token API, no cookie credentials
+    Api(app).register_blueprint(views.api)
+    app.register_blueprint(views.web)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return render_template("csrf_error.html"), 400
+
+    register_db_commands(app, Base.metadata, VERSIONS, seed)
+    return app
+
+
+def seed(session, cfg) -> str:
+    """Grids, buildings and leaders from the community data file (updated in
+    place); demo volunteers once, into an empty registry, unless LINLI_DEMO=0."""
+    from .models import Building, Grid, Leader, Volunteer, VolunteerSkill
+
+    data = load_community(cfg["COMMUNITY_FILE"])
+    for g in data["grids"]:
+        session.merge(Grid(code=g["code"], name=g["name"]))
+    for b in data["buildings"]:
+        session.merge(Building(code=b["code"], name=b["name"], grid=b["grid"], units=b["units"]))
+    session.flush()
+    leaders = {(x.role, x.grid, x.building, x.unit): x for x in session.scalars(select(Leader))}
+
+    def leader(role, grid, building, unit, person):
+        row = leaders.get((role, grid, building, unit)) or Leader(role=role, grid=grid, building=building, unit=unit)
+        row.name, row.phone, row.channels = person["name"], person["phone"], person.get("channels", [])
+        session.add(row)
+
+    leader("office", None, None, None, data["community"]["office"])
+    for g in data["grids"]:
+        leader("grid", g["code"], None, None, g["leader"])
+    for b in data["buildings"]:
+        for unit, person in b["hallway_leaders"].items():
+            leader("hallway", b["grid"], b["code"], unit, person)
+    leader_count = 1 + len(data["grids"]) + sum(len(b["hallway_leaders"]) for b in data["buildings"])
+    added = 0
+    if cfg["DEMO"] and session.scalar(select(Volunteer.id).limit(1)) is None:
+        for v in data["demo_volunteers"]:
+            session.add(Volunteer(name=v["name"], display_name=v["name"], phone=v["phone"], building=v["building"],
+                                  unit=v["unit"], capacity=v["capacity"], channels=v.get("channels", []),
+                                  skills=[VolunteerSkill(category=s) for s in v["skills"]]))
+            added += 1
+    return f"{len(data['buildings'])} buildings, {leader_count} leaders, {added} demo volunteers added"
