@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed translations
 
 translations: $(VENV)/.installed
-	$(BIN)/pybabel compile -q -d services/common/translations
+	$(BIN)/pybabel compile -d services/common/translations
 
 .env:
 	$(BIN)/python deploy/make_env.py .env.example .env

@@ -78,6 +78,7 @@ class Database:
 
     def alembic_config(self, versions_dir: Path, metadata) -> AlembicConfig:
         cfg = AlembicConfig()
+        cfg.set_main_option("path_separator", "os")
         cfg.set_main_option("script_location", str(MIGRATIONS_ENV))
         cfg.set_main_option("version_locations", str(versions_dir))
         cfg.attributes["engine"] = self.engine

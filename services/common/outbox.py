@@ -63,7 +63,7 @@ class Outbox:
     def _after_rollback(self, session: Session) -> None:
         session.info.pop("outbox_ids", None)
 
-    def relay(self, ids: list[str] | None = None, limit: int = 500) -> int:
+    def relay(self, ids: list[str] | None = None, limit: int = 500, grace: timedelta = RELAY_GRACE) -> int:
         """Publish pending messages (the given ones, or all that are older
         than the grace period); stop at the first failure, since Redis is
         then most likely down for the rest too. Returns how many went out."""
@@ -73,7 +73,7 @@ class Outbox:
             if ids is not None:
                 query = query.where(self.model.id.in_(ids))
             else:
-                query = query.where(self.model.created_at < utcnow() - RELAY_GRACE)
+                query = query.where(self.model.created_at <= utcnow() - grace)
             query = query.order_by(self.model.created_at).limit(limit)
             if session.bind.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)

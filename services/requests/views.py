@@ -135,7 +135,7 @@ class Categories(MethodView):
     @api.response(200, CategoryOut(many=True))
     def get(self):
         """Service categories; staff-only ones never go to volunteers."""
-        return contract.CATEGORIES
+        return list(contract.CATEGORIES)  # a tuple would read as (body, status)
 
 
 @api.route("/buildings")

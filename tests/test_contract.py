@@ -1,0 +1,73 @@
+"""The wire contract: envelopes, payload validation, masking."""
+import uuid
+
+import pytest
+
+from services.common import contract
+
+
+def submitted_data(**over):
+    data = {"request_id": str(uuid.uuid4()), "category": "haircut", "summary": "剪短一点", "building": "3",
+            "unit": "1", "masked_phone": "138****1234", "mode": "home", "window_start": None,
+            "window_end": None, "urgency": "normal"}
+    data.update(over)
+    return data
+
+
+def test_envelope_round_trip():
+    env = contract.envelope(contract.REQUEST_SUBMITTED, submitted_data(), source="requests")
+    assert set(env) == {"id", "type", "version", "occurred_at", "source", "data"}
+    opened, data = contract.open_envelope(contract.REQUEST_SUBMITTED, env)
+    assert str(opened["id"]) == env["id"]
+    assert opened["occurred_at"].tzinfo is not None
+    assert data["category"] == "haircut"
+
+
+def test_producer_refuses_a_payload_that_breaks_the_contract():
+    with pytest.raises(contract.ContractError) as exc:
+        contract.envelope(contract.REQUEST_SUBMITTED, submitted_data(category="teleport"), source="requests")
+    assert "category" in exc.value.messages
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda e: e.pop("id"), "id"),
+    (lambda e: e.update(version=99), "version"),
+    (lambda e: e.update(type="notify.send"), "type"),
+    (lambda e: e.update(source="internet"), "source"),
+    (lambda e: e["data"].pop("request_id"), "data"),
+    (lambda e: e["data"].update(extra="x"), "data"),
+])
+def test_consumer_side_rejects_malformed_envelopes(mutate, field):
+    env = contract.envelope(contract.REQUEST_SUBMITTED, submitted_data(), source="requests")
+    mutate(env)
+    with pytest.raises(contract.ContractError) as exc:
+        contract.open_envelope(contract.REQUEST_SUBMITTED, env)
+    assert field in exc.value.messages
+
+
+def test_not_an_object_is_rejected():
+    with pytest.raises(contract.ContractError):
+        contract.open_envelope(contract.STATUS_CHANGED, "hello")
+
+
+def test_every_task_goes_to_its_service_queue():
+    assert contract.queue_for(contract.REQUEST_SUBMITTED) == "volunteers"
+    assert contract.queue_for(contract.STATUS_CHANGED) == "requests"
+    assert contract.queue_for(contract.NOTIFY_SEND) == "notify"
+    with pytest.raises(ValueError):
+        contract.queue_for("payments.charge")
+
+
+def test_masking():
+    assert contract.mask_phone("13812341234") == "138****1234"
+    assert contract.mask_phone("0571-88880000") == "057****0000"
+    assert contract.mask_url("wecombot://abcdef-secret-key") == "wecombot://****"
+    masked = contract.mask_url("mailto://user:pass@smtp.example.org?to=a@b.c")
+    assert "pass" not in masked and "a@b.c" not in masked
+    assert contract.mask_url("json://127.0.0.1:9000/hook?token=s3cret") == "json://127.0.0.1:9000/****"
+
+
+def test_staff_only_categories_are_not_volunteer_skills():
+    staff = {c.code for c in contract.CATEGORIES if c.staff_only}
+    assert staff == {"lift_retrofit", "parking", "environment", "complaint"}
+    assert not staff & set(contract.VOLUNTEER_SKILLS)

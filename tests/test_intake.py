@@ -1,0 +1,176 @@
+"""Intake: the web form and the JSON API, on SQLite and PostgreSQL."""
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from services.common import contract
+from services.requests.models import OutboxMessage, ServiceRequest, StatusChange
+from tests.conftest import ADMIN_TOKEN, SERVICE_TOKEN, csrf_token
+
+GOOD = {
+    "category": "haircut",
+    "description": "想在家理个发，腿脚不方便",
+    "building": "3",
+    "unit": "1",
+    "room": "302",
+    "contact_name": "张桂兰",
+    "contact_phone": "13812341234",
+    "mode": "home",
+    "urgency": "normal",
+    "consent": True,
+}
+
+BAD_CASES = {
+    "missing category": ({"category": None}, "category"),
+    "invalid phone": ({"contact_phone": "12345"}, "contact_phone"),
+    "over-long description": ({"description": "修" * 1001}, "description"),
+    "unknown building": ({"building": "999"}, "building"),
+    "unknown unit": ({"unit": "9"}, "unit"),
+    "no consent": ({"consent": False}, "consent"),
+    "window ends before it starts": ({"window_start": "2099-01-02T10:00", "window_end": "2099-01-02T09:00"},
+                                     "window_end"),
+}
+
+
+def with_changes(changes):
+    data = dict(GOOD)
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key)
+        else:
+            data[key] = value
+    return data
+
+
+def counts(app):
+    session = app.extensions["db"].Session
+    with app.app_context():
+        return tuple(session.scalar(select(func.count()).select_from(m))
+                     for m in (ServiceRequest, StatusChange, OutboxMessage))
+
+
+@pytest.fixture
+def intake(make_app, backend):
+    return make_app("requests", backend=backend)
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_api_rejects_bad_input_field_by_field_and_stores_nothing(intake, case):
+    changes, field = BAD_CASES[case]
+    before = counts(intake)
+    resp = intake.test_client().post("/api/v1/requests", json=with_changes(changes))
+    assert resp.status_code == 422
+    assert field in resp.json["errors"]["json"]
+    assert counts(intake) == before
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_form_rerenders_with_a_message_next_to_the_bad_field_and_stores_nothing(intake, case):
+    changes, field = BAD_CASES[case]
+    client = intake.test_client()
+    token = csrf_token(client.get("/").get_data(as_text=True))
+    form = {k: ("true" if v is True else "" if v is False else v) for k, v in with_changes(changes).items()}
+    before = counts(intake)
+    resp = client.post("/", data={**form, "csrf_token": token})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 422
+    assert f'id="{field}-error"' in html
+    # What the resident typed is kept, so nothing has to be entered twice.
+    assert GOOD["contact_name"] in html
+    assert counts(intake) == before
+
+
+def test_form_errors_are_in_chinese_by_default_and_english_on_request(intake):
+    client = intake.test_client()
+    token = csrf_token(client.get("/").get_data(as_text=True))
+    html = client.post("/", data={"csrf_token": token}).get_data(as_text=True)
+    assert "请选择服务类别。" in html
+    client.get("/?lang=en")  # the visible switch; remembered in a cookie
+    token = csrf_token(client.get("/").get_data(as_text=True))
+    html = client.post("/", data={"csrf_token": token}).get_data(as_text=True)
+    assert "Choose a service category." in html
+
+
+def test_form_without_csrf_token_is_refused(intake):
+    before = counts(intake)
+    resp = intake.test_client().post("/", data={**GOOD, "consent": "true"})
+    assert resp.status_code == 400
+    assert counts(intake) == before
+
+
+def test_form_submission_stores_request_and_event_and_shows_tracking_page(intake, unit_redis):
+    client = intake.test_client()
+    token = csrf_token(client.get("/").get_data(as_text=True))
+    resp = client.post("/", data={**GOOD, "consent": "true", "urgency": "urgent", "csrf_token": token,
+                                  "window_start": "2099-03-01T09:00", "window_end": "2099-03-01T11:00"})
+    assert resp.status_code == 303
+    code = re.search(r"/track/([A-Z0-9]+)", resp.headers["Location"]).group(1)
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "已提交" in page and code[:4] in page
+    assert GOOD["contact_phone"] not in page and GOOD["contact_name"] not in page
+
+    session = intake.extensions["db"].Session
+    with intake.app_context():
+        req = session.scalar(select(ServiceRequest).where(ServiceRequest.tracking_code == code))
+        assert req.urgency == "urgent" and req.channel == "web"
+        # 09:00 in Hangzhou is 01:00 UTC.
+        assert req.window_start.hour == 1 and req.window_start.utcoffset() == timedelta(0)
+        event = session.scalar(select(OutboxMessage))
+        assert event.published_at is not None  # relayed right after the commit
+    # ...onto the matching service's queue, carrying no name, phone or room.
+    raw = unit_redis.lindex("volunteers", 0)
+    assert raw is not None
+    body = json.loads(raw)["body"]
+    assert GOOD["contact_phone"] not in raw.decode() and "302" not in json.dumps(event.envelope["data"])
+    assert event.envelope["data"]["masked_phone"] == "138****1234"
+    assert body  # a Celery message with our envelope inside
+
+
+def test_api_submission_and_tracking_without_personal_data(intake):
+    client = intake.test_client()
+    resp = client.post("/api/v1/requests", json={**GOOD, "contact_phone": " 138 1234 1234 "})
+    assert resp.status_code == 201
+    assert resp.json["status"] == "submitted"
+    assert re.fullmatch(r"[A-HJ-NP-Z2-9]{12}", resp.json["tracking_code"])
+    code = resp.json["tracking_code"]
+    dashed = f"{code[:4]}-{code[4:8]}-{code[8:].lower()}"
+    tracked = client.get(f"/api/v1/requests/{dashed}")
+    assert tracked.status_code == 200
+    text = tracked.get_data(as_text=True)
+    for secret in (GOOD["contact_name"], "13812341234", "302"):
+        assert secret not in text
+    assert [h["status"] for h in tracked.json["history"]] == ["submitted"]
+    assert client.get("/api/v1/requests/AAAAAAAAAAAA").status_code == 404
+    assert client.get("/track/AAAAAAAAAAAA").status_code == 404
+
+
+def test_contact_is_only_for_services_holding_the_token(intake):
+    client = intake.test_client()
+    request_id = client.post("/api/v1/requests", json=GOOD).json["id"]
+    url = f"/api/v1/internal/requests/{request_id}/contact"
+    assert client.get(url).status_code == 401
+    assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    for token in (SERVICE_TOKEN, ADMIN_TOKEN):
+        resp = client.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 200
+        assert resp.json["contact_phone"] == "13812341234" and resp.json["room"] == "302"
+
+
+def test_catalogue_endpoints(intake):
+    client = intake.test_client()
+    cats = client.get("/api/v1/categories").json
+    assert {c["code"] for c in cats} == set(contract.CATEGORY_BY_CODE)
+    assert next(c for c in cats if c["code"] == "parking") == {
+        "code": "parking", "name_zh": "停车", "name_en": "Parking", "staff_only": True}
+    buildings = client.get("/api/v1/buildings").json
+    assert len(buildings) == 69
+    assert buildings[0]["code"] == "1" and buildings[0]["units"] and buildings[0]["grid"] == "G1"
+
+
+def test_health_and_readiness(intake):
+    client = intake.test_client()
+    assert client.get("/healthz").json["status"] == "ok"
+    assert client.get("/readyz").json == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
