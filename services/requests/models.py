@@ -30,8 +30,7 @@ class Building(Base):
     units: Mapped[list] = mapped_column(JSON)
 
 
-# Which status may follow which. Events can arrive out of order (several
-# worker processes); a stale one (say `offered` after `assigned`) is ignored.
+# Which status may follow which; anything else is refused.
 TRANSITIONS = {
     "submitted": {"matching", "offered", "assigned", "escalated", "cancelled"},
     "matching": {"offered", "assigned", "escalated", "cancelled"},
@@ -79,6 +78,9 @@ class ServiceRequest(Base):
     language: Mapped[str] = mapped_column(String(8), default="zh-CN")  # for messages to the resident
     status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)
     volunteer_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # When the event behind the current status happened (its occurred_at):
+    # an older event arriving late must not undo a newer one.
+    status_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -94,12 +96,17 @@ class ServiceRequest(Base):
     def tracking_url(self, base_url: str) -> str:
         return f"{base_url}/track/{self.tracking_code}"
 
-    def move_to(self, status: str, actor: str, note: str = "") -> bool:
+    def move_to(self, status: str, actor: str, note: str = "", event_at: datetime | None = None) -> bool:
         """Record a transition; refuse (and return False) one that the
-        lifecycle does not allow from the current status."""
+        lifecycle does not allow from the current status, or one reported
+        by an event older than the one behind the current status (events
+        can arrive out of order when several workers consume)."""
         if status not in TRANSITIONS[self.status]:
             return False
+        if event_at and self.status_event_at and event_at < self.status_event_at:
+            return False
         self.status = status
+        self.status_event_at = event_at or self.status_event_at
         self.history.append(StatusChange(status=status, actor=actor, note=note, at=utcnow()))
         return True
 

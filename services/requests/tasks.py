@@ -25,7 +25,7 @@ def apply_status_change(session, data, env) -> None:
     req = session.get(ServiceRequest, str(data["request_id"]))
     if req is None:
         raise Permanent("no such request")
-    if not req.move_to(data["status"], actor=data["actor"], note=data["note"]):
+    if not req.move_to(data["status"], actor=data["actor"], note=data["note"], event_at=env["occurred_at"]):
         log.info("stale status change ignored",
                  extra={"event_id": str(env["id"]), "from": req.status, "to": data["status"]})
         return

@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 53e27514c4a4
+Revision ID: 68a3432c9ed7
 Revises: 
-Create Date: 2026-11-27 07:46:47.413412
+Create Date: 2026-11-27 07:54:00.796829
 """
 from alembic import op
 import sqlalchemy as sa
 import services.common.db
 
 
-revision = '53e27514c4a4'
+revision = '68a3432c9ed7'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -78,6 +78,7 @@ def upgrade():
     sa.Column('language', sa.String(length=8), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('volunteer_name', sa.String(length=64), nullable=True),
+    sa.Column('status_event_at', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
     sa.Column('updated_at', services.common.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['building_code'], ['building.code'], ),

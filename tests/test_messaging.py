@@ -1,0 +1,127 @@
+"""The outbox and the idempotent consumer, on SQLite and PostgreSQL."""
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from services.common import contract
+from services.requests import tasks as intake_tasks
+from services.requests.models import DeadMessage, OutboxMessage, ServiceRequest, StatusChange
+from tests.conftest import UNIT_REDIS_URL
+from tests.test_intake import GOOD
+
+# A port nobody listens on: Redis "down".
+DOWN_REDIS_URL = "redis://127.0.0.1:1/0"
+
+
+def count(app, model):
+    with app.app_context():
+        return app.extensions["db"].Session.scalar(select(func.count()).select_from(model))
+
+
+def test_a_rollback_produces_no_event(make_app, unit_redis):
+    app = make_app("requests")
+    outbox = app.extensions["outbox"]
+    session = app.extensions["db"].Session
+    with app.app_context():
+        outbox.emit(session, contract.STATUS_CHANGED, {"request_id": str(uuid.uuid4()), "status": "assigned",
+                                                       "actor": "test", "note": "", "volunteer_name": None})
+        session.rollback()
+    assert count(app, OutboxMessage) == 0
+    assert unit_redis.llen("requests") == 0
+
+
+def test_redis_down_still_takes_the_request_and_the_relay_sends_it_later(make_app, backend, unit_redis):
+    down = make_app("requests", backend=backend, REDIS_URL=DOWN_REDIS_URL)
+    started = time.monotonic()
+    resp = down.test_client().post("/api/v1/requests", json=GOOD)
+    elapsed = time.monotonic() - started
+    assert resp.status_code == 201 and resp.json["tracking_code"]
+    assert elapsed < 10  # answered, not hung (generous: this is a correctness check, not a benchmark)
+    outbox = down.extensions["outbox"]
+    assert outbox.pending() == 1
+    with down.app_context():
+        row = down.extensions["db"].Session.scalar(select(OutboxMessage))
+        assert row.attempts == 1 and row.last_error
+
+    # Redis is back: the periodic relay (same database, working broker) sends it.
+    from services.requests import create_app
+    up = create_app({"DATABASE_URL": down.config["DATABASE_URL"], "REDIS_URL": UNIT_REDIS_URL})
+    assert up.extensions["outbox"].relay(grace=timedelta(0)) == 1
+    assert up.extensions["outbox"].pending() == 0
+    assert unit_redis.llen("volunteers") == 1
+
+
+def status_message(request_id, status="assigned", **over):
+    env = contract.envelope(contract.STATUS_CHANGED, {"request_id": request_id, "status": status,
+                                                      "actor": "volunteer:1", "note": "",
+                                                      "volunteer_name": "王师傅"}, source="volunteers")
+    env.update(over)
+    return env
+
+
+@pytest.fixture
+def intake_with_request(make_app, backend):
+    app = make_app("requests", backend=backend)
+    request_id = app.test_client().post("/api/v1/requests", json=GOOD).json["id"]
+    return app, request_id
+
+
+def run(app, task, message):
+    with app.app_context():
+        return task.apply(args=[message]).get()
+
+
+def test_the_same_message_twice_has_one_effect(intake_with_request):
+    app, request_id = intake_with_request
+    message = status_message(request_id)
+    assert run(app, intake_tasks.status_changed, message) == "done"
+    assert run(app, intake_tasks.status_changed, message) == "duplicate"
+    with app.app_context():
+        session = app.extensions["db"].Session
+        req = session.get(ServiceRequest, request_id)
+        assert req.status == "assigned" and req.volunteer_name == "王师傅"
+        assert [h.status for h in req.history] == ["submitted", "assigned"]
+        # One notification to the resident, not two.
+        notes = session.scalars(select(OutboxMessage).where(OutboxMessage.task_name == contract.NOTIFY_SEND)).all()
+        assert len(notes) == 1
+        assert notes[0].envelope["data"]["recipient"] == f"resident:{request_id}"
+
+
+def test_a_stale_status_is_ignored(intake_with_request):
+    app, request_id = intake_with_request
+    # The offer was made before the acceptance, but its event arrives after.
+    offered = status_message(request_id, "offered")
+    run(app, intake_tasks.status_changed, status_message(request_id, "assigned"))
+    assert run(app, intake_tasks.status_changed, offered) == "done"
+    with app.app_context():
+        req = app.extensions["db"].Session.get(ServiceRequest, request_id)
+        assert req.status == "assigned"
+        assert count(app, StatusChange) == 2
+
+
+@pytest.mark.parametrize("breakage", ["schema", "version", "garbage"])
+def test_a_malformed_message_is_recorded_dead_and_the_worker_goes_on(intake_with_request, breakage):
+    app, request_id = intake_with_request
+    message = status_message(request_id)
+    if breakage == "schema":
+        message["data"]["status"] = "teleported"
+    elif breakage == "version":
+        message["version"] = 7
+    else:
+        message = ["not", "an", "envelope"]
+    assert run(app, intake_tasks.status_changed, message) == "dead"
+    with app.app_context():
+        dead = app.extensions["db"].Session.scalar(select(DeadMessage))
+        assert dead.task_name == contract.STATUS_CHANGED and dead.error.startswith("contract")
+        assert app.extensions["db"].Session.get(ServiceRequest, request_id).status == "submitted"
+    # The next good message is handled as usual.
+    assert run(app, intake_tasks.status_changed, status_message(request_id)) == "done"
+
+
+def test_a_message_about_an_unknown_request_is_dead_not_retried(intake_with_request):
+    app, _ = intake_with_request
+    assert run(app, intake_tasks.status_changed, status_message(str(uuid.uuid4()))) == "dead"
+    assert count(app, DeadMessage) == 1
