@@ -15,6 +15,8 @@ import pytest
 import yaml
 from celery import Celery
 
+from tests.system import procfile
+
 ROOT = Path(__file__).resolve().parents[1]
 LINLI_PROCESSES = {"requests", "volunteers", "notify", "requests-worker", "volunteers-worker", "notify-worker", "beat"}
 
@@ -71,15 +73,6 @@ def test_compose_has_every_process_with_healthchecks_and_ordering(compose):
 def argv(command) -> list[str]:
     """Compose keeps a command as written (string or list); compare argv."""
     return shlex.split(command) if isinstance(command, str) else list(command)
-
-
-def procfile() -> dict[str, str]:
-    entries = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, command = line.split(":", 1)
-            entries[name.strip()] = command.strip()
-    return entries
 
 
 def test_procfile_and_compose_start_the_same_commands(compose):

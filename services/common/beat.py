@@ -17,5 +17,6 @@ celery_app.conf.beat_schedule = {
 }
 # Kept with the data; written every tick, so its age tells a healthcheck
 # that beat is alive.
+data_dir().mkdir(parents=True, exist_ok=True)
 celery_app.conf.beat_schedule_filename = str(data_dir() / "beat-schedule")
 celery_app.conf.beat_sync_every = 1

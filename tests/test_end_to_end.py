@@ -1,0 +1,122 @@
+"""The whole flow over real HTTP, with real processes (three gunicorn web
+services, three Celery workers, beat) on the real Redis, a real webhook
+receiver and a real SMTP server — once on SQLite, once on PostgreSQL.
+
+A resident submits the web form; the volunteer's webhook receives the
+offer; the volunteer follows the link, sees the masked contact, accepts,
+sees the full contact; the resident's tracking page says assigned. A
+staff-only request goes to the grid leader by email instead."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import redis
+import requests
+
+from services.common.community import load as load_community
+from services.common.settings import base_config
+from tests.conftest import csrf_token
+from tests.receivers import SmtpReceiver, WebhookReceiver, wait_for
+from tests.system import System, extract
+
+pytestmark = pytest.mark.integration
+
+# Its own Redis database: nothing else feeds or drains these queues.
+IT_REDIS_URL = "redis://127.0.0.1:6379/14"
+
+RESIDENT = {
+    "category": "haircut", "description": "腿脚不便，想请师傅上门理发", "building": "3", "unit": "1",
+    "room": "1502", "contact_name": "张桂兰", "contact_phone": "13812341234", "mode": "home",
+    "urgency": "normal", "consent": "true",
+}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def system(request, tmp_path_factory):
+    redis.Redis.from_url(IT_REDIS_URL).flushdb()
+    community = json.loads(json.dumps(load_community(base_config("requests")["COMMUNITY_FILE"])))
+    with WebhookReceiver() as hook, SmtpReceiver() as smtp:
+        grid1 = next(g for g in community["grids"] if g["code"] == "G1")
+        grid1["leader"]["channels"] = [smtp.url("grid1@example.org")]
+        sys_ = System(tmp_path_factory.mktemp(f"linli-{request.param}"), request.param, IT_REDIS_URL, community)
+        sys_.hook, sys_.smtp = hook, smtp
+        try:
+            yield sys_.start()
+        finally:
+            sys_.stop()
+
+
+def test_form_to_volunteer_and_back(system):
+    urls = system.urls
+    # Staff register a volunteer whose channel is our webhook receiver.
+    resp = requests.post(f"{urls['volunteers']}/api/v1/volunteers", headers=system.admin(), timeout=5, json={
+        "name": "王建国", "phone": "13900001111", "building": "3", "unit": "2", "skills": ["haircut"],
+        "capacity": 2, "channels": [system.hook.url("/wang")]})
+    assert resp.status_code == 201, resp.text
+    volunteer_id = resp.json()["id"]
+
+    # The resident fills in the web form (with its CSRF token) and lands on the tracking page.
+    resident = requests.Session()
+    form = resident.get(f"{urls['requests']}/", timeout=5)
+    assert "我要求助" in form.text and "理发" in form.text
+    answer = resident.post(f"{urls['requests']}/", data={**RESIDENT, "csrf_token": csrf_token(form.text)}, timeout=10)
+    assert answer.status_code == 200 and "/track/" in answer.url
+    code = extract(r"/track/([A-Z0-9]{12})", answer.url)
+    assert "13812341234" not in answer.url
+
+    # The offer reaches the volunteer's webhook, with a link and a masked phone.
+    offer = wait_for(lambda: next((r for r in system.hook.received if r["path"] == "/wang"), None),
+                     timeout=30, what="the offer at the volunteer's webhook")["body"]
+    assert "138****1234" in offer["message"] and "13812341234" not in offer["message"]
+    link = extract(r"(http://127\.0\.0\.1:\d+/offers/[\w-]+)", offer["message"])
+    assert system.wait_status(code, "offered")["status"] == "offered"
+
+    volunteer = requests.Session()
+    page = volunteer.get(link, timeout=5)
+    assert page.status_code == 200
+    assert "138****1234" in page.text and "3幢" in page.text
+    assert "13812341234" not in page.text and "1502" not in page.text and "张桂兰" not in page.text
+
+    accepted = volunteer.post(link, data={"decision": "accept", "csrf_token": csrf_token(page.text)}, timeout=10)
+    assert accepted.status_code == 200
+    assert "13812341234" in accepted.text and "1502" in accepted.text and "张桂兰" in accepted.text
+
+    tracked = system.wait_status(code, "assigned")
+    assert tracked["volunteer_name"] == "王建国"
+    assert [h["status"] for h in tracked["history"]] == ["submitted", "offered", "assigned"]
+    page = resident.get(f"{urls['requests']}/track/{code}", timeout=5).text
+    assert "已接单" in page and "王建国" in page
+    # The resident's in-app message arrives (shown on the tracking page).
+    wait_for(lambda: "王建国接单" in resident.get(f"{urls['requests']}/track/{code}", timeout=5).text,
+             timeout=30, what="the resident's in-app message")
+
+    deliveries = requests.get(f"{urls['notify']}/api/v1/deliveries", params={"recipient": f"volunteer:{volunteer_id}"},
+                              headers=system.admin(), timeout=5).json()
+    assert [(d["status"], d["attempts"]) for d in deliveries] == [("sent", 1)]
+    assert system.hook.url("/wang") not in json.dumps(deliveries)
+
+
+def test_staff_only_request_is_escalated_to_the_grid_leader(system):
+    resp = requests.post(f"{system.urls['requests']}/api/v1/requests", timeout=10, json={
+        **RESIDENT, "consent": True, "category": "parking", "building": "5", "unit": "1",
+        "description": "孝心车位被占用了"})
+    assert resp.status_code == 201, resp.text
+    code = resp.json()["tracking_code"]
+    mail = wait_for(lambda: next((m for m in system.smtp.messages if "孝心车位" in m.get_body().get_content()), None),
+                    timeout=30, what="the escalation email to the grid leader")
+    assert mail["To"] == "grid1@example.org"
+    assert "13812341234" not in mail.get_body().get_content()
+    tracked = system.wait_status(code, "escalated")
+    assert tracked["history"][-1]["note"] == "staff_only"
+    page = requests.get(f"{system.urls['requests']}/track/{code}", timeout=5).text
+    assert "已转社区工作人员处理" in page
+
+
+def test_no_personal_data_in_any_log(system):
+    logs = system.all_logs()
+    assert "offer made" in logs  # the logs are there to be read
+    for secret in ("13812341234", "13900001111", "张桂兰", system.hook.url("/wang")):
+        assert secret not in logs, f"{secret} found in the logs"
+    assert not re.search(r"Traceback", logs), "a process logged a traceback"
