@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export LINLI_DATA_DIR ?= $(CURDIR)/var/data
 
-.PHONY: install run seed test test-unit translations clean
+.PHONY: install run seed test test-unit translations translations-update clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,12 @@ install: $(VENV)/.installed translations
 
 translations: $(VENV)/.installed
 	$(BIN)/pybabel compile -d services/common/translations
+
+CATALOG := services/common/translations
+translations-update: $(VENV)/.installed
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _l -o $(CATALOG)/messages.pot .
+	$(BIN)/pybabel update -i $(CATALOG)/messages.pot -d $(CATALOG) --no-fuzzy-matching
+	rm $(CATALOG)/messages.pot
 
 .env:
 	$(BIN)/python deploy/make_env.py .env.example .env
