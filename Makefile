@@ -3,6 +3,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export LINLI_DATA_DIR ?= $(CURDIR)/var/data
+# The Procfile's commands (gunicorn, celery, flask) come from the venv.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install run seed test test-unit translations translations-update clean
 
