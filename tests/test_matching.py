@@ -119,6 +119,7 @@ def test_a_request_is_offered_to_the_nearest_volunteer_once(matching):
     sends = events(matching, contract.NOTIFY_SEND)
     assert len(sends) == 1 and sends[0]["recipient"] == f"volunteer:{near}"
     assert sends[0]["context"]["masked_phone"] == "138****1234"
+    assert "unit" not in sends[0]["context"]  # the building only, before acceptance
     assert sends[0]["context"]["offer_url"].startswith("http://127.0.0.1:8002/offers/")
     assert [e["status"] for e in events(matching, contract.STATUS_CHANGED)] == ["offered"]
     assert far != near

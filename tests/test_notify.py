@@ -11,7 +11,7 @@ from tests.conftest import ADMIN_TOKEN, SERVICE_TOKEN
 from tests.receivers import SmtpReceiver, WebhookReceiver
 
 CONTEXTS = {
-    "offer": {"category": "haircut", "building": "3幢", "unit": "1", "masked_phone": "138****1234",
+    "offer": {"category": "haircut", "building": "3幢", "masked_phone": "138****1234",
               "summary": "理发", "window_start": "", "window_end": "", "offer_url": "http://x/offers/t"},
     "assigned": {"category": "haircut", "tracking_code": "ABCD", "volunteer_name": "王师傅",
                  "tracking_url": "http://x/track/ABCD"},

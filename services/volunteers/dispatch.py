@@ -74,9 +74,9 @@ def offer_next(session, outbox, req: ServiceRequest, base_url: str) -> Offer | N
     req.status = "offered"
     _notify(outbox, session, key=f"offer:{offer.id}", recipient=f"volunteer:{vol.id}", channels=vol.channels,
             language=vol.language, template="offer", urgent=req.urgency == "urgent", context={
+                # Before acceptance a volunteer learns the building only.
                 "category": req.category,
                 "building": req.home.name,
-                "unit": req.unit or "",
                 "masked_phone": req.masked_phone,
                 "summary": req.summary[:200],
                 "window_start": req.window_start.isoformat() if req.window_start else "",
