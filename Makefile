@@ -6,7 +6,7 @@ export LINLI_DATA_DIR ?= $(CURDIR)/var/data
 # The Procfile's commands (gunicorn, celery, flask) come from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run seed test test-unit translations translations-update clean
+.PHONY: install run seed lint test test-unit translations translations-update clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,7 +38,10 @@ run: seed
 	$(BIN)/python deploy/urls.py
 	$(BIN)/honcho start
 
-test: install
+lint: install
+	$(BIN)/ruff check services tests
+
+test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install

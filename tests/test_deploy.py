@@ -115,7 +115,8 @@ def test_gunicorn_binds_each_service_to_its_port(monkeypatch, service, port):
 
 
 def test_dockerfile_builds_one_image_that_runs_as_a_user():
-    lines = [l.strip() for l in (ROOT / "Dockerfile").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     assert lines[0].startswith("FROM python:3.11")
     text = "\n".join(lines)
     for needed in ("COPY services ./services", "COPY data ./data", "COPY deploy ./deploy", "pip install -e .",

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 
 # --- Queues: one per service; a worker consumes only its own (-Q <name>). ---
 QUEUES = ("requests", "volunteers", "notify")

@@ -6,6 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
 PORTS = {"requests": 8001, "volunteers": 8002, "notify": 8003}
 
 
@@ -59,7 +60,7 @@ def base_config(service: str) -> dict:
         **{f"{name.upper()}_API_URL": env.get(f"LINLI_{name.upper()}_API_URL", _public_url(name)).rstrip("/")
            for name in PORTS},
         "DEMO": env.get("LINLI_DEMO", "1") != "0",
-        "COMMUNITY_FILE": env.get("LINLI_COMMUNITY_FILE", str(Path(__file__).resolve().parents[2] / "data" / "community.json")),
+        "COMMUNITY_FILE": env.get("LINLI_COMMUNITY_FILE", str(REPO / "data" / "community.json")),
         "API_TITLE": f"Linli {service}",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",

@@ -9,9 +9,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from services.common.cli import register_db_commands
-from services.common.db import Database
-from services.common.queueing import celery_init_app
-from services.common.web import init_web
+from services.common.factory import service_app
 
 from . import config
 
@@ -19,20 +17,13 @@ VERSIONS = Path(__file__).with_name("migrations")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__)
-    app.config.update(config.load())
-    if test_config:
-        app.config.update(test_config)
-
     from .models import Base
 
-    db = Database(app.config["DATABASE_URL"])
-    db.init_app(app)
-    init_web(app)
-    celery_init_app(app, "notify")
+    app = service_app(__name__, config.load(), test_config)
 
     from . import tasks, views  # noqa: F401  (tasks register with Celery)
 
+    app.extensions["csrf"].exempt(views.api)  # bearer-token API, no cookie credentials
     Api(app).register_blueprint(views.api)
     app.register_blueprint(views.web)
     register_db_commands(app, Base.metadata, VERSIONS, seed)

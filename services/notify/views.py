@@ -3,8 +3,8 @@ and the volunteer portal with the service token) and the delivery log for
 staff."""
 from __future__ import annotations
 
-from flask import current_app, render_template
 from flask import Blueprint as WebBlueprint
+from flask import current_app, render_template
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, render_template
+from flask import Flask
 from flask_smorest import Api
-from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import select
 
 from services.common.cli import register_db_commands
 from services.common.community import load as load_community
-from services.common.db import Database
-from services.common.outbox import Outbox
-from services.common.queueing import celery_init_app
-from services.common.web import init_web
+from services.common.factory import service_app
 
 from . import config
 
@@ -24,30 +20,15 @@ VERSIONS = Path(__file__).with_name("migrations")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__)
-    app.config.update(config.load())
-    if test_config:
-        app.config.update(test_config)
-
     from .models import Base, OutboxMessage
 
-    db = Database(app.config["DATABASE_URL"])
-    db.init_app(app)
-    init_web(app)
-    celery_app = celery_init_app(app, "volunteers")
-    app.extensions["outbox"] = Outbox(OutboxMessage, db, celery_app, source="volunteers")
+    app = service_app(__name__, config.load(), test_config, outbox_model=OutboxMessage)
 
     from . import tasks, views  # noqa: F401  (tasks register with Celery)
 
-    csrf = CSRFProtect(app)
-    csrf.exempt(views.api)  # bearer-token API, no cookie credentials
+    app.extensions["csrf"].exempt(views.api)  # bearer-token API, no cookie credentials
     Api(app).register_blueprint(views.api)
     app.register_blueprint(views.web)
-
-    @app.errorhandler(CSRFError)
-    def csrf_error(exc):
-        return render_template("csrf_error.html"), 400
-
     register_db_commands(app, Base.metadata, VERSIONS, seed)
     return app
 

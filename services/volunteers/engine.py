@@ -56,7 +56,8 @@ def eligible(req: RequestFacts, vol: VolunteerFacts) -> bool:
     return vol.active and req.category in vol.skills and vol.active_tasks < vol.capacity
 
 
-def rank(req: RequestFacts, volunteers: Iterable[VolunteerFacts], exclude: frozenset[int] = frozenset()) -> list[Candidate]:
+def rank(req: RequestFacts, volunteers: Iterable[VolunteerFacts],
+         exclude: frozenset[int] = frozenset()) -> list[Candidate]:
     found = []
     for vol in volunteers:
         if vol.id in exclude or not eligible(req, vol):

@@ -80,7 +80,8 @@ def answer_offer(token: str):
     if decision == "accept":
         outcome = dispatch.accept(session, outbox, offer)
     elif decision == "decline":
-        outcome = "declined" if dispatch.decline(session, outbox, offer, current_app.config["VOLUNTEERS_URL"]) else "closed"
+        declined = dispatch.decline(session, outbox, offer, current_app.config["VOLUNTEERS_URL"])
+        outcome = "declined" if declined else "closed"
     else:
         return render_template("offer.html", offer=offer, req=offer.request, reasons=[], contact=None,
                                category=contract.CATEGORY_BY_CODE[offer.request.category],

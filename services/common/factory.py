@@ -1,0 +1,33 @@
+"""What every service's create_app does before adding its own views:
+configuration (defaults, environment, test mapping), database, web
+plumbing, CSRF, Celery, and the outbox for services that emit events."""
+from __future__ import annotations
+
+from flask import Flask, render_template
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from .db import Database
+from .outbox import Outbox
+from .queueing import celery_init_app
+from .web import init_web
+
+
+def service_app(import_name: str, config: dict, test_config: dict | None, outbox_model=None) -> Flask:
+    app = Flask(import_name)
+    app.config.update(config)
+    if test_config:
+        app.config.update(test_config)
+    service = app.config["SERVICE"]
+    db = Database(app.config["DATABASE_URL"])
+    db.init_app(app)
+    init_web(app)
+    app.extensions["csrf"] = CSRFProtect(app)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return render_template("csrf_error.html"), 400
+
+    celery_app = celery_init_app(app, service)
+    if outbox_model is not None:
+        app.extensions["outbox"] = Outbox(outbox_model, db, celery_app, source=service)
+    return app
