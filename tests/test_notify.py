@@ -15,7 +15,12 @@ CONTEXTS = {
     "offer": {"category": "haircut", "building": "3幢", "masked_phone": "138****1234",
               "summary": "理发", "window_start": "", "window_end": "", "offer_url": "http://x/offers/t"},
     "assigned": {"category": "haircut", "tracking_code": "ABCD", "volunteer_name": "王师傅",
-                 "tracking_url": "http://x/track/ABCD"},
+                 "tracking_url": "http://x/track/ABCD", "appointment": "", "place": ""},
+    "offer_withdrawn": {"category": "haircut", "building": "3幢", "reason": "taken"},
+    "completed": {"category": "haircut", "tracking_code": "ABCD", "volunteer_name": "王师傅",
+                  "tracking_url": "http://x/track/ABCD"},
+    "magic_link": {"login_url": "http://x/login/t", "minutes": 30},
+    "thanks": {"category": "haircut", "rating": 5, "thanks": True, "comment": "谢谢王师傅"},
     "escalation": {"category": "parking", "building": "3幢", "unit": "", "masked_phone": "138****1234",
                    "summary": "车位", "reason": "staff_only", "leader_name": "宋德明"},
 }
@@ -27,11 +32,18 @@ def test_every_event_renders_in_both_languages(template, language):
     title, short, full = messages.render(template, language, CONTEXTS[template])
     assert title and short and full
     assert "{{" not in short + full
-    name = contract.CATEGORY_BY_CODE[CONTEXTS[template]["category"]].name(language)
-    assert name in short
+    if "category" in CONTEXTS[template]:
+        name = contract.CATEGORY_BY_CODE[CONTEXTS[template]["category"]].name(language)
+        assert name in short
     if language == "zh-CN":
         # An SMS in China is 70 characters; the link may run over.
         assert len(short.split("http")[0]) <= 70
+
+
+def test_a_station_booking_tells_when_and_where():
+    context = {**CONTEXTS["assigned"], "appointment": "11月28日 周六 09:00", "place": "翠邻里服务站（3幢一楼）"}
+    title, short, full = messages.render("assigned", "zh-CN", context)
+    assert "11月28日 周六 09:00" in short and "翠邻里服务站" in short and "翠邻里服务站" in full
 
 
 def test_a_missing_context_value_fails_loudly():

@@ -13,7 +13,8 @@ celery_app.config_from_object(celery_settings(redis_url(), None))
 EVERY = 5.0
 celery_app.conf.beat_schedule = {
     name: {"task": name, "schedule": EVERY, "options": {"expires": EVERY * 2}}
-    for name in (contract.RELAY_REQUESTS_OUTBOX, contract.RELAY_VOLUNTEERS_OUTBOX, contract.RETRY_DELIVERIES)
+    for name in (contract.RELAY_REQUESTS_OUTBOX, contract.RELAY_VOLUNTEERS_OUTBOX, contract.RETRY_DELIVERIES,
+                 contract.SWEEP_DISPATCH)
 }
 # Kept with the data; written every tick, so its age tells a healthcheck
 # that beat is alive.

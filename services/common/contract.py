@@ -12,6 +12,8 @@ categories and the request statuses.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,6 +27,8 @@ SOURCES = QUEUES + ("beat",)
 
 # --- Task names (the receiving service is the prefix, and its queue). ---
 REQUEST_SUBMITTED = "volunteers.request_submitted"
+REQUEST_CANCELLED = "volunteers.request_cancelled"
+FEEDBACK_RECEIVED = "volunteers.feedback_received"
 STATUS_CHANGED = "requests.status_changed"
 NOTIFY_SEND = "notify.send"
 # Periodic housekeeping, sent by the one beat process to each service. They
@@ -32,6 +36,7 @@ NOTIFY_SEND = "notify.send"
 RELAY_REQUESTS_OUTBOX = "requests.relay_outbox"
 RELAY_VOLUNTEERS_OUTBOX = "volunteers.relay_outbox"
 RETRY_DELIVERIES = "notify.retry_deliveries"
+SWEEP_DISPATCH = "volunteers.sweep"  # offer expiry, waiting requests, deadlines, escalation steps
 
 
 def queue_for(task_name: str) -> str:
@@ -51,6 +56,7 @@ class Category:
     zh: str
     en: str
     staff_only: bool = False  # handled by the community office, never by volunteers
+    credential: bool = False  # only volunteers with a verified credential (the retired doctors)
 
     def name(self, lang: str) -> str:
         return self.en if lang.startswith("en") else self.zh
@@ -64,8 +70,8 @@ CATEGORIES = (
     Category("sharpening", "磨剪刀", "Knife and scissor sharpening"),
     Category("umbrella_repair", "修雨伞", "Umbrella repair"),
     Category("bicycle_repair", "修自行车", "Bicycle repair"),
-    Category("health_check", "健康体检", "Basic health check"),
-    Category("prenatal_guidance", "孕产指导", "Prenatal guidance"),
+    Category("health_check", "健康体检", "Basic health check", credential=True),
+    Category("prenatal_guidance", "孕产指导", "Prenatal guidance", credential=True),
     Category("lift_retrofit", "加装电梯", "Lift retrofit", staff_only=True),
     Category("parking", "停车", "Parking", staff_only=True),
     Category("environment", "环境", "Environment", staff_only=True),
@@ -88,7 +94,7 @@ STATUSES = (
 URGENCIES = ("normal", "urgent")
 MODES = ("home", "station")
 LANGUAGES = ("zh-CN", "en")
-TEMPLATES = ("offer", "assigned", "escalation")
+TEMPLATES = ("offer", "offer_withdrawn", "assigned", "completed", "escalation", "magic_link", "thanks")
 
 
 # --- Envelope and payloads ---
@@ -117,6 +123,26 @@ class RequestSubmitted(Schema):
     window_start = fields.AwareDateTime(load_default=None, allow_none=True)
     window_end = fields.AwareDateTime(load_default=None, allow_none=True)
     urgency = fields.String(required=True, validate=validate.OneOf(URGENCIES))
+    # Dispatched first when volunteers are scarce.
+    elderly = fields.Boolean(load_default=False)  # over 80
+    disability = fields.Boolean(load_default=False)
+    # Keyed hash of the requester's phone: a volunteer is never offered their own request.
+    requester_digest = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
+
+
+class RequestCancelled(Schema):
+    request_id = fields.UUID(required=True)
+    actor = fields.String(required=True, validate=validate.Length(1, 64))
+    reason = fields.String(load_default="", validate=validate.Length(0, 500))
+
+
+class FeedbackReceived(Schema):
+    """The resident's thanks and rating after completion (回访)."""
+
+    request_id = fields.UUID(required=True)
+    rating = fields.Integer(required=True, strict=True, validate=validate.Range(1, 5))
+    thanks = fields.Boolean(load_default=False)
+    comment = fields.String(load_default="", validate=validate.Length(0, 500))
 
 
 class StatusChanged(Schema):
@@ -125,6 +151,9 @@ class StatusChanged(Schema):
     actor = fields.String(required=True, validate=validate.Length(1, 64))
     note = fields.String(load_default="", validate=validate.Length(0, 500))
     volunteer_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
+    # A station booking: when and where the resident should come.
+    appointment_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    place = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 100))
 
 
 class NotificationRequested(Schema):
@@ -147,6 +176,8 @@ class NotificationRequested(Schema):
 # (task name, version) → payload schema. An unknown version is rejected.
 PAYLOADS: dict[tuple[str, int], type[Schema]] = {
     (REQUEST_SUBMITTED, 1): RequestSubmitted,
+    (REQUEST_CANCELLED, 1): RequestCancelled,
+    (FEEDBACK_RECEIVED, 1): FeedbackReceived,
     (STATUS_CHANGED, 1): StatusChanged,
     (NOTIFY_SEND, 1): NotificationRequested,
 }
@@ -217,3 +248,10 @@ def mask_url(url: str) -> str:
     if scheme in ("json", "jsons", "form", "forms", "xml", "xmls", "mailto", "mailtos") and host:
         return f"{scheme}://{host}/****"
     return f"{scheme}://****"
+
+
+def phone_digest(phone: str, key: str) -> str:
+    """A keyed hash of a phone number (digits only): lets matching tell that
+    a volunteer is the requester without ever seeing the number."""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return hmac.new(key.encode(), digits.encode(), hashlib.sha256).hexdigest()[:32]

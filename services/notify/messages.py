@@ -28,15 +28,66 @@ TEMPLATES = {
     ),
     ("assigned", "zh-CN"): (
         "邻里：您的请求已有志愿者接单",
-        "【邻里】您的{{ category_name }}请求已由志愿者{{ volunteer_name }}接单，对方会与您联系。查看：{{ tracking_url }}",
-        "您好！\n\n您的{{ category_name }}请求（查询码 {{ tracking_code }}）已由志愿者{{ volunteer_name }}接单，"
-        "对方会尽快与您联系。\n\n查看进度：{{ tracking_url }}\n\n——邻里",
+        "{% if place %}【邻里】您的{{ category_name }}已预约：{{ appointment }}，{{ place }}，{{ volunteer_name }}为您服务。查看：{{ tracking_url }}"
+        "{% else %}【邻里】您的{{ category_name }}请求已由志愿者{{ volunteer_name }}接单，对方会与您联系。查看：{{ tracking_url }}{% endif %}",
+        "您好！\n\n{% if place %}您的{{ category_name }}（查询码 {{ tracking_code }}）已预约在{{ appointment }}，地点：{{ place }}，"
+        "由{{ volunteer_name }}为您服务。{% else %}您的{{ category_name }}请求（查询码 {{ tracking_code }}）已由志愿者{{ volunteer_name }}接单，"
+        "对方会尽快与您联系。{% endif %}\n\n查看进度：{{ tracking_url }}\n\n——邻里",
     ),
     ("assigned", "en"): (
         "Linli: a volunteer took your request",
-        "[Linli] {{ volunteer_name }} took your {{ category_name }} request and will contact you. Track: {{ tracking_url }}",
-        "Hello,\n\nYour {{ category_name }} request (tracking code {{ tracking_code }}) was taken by "
-        "{{ volunteer_name }}, who will contact you soon.\n\nTrack it: {{ tracking_url }}\n\n— Linli",
+        "{% if place %}[Linli] Your {{ category_name }} is booked: {{ appointment }} at {{ place }}, with {{ volunteer_name }}. Track: {{ tracking_url }}"
+        "{% else %}[Linli] {{ volunteer_name }} took your {{ category_name }} request and will contact you. Track: {{ tracking_url }}{% endif %}",
+        "Hello,\n\n{% if place %}Your {{ category_name }} (tracking code {{ tracking_code }}) is booked for {{ appointment }} "
+        "at {{ place }}, with {{ volunteer_name }}.{% else %}Your {{ category_name }} request (tracking code {{ tracking_code }}) "
+        "was taken by {{ volunteer_name }}, who will contact you soon.{% endif %}\n\nTrack it: {{ tracking_url }}\n\n— Linli",
+    ),
+    ("offer_withdrawn", "zh-CN"): (
+        "邻里：这项邀请已结束",
+        "【邻里】{{ building }}的{{ category_name }}邀请已结束（{{ reason_text }}），无需再处理。谢谢您！",
+        "您好！\n\n{{ building }}的{{ category_name }}邀请已结束（{{ reason_text }}），您无需再处理。\n\n谢谢您！——邻里",
+    ),
+    ("offer_withdrawn", "en"): (
+        "Linli: an offer is closed",
+        "[Linli] The {{ category_name }} offer in {{ building }} is closed ({{ reason_text }}); nothing more to do. Thank you!",
+        "Hello,\n\nThe {{ category_name }} offer in {{ building }} is closed ({{ reason_text }}); there is nothing more "
+        "for you to do.\n\nThank you! — Linli",
+    ),
+    ("completed", "zh-CN"): (
+        "邻里：服务已完成，请您评价",
+        "【邻里】您的{{ category_name }}已由{{ volunteer_name }}完成。满意吗？请评价：{{ tracking_url }}",
+        "您好！\n\n您的{{ category_name }}（查询码 {{ tracking_code }}）已由{{ volunteer_name }}完成。\n"
+        "请打开下面的链接告诉我们是否满意，也可以向志愿者道一声谢：\n{{ tracking_url }}\n\n——邻里",
+    ),
+    ("completed", "en"): (
+        "Linli: done — how was it?",
+        "[Linli] {{ volunteer_name }} completed your {{ category_name }}. How was it? Rate: {{ tracking_url }}",
+        "Hello,\n\n{{ volunteer_name }} completed your {{ category_name }} (tracking code {{ tracking_code }}).\n"
+        "Tell us how it went, and thank the volunteer if you like:\n{{ tracking_url }}\n\n— Linli",
+    ),
+    ("magic_link", "zh-CN"): (
+        "邻里：志愿者登录链接",
+        "【邻里】登录链接（{{ minutes }}分钟内有效，仅可用一次）：{{ login_url }}",
+        "您好！\n\n请点击下面的链接登录邻里志愿者页面（{{ minutes }}分钟内有效，仅可用一次）：\n{{ login_url }}\n\n"
+        "如果不是您本人操作，请忽略本消息。——邻里",
+    ),
+    ("magic_link", "en"): (
+        "Linli: your sign-in link",
+        "[Linli] Sign in (valid {{ minutes }} minutes, once): {{ login_url }}",
+        "Hello,\n\nSign in to Linli with this link (valid for {{ minutes }} minutes, once):\n{{ login_url }}\n\n"
+        "If you did not ask for it, ignore this message. — Linli",
+    ),
+    ("thanks", "zh-CN"): (
+        "邻里：居民的评价",
+        "【邻里】居民对您的{{ category_name }}服务打了{{ rating }}星{% if thanks %}，并向您道谢{% endif %}。{{ comment }}",
+        "您好！\n\n居民对您的{{ category_name }}服务打了{{ rating }}星{% if thanks %}，并向您道谢{% endif %}。\n{{ comment }}\n\n"
+        "感谢您为邻居们付出！——邻里",
+    ),
+    ("thanks", "en"): (
+        "Linli: a resident's feedback",
+        "[Linli] A resident rated your {{ category_name }} {{ rating }}/5{% if thanks %} and thanks you{% endif %}. {{ comment }}",
+        "Hello,\n\nA resident rated your {{ category_name }} {{ rating }} out of 5{% if thanks %} and thanks you{% endif %}.\n"
+        "{{ comment }}\n\nThank you for helping your neighbours! — Linli",
     ),
     ("escalation", "zh-CN"): (
         "邻里：请求需要社区处理（{{ category_name }}）",
@@ -55,6 +106,13 @@ TEMPLATES = {
 REASONS = {
     "staff_only": {"zh-CN": "由社区工作人员处理的事项", "en": "a matter for community staff"},
     "no_candidate": {"zh-CN": "暂无可接单的志愿者", "en": "no volunteer is available"},
+    "all_declined": {"zh-CN": "志愿者都无法接单", "en": "every volunteer asked declined"},
+    "not_taken": {"zh-CN": "超时无人接单", "en": "nobody took it in time"},
+    "overdue": {"zh-CN": "超过完成时限", "en": "it is past its completion deadline"},
+    "taken": {"zh-CN": "已有其他志愿者接单", "en": "another volunteer took it"},
+    "escalated": {"zh-CN": "已转社区处理", "en": "passed to community staff"},
+    "cancelled": {"zh-CN": "居民已取消", "en": "the request was cancelled"},
+    "reassigned": {"zh-CN": "社区已另行安排", "en": "staff assigned it to someone else"},
 }
 
 

@@ -7,7 +7,7 @@ import secrets
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.common import contract
@@ -73,6 +73,8 @@ class ServiceRequest(Base):
     window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     window_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     urgency: Mapped[str] = mapped_column(String(8), default="normal")
+    elderly: Mapped[bool] = mapped_column(Boolean, default=False)  # over 80: dispatched first when scarce
+    disability: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_at: Mapped[datetime] = mapped_column(UTCDateTime)
     channel: Mapped[str] = mapped_column(String(8))  # web, api
     language: Mapped[str] = mapped_column(String(8), default="zh-CN")  # for messages to the resident
@@ -81,10 +83,14 @@ class ServiceRequest(Base):
     # When the event behind the current status happened (its occurred_at):
     # an older event arriving late must not undo a newer one.
     status_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A station booking: when and where to come.
+    appointment_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    place: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     building: Mapped[Building] = relationship()
+    feedback: Mapped[Feedback | None] = relationship(back_populates="request", uselist=False)
     history: Mapped[list[StatusChange]] = relationship(
         back_populates="request", order_by="StatusChange.id", cascade="all, delete-orphan"
     )
@@ -125,6 +131,20 @@ class StatusChange(Base):
     request: Mapped[ServiceRequest] = relationship(back_populates="history")
 
 
+class Feedback(Base):
+    """The resident's word after completion (回访): thanks, a rating, a comment."""
+
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), unique=True)
+    rating: Mapped[int] = mapped_column(Integer)
+    thanks: Mapped[bool] = mapped_column(Boolean, default=False)
+    comment: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    request: Mapped[ServiceRequest] = relationship(back_populates="feedback")
+
+
 class OutboxMessage(OutboxMixin, Base):
     __tablename__ = "outbox"
 
@@ -137,7 +157,7 @@ class DeadMessage(DeadMessageMixin, Base):
     __tablename__ = "dead_message"
 
 
-def submit(session, outbox, data: dict, channel: str, language: str) -> ServiceRequest:
+def submit(session, outbox, data: dict, channel: str, language: str, digest_key: str) -> ServiceRequest:
     """The one intake path (web form, JSON API): store the request, its
     first timeline entry and the `request.submitted` event together."""
     req = ServiceRequest(
@@ -152,6 +172,8 @@ def submit(session, outbox, data: dict, channel: str, language: str) -> ServiceR
         window_start=data.get("window_start"),
         window_end=data.get("window_end"),
         urgency=data["urgency"],
+        elderly=data["elderly"],
+        disability=data["disability"],
         consent_at=utcnow(),
         channel=channel,
         language=language,
@@ -171,5 +193,29 @@ def submit(session, outbox, data: dict, channel: str, language: str) -> ServiceR
         "window_start": req.window_start,
         "window_end": req.window_end,
         "urgency": req.urgency,
+        "elderly": req.elderly,
+        "disability": req.disability,
+        "requester_digest": contract.phone_digest(req.contact_phone, digest_key),
     })
     return req
+
+
+FINAL = ("completed", "closed", "cancelled")
+
+
+def cancel(session, outbox, req: ServiceRequest, actor: str, reason: str) -> bool:
+    """Withdrawn by the resident (tracking code) or staff: matching then
+    withdraws offers and frees the volunteer."""
+    if req.status in FINAL or not req.move_to("cancelled", actor=actor, note=reason):
+        return False
+    outbox.emit(session, contract.REQUEST_CANCELLED, {"request_id": req.id, "actor": actor, "reason": reason})
+    return True
+
+
+def give_feedback(session, outbox, req: ServiceRequest, data: dict) -> bool:
+    """Once, after completion; it reaches the volunteer and feeds their rating."""
+    if req.status not in ("completed", "closed") or req.feedback is not None:
+        return False
+    session.add(Feedback(request=req, rating=data["rating"], thanks=data["thanks"], comment=data["comment"]))
+    outbox.emit(session, contract.FEEDBACK_RECEIVED, {"request_id": req.id, **data})
+    return True

@@ -62,6 +62,8 @@ class ServiceRequestIn(Schema):
     window_start = LocalDateTime(load_default=None, allow_none=True)
     window_end = LocalDateTime(load_default=None, allow_none=True)
     urgency = fields.String(load_default="normal", validate=validate.OneOf(contract.URGENCIES))
+    elderly = fields.Boolean(load_default=False)  # over 80
+    disability = fields.Boolean(load_default=False)
     consent = fields.Boolean(required=True, validate=validate.Equal(
         True, error=N_("Please agree to the privacy notice so we can pass your request on.")),
         error_messages={"required": N_("Please agree to the privacy notice so we can pass your request on.")})
@@ -122,8 +124,22 @@ class TrackingOut(Schema):
     window_start = fields.AwareDateTime(allow_none=True)
     window_end = fields.AwareDateTime(allow_none=True)
     volunteer_name = fields.String(allow_none=True)
+    appointment_at = fields.AwareDateTime(allow_none=True)
+    place = fields.String(allow_none=True)
     created_at = fields.AwareDateTime()
     history = fields.List(fields.Nested(StatusChangeOut))
+    feedback_given = fields.Function(lambda r: r.feedback is not None)
+
+
+class FeedbackIn(Schema):
+    rating = fields.Integer(required=True, validate=validate.Range(1, 5, error=N_("Choose 1 to 5 stars.")),
+                            error_messages={"required": N_("Choose 1 to 5 stars.")})
+    thanks = fields.Boolean(load_default=False)
+    comment = fields.String(load_default="", validate=validate.Length(0, 500))
+
+
+class CancelIn(Schema):
+    reason = fields.String(load_default="", validate=validate.Length(0, 500))
 
 
 class ContactOut(Schema):

@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import logging
 
+from babel.dates import format_datetime
 from celery import shared_task
 from flask import current_app
 
 from services.common import contract
 from services.common.inbox import Permanent, consume
+from services.common.web import SHANGHAI
 
 from .models import DeadMessage, ProcessedMessage, ServiceRequest
 
 log = logging.getLogger(__name__)
+
+# Told to the resident after these changes (the tracking page shows all).
+RESIDENT_TEMPLATES = {"assigned": "assigned", "completed": "completed"}
 
 
 @shared_task(name=contract.STATUS_CHANGED, bind=True)
 def status_changed(self, message):
     return consume(self, message, apply_status_change, db=current_app.extensions["db"],
                    processed=ProcessedMessage, dead=DeadMessage)
+
+
+def appointment_text(req: ServiceRequest) -> str:
+    if req.appointment_at is None:
+        return ""
+    pattern, locale = ("EEE d MMM HH:mm", "en") if req.language == "en" else ("M月d日 EEE HH:mm", "zh_CN")
+    return format_datetime(req.appointment_at, pattern, tzinfo=SHANGHAI, locale=locale)
 
 
 def apply_status_change(session, data, env) -> None:
@@ -31,18 +43,22 @@ def apply_status_change(session, data, env) -> None:
         return
     if data["volunteer_name"]:
         req.volunteer_name = data["volunteer_name"]
-    if data["status"] == "assigned":
-        # The resident hears who is coming; the tracking page shows it too.
+    if data["appointment_at"]:
+        req.appointment_at, req.place = data["appointment_at"], data["place"]
+    template = RESIDENT_TEMPLATES.get(data["status"])
+    if template:
         current_app.extensions["outbox"].emit(session, contract.NOTIFY_SEND, {
-            "dedupe_key": f"assigned:{req.id}:{env['id']}",
+            "dedupe_key": f"{template}:{req.id}:{env['id']}",
             "recipient": f"resident:{req.id}",
             "language": req.language,
-            "template": "assigned",
+            "template": template,
             "context": {
                 "tracking_code": req.tracking_code,
                 "category": req.category,
                 "volunteer_name": req.volunteer_name or "",
                 "tracking_url": req.tracking_url(current_app.config["REQUESTS_URL"]),
+                "appointment": appointment_text(req),
+                "place": req.place or "",
             },
         })
 

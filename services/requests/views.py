@@ -20,8 +20,10 @@ from . import models
 from .models import Building, ServiceRequest, normalise_tracking_code
 from .schemas import (
     BuildingOut,
+    CancelIn,
     CategoryOut,
     ContactOut,
+    FeedbackIn,
     ServiceRequestCreated,
     ServiceRequestIn,
     TrackingOut,
@@ -51,7 +53,8 @@ def _session():
 
 def _submit(data: dict, channel: str) -> ServiceRequest:
     session = _session()
-    req = models.submit(session, current_app.extensions["outbox"], data, channel=channel, language=current_lang())
+    req = models.submit(session, current_app.extensions["outbox"], data, channel=channel, language=current_lang(),
+                        digest_key=current_app.config["PHONE_DIGEST_KEY"])
     session.commit()  # the outbox relays request.submitted right after this
     log.info("request submitted", extra={"request_id": req.id, "category": req.category, "channel": channel})
     return req
@@ -101,14 +104,50 @@ def track(code: str):
     req = _find(code)
     if req is None:
         return render_template("not_found.html"), 404
+    return _tracking_page(req, notice=NOTICES.get(request.args.get("done", "")))
+
+
+NOTICES = {
+    "cancelled": _l("Your request is cancelled. Your phone number and room are no longer shown to anyone."),
+    "feedback": _l("Thank you for your feedback! It reaches the volunteer."),
+}
+
+
+def _tracking_page(req: ServiceRequest, notice=None, errors=None, status: int = 200):
     return render_template(
-        "track.html",
-        req=req,
-        category=contract.CATEGORY_BY_CODE[req.category],
-        labels=STATUS_LABELS,
-        messages=_inbox(req),
-        new=request.args.get("new") == "1",
-    )
+        "track.html", req=req, category=contract.CATEGORY_BY_CODE[req.category], labels=STATUS_LABELS,
+        messages=_inbox(req), new=request.args.get("new") == "1", notice=notice, errors=errors or {},
+        can_cancel=req.status not in models.FINAL,
+        can_rate=req.status in ("completed", "closed") and req.feedback is None,
+    ), status
+
+
+@web.post("/track/<code>/cancel")
+def cancel_form(code: str):
+    req = _find(code)
+    if req is None:
+        return render_template("not_found.html"), 404
+    if not models.cancel(_session(), current_app.extensions["outbox"], req, actor="resident",
+                         reason=request.form.get("reason", "").strip()[:500]):
+        return _tracking_page(req, status=409)
+    _session().commit()
+    return redirect(url_for("web.track", code=req.tracking_code, done="cancelled"), 303)
+
+
+@web.post("/track/<code>/feedback")
+def feedback_form(code: str):
+    req = _find(code)
+    if req is None:
+        return render_template("not_found.html"), 404
+    values = {k: v for k, v in request.form.items() if k != "csrf_token" and v != ""}
+    try:
+        data = FeedbackIn().load(values)
+    except ValidationError as exc:
+        return _tracking_page(req, errors=exc.messages, status=422)
+    if not models.give_feedback(_session(), current_app.extensions["outbox"], req, data):
+        return _tracking_page(req, status=409)
+    _session().commit()
+    return redirect(url_for("web.track", code=req.tracking_code, done="feedback"), 303)
 
 
 def _inbox(req: ServiceRequest) -> list[dict]:
@@ -168,6 +207,37 @@ class Tracking(MethodView):
         return req
 
 
+@api.route("/requests/<code>/cancel")
+class Cancel(MethodView):
+    @api.arguments(CancelIn)
+    @api.response(200, TrackingOut)
+    def post(self, data, code):
+        """Withdraw a request (the tracking code is the resident's key)."""
+        req = _find(code)
+        if req is None:
+            abort(404, message="no request with that tracking code")
+        if not models.cancel(_session(), current_app.extensions["outbox"], req, actor="resident",
+                             reason=data["reason"]):
+            abort(409, message=f"a {req.status} request cannot be cancelled")
+        _session().commit()
+        return req
+
+
+@api.route("/requests/<code>/feedback")
+class GiveFeedback(MethodView):
+    @api.arguments(FeedbackIn)
+    @api.response(201, TrackingOut)
+    def post(self, data, code):
+        """The resident's rating (1–5), thanks and comment, once, after completion."""
+        req = _find(code)
+        if req is None:
+            abort(404, message="no request with that tracking code")
+        if not models.give_feedback(_session(), current_app.extensions["outbox"], req, data):
+            abort(409, message="feedback is taken once, after completion")
+        _session().commit()
+        return req
+
+
 @api.route("/internal/requests/<uuid:request_id>/contact")
 class Contact(MethodView):
     @api.response(200, ContactOut)
@@ -177,5 +247,7 @@ class Contact(MethodView):
         req = _session().get(ServiceRequest, str(request_id))
         if req is None:
             abort(404, message="no such request")
+        if req.status == "cancelled":
+            abort(410, message="the resident withdrew this request")
         log.info("contact read", extra={"request_id": req.id, "by": "service"})
         return req

@@ -1,193 +1,501 @@
-"""Dispatch: what matching does with a request — offer it to the best
-candidate, take an acceptance or a decline, or escalate along the grid
-chain. Every state change and the events it causes are staged in the
-caller's transaction (outbox); the caller commits."""
+"""Dispatch: what matching does with a request — book a station slot or
+offer it to volunteers (sequential or broadcast), take acceptances and
+declines, expire offers, follow a task to completion and count its hours,
+escalate along the grid chain, cancel.
+
+Every state change and the events it causes are staged in the caller's
+transaction (outbox); the caller commits. Acceptance is atomic: conditional
+UPDATEs and unique constraints decide races, never a read-then-write."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common import contract
 from services.common.db import utcnow
 
-from . import engine
-from .models import Assignment, Building, Escalation, Leader, Offer, ServiceRequest, Volunteer, VolunteerSkill
+from . import config, engine
+from .models import (
+    Assignment,
+    Booking,
+    Building,
+    CoinEntry,
+    Escalation,
+    HoursEntry,
+    Leader,
+    Offer,
+    ServiceRequest,
+    StationSession,
+    Volunteer,
+    VolunteerSkill,
+)
 
 log = logging.getLogger(__name__)
+
+LEVELS = {1: "hallway", 2: "grid", 3: "office"}
+OPEN_REQUEST = ("matching", "offered")
 
 
 def place_of(building: Building, unit: str | None) -> engine.Place:
     return engine.Place(building.code, unit, building.grid)
 
 
-def volunteer_facts(session, category: str) -> list[engine.VolunteerFacts]:
-    """Only volunteers with the skill are loaded: the skill index does the
-    first filter, the engine the rest."""
-    vols = session.scalars(
-        select(Volunteer).join(VolunteerSkill).where(VolunteerSkill.category == category, Volunteer.active.is_(True))
-    ).unique().all()
-    return [
-        engine.VolunteerFacts(v.id, frozenset(v.skill_codes), v.active, v.capacity, v.active_tasks,
-                              place_of(v.home, v.unit))
-        for v in vols
-    ]
-
-
-def receive(session, outbox, data: dict, base_url: str) -> ServiceRequest | None:
-    """request.submitted: remember the request, then offer or escalate."""
-    request_id = str(data["request_id"])
-    if session.get(ServiceRequest, request_id) is not None:
-        return None  # already handled under another envelope
-    if session.get(Building, data["building"]) is None:
-        raise ValueError("unknown building")  # seeding lags behind intake: retried
-    req = ServiceRequest(
-        id=request_id, category=data["category"], summary=data["summary"], building=data["building"],
-        unit=data["unit"], masked_phone=data["masked_phone"], mode=data["mode"],
-        window_start=data["window_start"], window_end=data["window_end"], urgency=data["urgency"],
-        status="matching",
+def to_facts(v: Volunteer) -> engine.VolunteerFacts:
+    return engine.VolunteerFacts(
+        id=v.id, skills=frozenset(v.skill_codes), active=v.active, capacity=v.capacity,
+        active_tasks=v.active_tasks, place=place_of(v.home, v.unit), verified=frozenset(v.verified_codes),
+        windows=tuple(engine.Window(w.weekday, w.start_time, w.end_time) for w in v.windows),
+        days_off=frozenset(d.day for d in v.days_off), last_task_at=v.last_task_at, offers=v.offers_count,
+        accepts=v.accepts_count, rating=v.rating, phone_digest=v.phone_digest,
     )
-    session.add(req)
-    session.flush()
-    if contract.CATEGORY_BY_CODE[req.category].staff_only:
-        escalate(session, outbox, req, "staff_only")
-    else:
-        offer_next(session, outbox, req, base_url)
-    return req
 
 
-def offer_next(session, outbox, req: ServiceRequest, base_url: str) -> Offer | None:
-    """Sequential dispatch: offer to the best volunteer not yet asked; with
-    nobody left, escalate."""
-    asked = frozenset(o.volunteer_id for o in req.offers)
-    facts = engine.RequestFacts(req.category, place_of(req.home, req.unit))
-    candidates = engine.rank(facts, volunteer_facts(session, req.category), exclude=asked)
-    if not candidates:
-        escalate(session, outbox, req, "no_candidate")
+def hours_between(start: datetime, end: datetime) -> Decimal:
+    """Start to completion in 0.5 h steps (nearest), at least half an hour."""
+    halves = (Decimal((end - start).total_seconds()) / Decimal(1800)).quantize(Decimal(1), ROUND_HALF_UP)
+    return max(Decimal("0.5"), halves / 2)
+
+
+class Dispatcher:
+    def __init__(self, session, outbox, cfg: dict, now: datetime | None = None):
+        self.session = session
+        self.outbox = outbox
+        self.cfg = cfg
+        self.now = now or utcnow()
+        self.weights = engine.Weights(**cfg["MATCH_WEIGHTS"])
+        self.base_url = cfg["VOLUNTEERS_URL"]
+
+    # --- arrival ---
+
+    def receive(self, data: dict) -> ServiceRequest | None:
+        """request.submitted: remember the request, then book, offer or escalate."""
+        request_id = str(data["request_id"])
+        if self.session.get(ServiceRequest, request_id) is not None:
+            return None  # already handled under another envelope
+        if self.session.get(Building, data["building"]) is None:
+            raise ValueError("unknown building")  # seeding lags behind intake: retried
+        pol = config.policy(self.cfg, data["category"])
+        req = ServiceRequest(
+            id=request_id, category=data["category"], summary=data["summary"], building=data["building"],
+            unit=data["unit"], masked_phone=data["masked_phone"], mode=data["mode"],
+            window_start=data["window_start"], window_end=data["window_end"], urgency=data["urgency"],
+            elderly=data["elderly"], disability=data["disability"], requester_digest=data["requester_digest"],
+            status="matching", received_at=self.now, accept_by=self.now + timedelta(minutes=pol["accept_minutes"]),
+        )
+        self.session.add(req)
+        self.session.flush()
+        if contract.CATEGORY_BY_CODE[req.category].staff_only:
+            self.escalate(req, "staff_only", level=2)
+        elif req.mode == "station" and self.book_station(req):
+            pass
+        else:
+            self.dispatch(req)
+        return req
+
+    # --- offers ---
+
+    def request_facts(self, req: ServiceRequest) -> engine.RequestFacts:
+        return engine.RequestFacts(
+            category=req.category, place=place_of(req.home, req.unit), window_start=req.window_start,
+            window_end=req.window_end, urgent=req.urgency == "urgent", vulnerable=req.elderly or req.disability,
+            requester_digest=req.requester_digest,
+            credential_required=contract.CATEGORY_BY_CODE[req.category].credential,
+        )
+
+    def volunteers_for(self, category: str) -> list[engine.VolunteerFacts]:
+        """Only volunteers with the skill are loaded: the skill index does the
+        first filter, the engine the rest."""
+        vols = self.session.scalars(
+            select(Volunteer).join(VolunteerSkill)
+            .where(VolunteerSkill.category == category, Volunteer.active.is_(True))
+        ).unique().all()
+        return [to_facts(v) for v in vols]
+
+    def dispatch(self, req: ServiceRequest) -> list[Offer]:
+        """Offer to the best candidates not yet asked (one, or the top K for
+        broadcast). Nobody qualified: escalate. Qualified but all busy: wait
+        (status matching) for the sweep; everybody asked: escalate."""
+        pol = config.policy(self.cfg, req.category)
+        facts = self.request_facts(req)
+        volunteers = self.volunteers_for(req.category)
+        asked = frozenset(o.volunteer_id for o in req.offers)
+        want = pol["broadcast_k"] if pol["policy"] == "broadcast" else 1
+        candidates = engine.rank(facts, volunteers, self.now, self.weights, exclude=asked, limit=want)
+        if not candidates:
+            qualified = [v for v in volunteers if engine.qualified(facts, v)]
+            if not qualified:
+                self.escalate(req, "no_candidate")
+            elif all(v.id in asked for v in qualified):
+                self.escalate(req, "all_declined")
+            else:
+                req.status = "matching"  # the sweep offers it when someone has room
+            return []
+        return [self.make_offer(req, c, pol) for c in candidates]
+
+    def make_offer(self, req: ServiceRequest, cand: engine.Candidate, pol: dict) -> Offer:
+        vol = self.session.get(Volunteer, cand.volunteer_id)
+        offer = Offer(request=req, volunteer_id=vol.id, reason=" ".join(cand.reasons), created_at=self.now,
+                      expires_at=self.now + timedelta(minutes=pol["offer_minutes"]))
+        self.session.add(offer)
+        self.session.flush()
+        vol.offers_count += 1
+        first = req.status != "offered"
+        req.status = "offered"
+        self.notify(f"offer:{offer.id}", f"volunteer:{vol.id}", vol.channels, vol.language, "offer",
+                    urgent=req.urgency == "urgent", context={
+                        # Before acceptance a volunteer learns the building only.
+                        "category": req.category,
+                        "building": req.home.name,
+                        "masked_phone": req.masked_phone,
+                        "summary": req.summary[:200],
+                        "window_start": req.window_start.isoformat() if req.window_start else "",
+                        "window_end": req.window_end.isoformat() if req.window_end else "",
+                        "offer_url": f"{self.base_url}/offers/{offer.token}",
+                    })
+        if first:
+            self.tell_intake(req, "offered", actor="matching")
+        log.info("offer made", extra={"request_id": req.id, "offer_id": offer.id, "volunteer_id": vol.id})
+        return offer
+
+    def accept(self, offer: Offer) -> str:
+        """Take an offer: accepted, full (at capacity), closed (no longer
+        open) or taken (someone else won a broadcast)."""
+        claimed = self.session.execute(
+            update(Offer).where(Offer.id == offer.id, Offer.status == "open")
+            .values(status="accepted", responded_at=self.now)
+        ).rowcount
+        if not claimed:
+            self.session.rollback()
+            return "closed"
+        if not self._book_capacity(offer.volunteer_id):
+            self.session.rollback()
+            return "full"
+        try:
+            with self.session.begin_nested():
+                assignment = self._new_assignment(offer.request_id, offer.volunteer_id, offer_id=offer.id,
+                                                  actor=f"volunteer:{offer.volunteer_id}")
+        except IntegrityError:
+            self.session.rollback()
+            return "taken"
+        req = self.session.get(ServiceRequest, offer.request_id)
+        vol = self.session.get(Volunteer, offer.volunteer_id)
+        vol.accepts_count += 1
+        req.status = "assigned"
+        self.withdraw_offers(req, keep=offer.id)
+        self.tell_intake(req, "assigned", actor=f"volunteer:{vol.id}", volunteer_name=vol.display_name)
+        log.info("offer accepted", extra={"request_id": req.id, "offer_id": offer.id, "volunteer_id": vol.id,
+                                          "assignment_id": assignment.id})
+        return "accepted"
+
+    def _book_capacity(self, volunteer_id: int) -> bool:
+        return bool(self.session.execute(
+            update(Volunteer)
+            .where(Volunteer.id == volunteer_id, Volunteer.active.is_(True),
+                   Volunteer.active_tasks < Volunteer.capacity)
+            .values(active_tasks=Volunteer.active_tasks + 1)
+        ).rowcount)
+
+    def _free_capacity(self, volunteer_id: int) -> None:
+        self.session.execute(
+            update(Volunteer).where(Volunteer.id == volunteer_id, Volunteer.active_tasks > 0)
+            .values(active_tasks=Volunteer.active_tasks - 1)
+        )
+
+    def _new_assignment(self, request_id, volunteer_id, actor, offer_id=None, booking_id=None) -> Assignment:
+        req = self.session.get(ServiceRequest, request_id)
+        pol = config.policy(self.cfg, req.category)
+        assignment = Assignment(request_id=request_id, volunteer_id=volunteer_id, offer_id=offer_id,
+                                booking_id=booking_id, counts_capacity=booking_id is None, actor=actor,
+                                created_at=self.now, complete_by=self.now + timedelta(hours=pol["complete_hours"]))
+        self.session.add(assignment)
+        self.session.flush()
+        return assignment
+
+    def decline(self, offer: Offer, reason: str = "") -> bool:
+        claimed = self.session.execute(
+            update(Offer).where(Offer.id == offer.id, Offer.status == "open")
+            .values(status="declined", responded_at=self.now, decline_reason=reason[:200])
+        ).rowcount
+        if not claimed:
+            return False
+        self.session.expire_all()
+        self._next_if_unanswered(self.session.get(ServiceRequest, offer.request_id))
+        return True
+
+    def _next_if_unanswered(self, req: ServiceRequest) -> None:
+        if req.status in OPEN_REQUEST and not any(o.status == "open" for o in req.offers):
+            self.dispatch(req)
+
+    def withdraw_offers(self, req: ServiceRequest, keep: int | None = None, why: str = "taken") -> None:
+        for other in self.session.scalars(select(Offer).where(Offer.request_id == req.id, Offer.status == "open")):
+            if other.id == keep:
+                continue
+            other.status, other.responded_at = "withdrawn", self.now
+            vol = other.volunteer
+            self.notify(f"withdrawn:{other.id}", f"volunteer:{vol.id}", vol.channels, vol.language,
+                        "offer_withdrawn", context={"category": req.category, "building": req.home.name,
+                                                    "reason": why})
+
+    # --- stations: fixed place, fixed time, fixed person ---
+
+    def book_station(self, req: ServiceRequest, weeks: int = 4) -> Booking | None:
+        """Book the next session of the service with a free slot that fits
+        the resident's window; the resident is told when and where."""
+        sessions = self.session.scalars(
+            select(StationSession).where(StationSession.category == req.category, StationSession.active.is_(True))
+        ).all()
+        for starts_at, sess in self._occurrences(sessions, weeks):
+            if starts_at <= self.now:
+                continue
+            if req.window_start and starts_at < req.window_start:
+                continue
+            if req.window_end and starts_at > req.window_end:
+                continue
+            day = starts_at.astimezone(engine.SHANGHAI).date()
+            taken = self.session.scalar(select(func.count()).select_from(Booking).where(
+                Booking.session_id == sess.id, Booking.day == day, Booking.status == "booked"))
+            if taken >= sess.slots:
+                continue
+            try:
+                with self.session.begin_nested():
+                    booking = Booking(session_id=sess.id, day=day, slot=taken + 1, request_id=req.id,
+                                      starts_at=starts_at)
+                    self.session.add(booking)
+                    self.session.flush()
+            except IntegrityError:
+                continue  # a concurrent booking took that slot: try the next occurrence
+            self._new_assignment(req.id, sess.volunteer_id, actor="station", booking_id=booking.id)
+            req.status = "assigned"
+            place = f"{sess.station.name}（{sess.station.place}）"
+            self.tell_intake(req, "assigned", actor="station", volunteer_name=sess.volunteer.display_name,
+                             appointment_at=starts_at, place=place)
+            log.info("station slot booked", extra={"request_id": req.id, "session_id": sess.id, "slot": booking.slot})
+            return booking
         return None
-    best = candidates[0]
-    offer = Offer(request=req, volunteer_id=best.volunteer_id, reason=" ".join(best.reasons))
-    session.add(offer)
-    session.flush()
-    vol = session.get(Volunteer, best.volunteer_id)
-    req.status = "offered"
-    _notify(outbox, session, key=f"offer:{offer.id}", recipient=f"volunteer:{vol.id}", channels=vol.channels,
-            language=vol.language, template="offer", urgent=req.urgency == "urgent", context={
-                # Before acceptance a volunteer learns the building only.
-                "category": req.category,
-                "building": req.home.name,
-                "masked_phone": req.masked_phone,
-                "summary": req.summary[:200],
-                "window_start": req.window_start.isoformat() if req.window_start else "",
-                "window_end": req.window_end.isoformat() if req.window_end else "",
-                "offer_url": f"{base_url}/offers/{offer.token}",
-            })
-    _tell_intake(outbox, session, req, "offered", actor="matching")
-    log.info("offer made", extra={"request_id": req.id, "offer_id": offer.id, "volunteer_id": vol.id})
-    return offer
 
+    def _occurrences(self, sessions, weeks: int):
+        today = self.now.astimezone(engine.SHANGHAI).date()
+        found = []
+        for sess in sessions:
+            for offset in range(weeks * 7 + 1):
+                day = today + timedelta(days=offset)
+                if day.weekday() == sess.weekday:
+                    found.append((datetime.combine(day, sess.start_time, engine.SHANGHAI), sess))
+        found.sort(key=lambda pair: (pair[0], pair[1].id))
+        return found
 
-def escalation_target(session, req: ServiceRequest, reason: str) -> Leader | None:
-    """Staff-only matters go to the grid leader; a request nobody can take
-    goes to the hallway leader of the resident's stairwell first. The
-    community office is the last resort."""
-    grid = req.home.grid
-    wanted = []
-    if reason != "staff_only" and req.unit:
-        wanted.append(select(Leader).where(Leader.role == "hallway", Leader.building == req.building,
-                                           Leader.unit == req.unit))
-    wanted.append(select(Leader).where(Leader.role == "grid", Leader.grid == grid))
-    wanted.append(select(Leader).where(Leader.role == "office"))
-    for query in wanted:
-        leader = session.scalar(query.limit(1))
+    # --- escalation along the grid chain ---
+
+    def leader_at(self, req: ServiceRequest, level: int) -> Leader | None:
+        q = {
+            1: select(Leader).where(Leader.role == "hallway", Leader.building == req.building, Leader.unit == req.unit),
+            2: select(Leader).where(Leader.role == "grid", Leader.grid == req.home.grid),
+            3: select(Leader).where(Leader.role == "office"),
+        }
+        for lvl in range(level, 4):
+            if lvl == 1 and not req.unit:
+                continue
+            leader = self.session.scalar(q[lvl].limit(1))
+            if leader is not None:
+                return leader
+        return None
+
+    def escalate(self, req: ServiceRequest, reason: str, level: int | None = None) -> Escalation | None:
+        """Hallway leader → grid leader → community office; staff-only
+        matters start at the grid leader."""
+        level = level or max(1, req.escalation_level + 1)
+        if level > 3:
+            return None
+        leader = self.leader_at(req, level)
+        actual = {"hallway": 1, "grid": 2, "office": 3}[leader.role] if leader else level
+        esc = Escalation(request_id=req.id, leader_id=leader.id if leader else None, level=actual, reason=reason,
+                         created_at=self.now)
+        self.session.add(esc)
+        self.session.flush()
+        req.escalation_level = actual
+        first = req.status != "escalated"
+        req.status = "escalated"
+        self.withdraw_offers(req, why="escalated")
         if leader is not None:
-            return leader
-    return None
+            self.notify(f"escalation:{esc.id}", f"leader:{leader.id}", leader.channels, "zh-CN", "escalation",
+                        urgent=True, context={
+                            "category": req.category, "building": req.home.name, "unit": req.unit or "",
+                            "masked_phone": req.masked_phone, "summary": req.summary[:200], "reason": reason,
+                            "leader_name": leader.name,
+                        })
+        if first:
+            self.tell_intake(req, "escalated", actor="matching", note=reason)
+        log.info("request escalated", extra={"request_id": req.id, "reason": reason, "level": actual,
+                                             "leader_id": leader.id if leader else None})
+        return esc
 
+    # --- the periodic sweep (beat) ---
 
-def escalate(session, outbox, req: ServiceRequest, reason: str) -> Escalation:
-    leader = escalation_target(session, req, reason)
-    esc = Escalation(request_id=req.id, leader_id=leader.id if leader else None, reason=reason)
-    session.add(esc)
-    session.flush()
-    req.status = "escalated"
-    if leader is not None:
-        _notify(outbox, session, key=f"escalation:{esc.id}", recipient=f"leader:{leader.id}",
-                channels=leader.channels, language="zh-CN", template="escalation", urgent=True, context={
-                    "category": req.category,
-                    "building": req.home.name,
-                    "unit": req.unit or "",
-                    "masked_phone": req.masked_phone,
-                    "summary": req.summary[:200],
-                    "reason": reason,
-                    "leader_name": leader.name,
-                })
-    _tell_intake(outbox, session, req, "escalated", actor="matching", note=reason)
-    log.info("request escalated", extra={"request_id": req.id, "reason": reason,
-                                         "leader_id": leader.id if leader else None})
-    return esc
+    def sweep(self) -> dict:
+        """Expire unanswered offers and offer onwards; dispatch waiting
+        requests, most urgent first; escalate what missed its deadline;
+        move unanswered escalations up the chain."""
+        counts = {"expired": 0, "dispatched": 0, "escalated": 0, "overdue": 0, "stepped_up": 0}
+        for offer in self.session.scalars(
+            select(Offer).where(Offer.status == "open", Offer.expires_at <= self.now).order_by(Offer.id)
+        ).all():
+            offer.status, offer.responded_at = "expired", self.now
+            counts["expired"] += 1
+        self.session.flush()
+        late = self.session.scalars(select(ServiceRequest).where(
+            ServiceRequest.status.in_(OPEN_REQUEST), ServiceRequest.accept_by <= self.now)).all()
+        for req in late:
+            self.escalate(req, "not_taken")
+            counts["escalated"] += 1
+        waiting = self.session.scalars(select(ServiceRequest).where(ServiceRequest.status.in_(OPEN_REQUEST))).all()
+        waiting = [r for r in waiting if not any(o.status == "open" for o in r.offers)]
+        waiting.sort(key=lambda r: (-self.request_facts(r).priority, r.received_at, r.id))
+        for req in waiting:
+            if self.dispatch(req):
+                counts["dispatched"] += 1
+        for assignment in self.session.scalars(select(Assignment).where(
+                Assignment.status.in_(("active", "started")), Assignment.complete_by <= self.now)).all():
+            req = assignment.request
+            if req.escalation_level == 0:
+                self.escalate(req, "overdue")
+                counts["overdue"] += 1
+        step = timedelta(minutes=self.cfg["ESCALATION_STEP_MINUTES"])
+        for req in self.session.scalars(select(ServiceRequest).where(
+                ServiceRequest.status == "escalated", ServiceRequest.escalation_level < 3)).all():
+            last = self.session.scalar(select(func.max(Escalation.created_at)).where(Escalation.request_id == req.id))
+            if last and last <= self.now - step:
+                self.escalate(req, "not_taken")
+                counts["stepped_up"] += 1
+        return counts
 
+    # --- the task itself ---
 
-def accept(session, outbox, offer: Offer) -> str:
-    """Take an offer. Atomic under concurrent accepts: the capacity claim is
-    a conditional UPDATE, the offer claim another, and the unique
-    assignment per request settles the rest. Returns accepted, full,
-    closed (the offer is no longer open) or taken (someone else won)."""
-    claimed = session.execute(
-        update(Offer).where(Offer.id == offer.id, Offer.status == "open")
-        .values(status="accepted", responded_at=utcnow())
-    ).rowcount
-    if not claimed:
-        session.rollback()
-        return "closed"
-    booked = session.execute(
-        update(Volunteer)
-        .where(Volunteer.id == offer.volunteer_id, Volunteer.active.is_(True),
-               Volunteer.active_tasks < Volunteer.capacity)
-        .values(active_tasks=Volunteer.active_tasks + 1)
-    ).rowcount
-    if not booked:
-        session.rollback()
-        return "full"
-    try:
-        with session.begin_nested():
-            session.add(Assignment(request_id=offer.request_id, volunteer_id=offer.volunteer_id, offer_id=offer.id))
-    except IntegrityError:
-        session.rollback()
-        return "taken"
-    req = session.get(ServiceRequest, offer.request_id)
-    req.status = "assigned"
-    vol = session.get(Volunteer, offer.volunteer_id)
-    _tell_intake(outbox, session, req, "assigned", actor=f"volunteer:{vol.id}", volunteer_name=vol.display_name)
-    log.info("offer accepted", extra={"request_id": req.id, "offer_id": offer.id, "volunteer_id": vol.id})
-    return "accepted"
+    def start(self, assignment: Assignment) -> bool:
+        if assignment.status != "active":
+            return False
+        assignment.status, assignment.started_at = "started", self.now
+        assignment.request.status = "in_progress"
+        self.tell_intake(assignment.request, "in_progress", actor=f"volunteer:{assignment.volunteer_id}")
+        return True
 
+    def complete(self, assignment: Assignment, minutes: int | None, note: str) -> HoursEntry | None:
+        if assignment.status not in ("active", "started"):
+            return None
+        started = assignment.started_at or (self.now - timedelta(minutes=minutes or 30))
+        assignment.status, assignment.completed_at = "completed", self.now
+        assignment.minutes, assignment.note = minutes, note[:500]
+        if assignment.counts_capacity:
+            self._free_capacity(assignment.volunteer_id)
+        vol = assignment.volunteer
+        vol.last_task_at = self.now
+        req = assignment.request
+        req.status = "completed"
+        entry = HoursEntry(volunteer_id=vol.id, assignment_id=assignment.id, hours=hours_between(started, self.now),
+                           completed_at=self.now)
+        self.session.add(entry)
+        self.tell_intake(req, "completed", actor=f"volunteer:{vol.id}", note=note[:500])
+        return entry
 
-def decline(session, outbox, offer: Offer, base_url: str) -> bool:
-    claimed = session.execute(
-        update(Offer).where(Offer.id == offer.id, Offer.status == "open")
-        .values(status="declined", responded_at=utcnow())
-    ).rowcount
-    if not claimed:
-        return False
-    session.expire(offer)
-    req = session.get(ServiceRequest, offer.request_id)
-    session.refresh(req)
-    still_open = any(o.status == "open" for o in req.offers)
-    if req.status in ("matching", "offered") and not still_open:
-        offer_next(session, outbox, req, base_url)
-    return True
+    def cancel(self, req: ServiceRequest, actor: str, reason: str) -> None:
+        """Withdraw open offers, free the volunteer, release a station slot."""
+        if req.status in ("cancelled", "completed"):
+            return
+        self.withdraw_offers(req, why="cancelled")
+        for assignment in self.session.scalars(select(Assignment).where(
+                Assignment.request_id == req.id, Assignment.status.in_(("active", "started")))):
+            self._cancel_assignment(assignment, req)
+        req.status = "cancelled"
+        log.info("request cancelled", extra={"request_id": req.id, "actor": actor})
 
+    def _cancel_assignment(self, assignment: Assignment, req: ServiceRequest) -> None:
+        assignment.status = "cancelled"
+        if assignment.counts_capacity:
+            self._free_capacity(assignment.volunteer_id)
+        if assignment.booking_id:
+            self.session.execute(update(Booking).where(Booking.id == assignment.booking_id)
+                                 .values(status="cancelled"))
+        vol = assignment.volunteer
+        self.notify(f"cancelled:{assignment.id}", f"volunteer:{vol.id}", vol.channels, vol.language,
+                    "offer_withdrawn", context={"category": req.category, "building": req.home.name,
+                                                "reason": "cancelled"})
+        self.session.flush()  # frees the request's one live assignment for a new one
 
-def _tell_intake(outbox, session, req, status, actor, note="", volunteer_name=None) -> None:
-    outbox.emit(session, contract.STATUS_CHANGED, {
-        "request_id": req.id, "status": status, "actor": actor, "note": note, "volunteer_name": volunteer_name,
-    })
+    def staff_assign(self, req: ServiceRequest, volunteer_id: int, actor: str) -> str:
+        """Staff reassign by hand: assigned, full, inactive or closed."""
+        if req.status in ("cancelled", "completed"):
+            return "closed"
+        vol = self.session.get(Volunteer, volunteer_id)
+        if vol is None or not vol.active:
+            return "inactive"
+        if not self._book_capacity(volunteer_id):
+            self.session.rollback()
+            return "full"
+        self.withdraw_offers(req, why="reassigned")
+        for current in self.session.scalars(select(Assignment).where(
+                Assignment.request_id == req.id, Assignment.status.in_(("active", "started")))).all():
+            self._cancel_assignment(current, req)
+        self._new_assignment(req.id, volunteer_id, actor=actor)
+        req.status = "assigned"
+        self.tell_intake(req, "assigned", actor=actor, volunteer_name=vol.display_name)
+        return "assigned"
 
+    def feedback(self, request_id: str, rating: int, thanks: bool, comment: str) -> None:
+        assignment = self.session.scalar(select(Assignment).where(Assignment.request_id == request_id))
+        if assignment is None:
+            return
+        vol = assignment.volunteer
+        vol.rating_sum += rating
+        vol.rating_count += 1
+        self.notify(f"thanks:{request_id}", f"volunteer:{vol.id}", vol.channels, vol.language, "thanks",
+                    context={"category": assignment.request.category, "rating": rating, "thanks": thanks,
+                             "comment": comment[:200]})
 
-def _notify(outbox, session, *, key, recipient, channels, language, template, urgent, context) -> None:
-    outbox.emit(session, contract.NOTIFY_SEND, {
-        "dedupe_key": key, "recipient": recipient, "channels": list(channels or []), "language": language,
-        "template": template, "context": context, "urgent": urgent,
-    })
+    # --- hours and the time bank ---
+
+    def confirm_hours(self, entry: HoursEntry, by: str, hours: Decimal | None = None) -> None:
+        """Confirmed by whoever organised the service; a correction sets the
+        hours. Coins follow the confirmed hours (1 hour = 1 coin)."""
+        if hours is not None:
+            entry.hours = hours
+        entry.status, entry.confirmed_by, entry.confirmed_at = "confirmed", by, self.now
+        coin = self.session.scalar(select(CoinEntry).where(CoinEntry.hours_entry_id == entry.id))
+        if coin is None:
+            self.session.add(CoinEntry(volunteer_id=entry.volunteer_id, amount=entry.hours, kind="earned",
+                                       ref=f"hours:{entry.id}", hours_entry_id=entry.id, created_at=self.now))
+        else:
+            coin.amount = entry.hours
+
+    def coin_balance(self, volunteer_id: int) -> Decimal:
+        return self.session.scalar(select(func.coalesce(func.sum(CoinEntry.amount), 0))
+                                   .where(CoinEntry.volunteer_id == volunteer_id)) or Decimal(0)
+
+    def move_coins(self, volunteer_id: int, amount: Decimal, kind: str, ref: str,
+                   to_volunteer: int | None = None) -> bool:
+        """Spend on a service, or donate to another volunteer; never below zero."""
+        if amount <= 0 or self.coin_balance(volunteer_id) < amount:
+            return False
+        self.session.add(CoinEntry(volunteer_id=volunteer_id, amount=-amount, kind=kind, ref=ref,
+                                   created_at=self.now))
+        if to_volunteer is not None:
+            self.session.add(CoinEntry(volunteer_id=to_volunteer, amount=amount, kind="received",
+                                       ref=f"from:{volunteer_id}", created_at=self.now))
+        return True
+
+    # --- events ---
+
+    def tell_intake(self, req, status, actor, note="", volunteer_name=None, appointment_at=None, place=None):
+        self.outbox.emit(self.session, contract.STATUS_CHANGED, {
+            "request_id": req.id, "status": status, "actor": actor, "note": note,
+            "volunteer_name": volunteer_name, "appointment_at": appointment_at, "place": place,
+        })
+
+    def notify(self, key, recipient, channels, language, template, context, urgent=False):
+        self.outbox.emit(self.session, contract.NOTIFY_SEND, {
+            "dedupe_key": key, "recipient": recipient, "channels": list(channels or []), "language": language,
+            "template": template, "context": context, "urgent": urgent,
+        })
+

@@ -1,15 +1,29 @@
-"""The matching engine: pure (no I/O), so it can be tested on its own.
+"""The matching engine: pure (no I/O, no clock of its own), so that it can
+be tested and benchmarked on its own.
 
 Given a request and the volunteers, return the candidates best first, each
-with the reasons for its place. This is the simple rule of the foundation:
-hard filters (skill, active, under capacity, not already asked), then
-nearness (same stairwell > same building > same grid > community), then
-load, then a stable tie-break on the volunteer id.
+with the reasons for its score.
+
+- Hard filters: has the skill (verified, where the category needs a
+  credential), active, under capacity, available in the requested window
+  (weekly windows, days off), not the requester.
+- Soft score: nearness (same stairwell > same building > same grid >
+  community), load, fairness (time since last task), reliability (accept
+  rate), rating; weights in configuration.
+- Ties are broken by volunteer id: the same input gives the same ranking.
+
+A VolunteerIndex buckets volunteers by skill, grid, building and stairwell,
+so that a request looks only at volunteers with the skill, nearest first,
+and stops early once nearness alone decides the top `limit`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Iterable, Iterator
+from zoneinfo import ZoneInfo
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass(frozen=True)
@@ -20,9 +34,28 @@ class Place:
 
 
 @dataclass(frozen=True)
+class Window:
+    """A weekly availability window in local (Asia/Shanghai) time; weekday 0 is Monday."""
+
+    weekday: int
+    start: time
+    end: time
+
+
+@dataclass(frozen=True)
 class RequestFacts:
     category: str
     place: Place
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    urgent: bool = False
+    vulnerable: bool = False  # over 80 or with a disability
+    requester_digest: str | None = None
+    credential_required: bool = False
+
+    @property
+    def priority(self) -> int:
+        return int(self.urgent) + int(self.vulnerable)
 
 
 @dataclass(frozen=True)
@@ -33,17 +66,40 @@ class VolunteerFacts:
     capacity: int
     active_tasks: int
     place: Place
+    verified: frozenset[str] = frozenset()
+    windows: tuple[Window, ...] = ()  # none declared: any time
+    days_off: frozenset[date] = frozenset()
+    last_task_at: datetime | None = None
+    offers: int = 0
+    accepts: int = 0
+    rating: float | None = None  # average of 1–5
+    phone_digest: str | None = None
+
+
+@dataclass(frozen=True)
+class Weights:
+    nearness: float = 100.0  # per step: stairwell 3, building 2, grid 1, community 0
+    load: float = 20.0
+    fairness: float = 10.0
+    reliability: float = 10.0
+    rating: float = 10.0
+    fairness_days: float = 30.0  # a month without a task counts fully
+
+    @property
+    def nearness_decides(self) -> bool:
+        """True when one step of nearness outweighs all else together, so
+        that a nearer tier always ranks above a farther one."""
+        return self.nearness > self.load + self.fairness + self.reliability + self.rating
 
 
 @dataclass(frozen=True)
 class Candidate:
     volunteer_id: int
-    nearness: int
-    load: float
+    score: float
     reasons: tuple[str, ...]
 
 
-NEARNESS = ((3, "same_stairwell"), (2, "same_building"), (1, "same_grid"), (0, "same_community"))
+NEARNESS_REASON = {3: "same_stairwell", 2: "same_building", 1: "same_grid", 0: "same_community"}
 
 
 def nearness(a: Place, b: Place) -> int:
@@ -52,19 +108,140 @@ def nearness(a: Place, b: Place) -> int:
     return 1 if a.grid == b.grid else 0
 
 
-def eligible(req: RequestFacts, vol: VolunteerFacts) -> bool:
-    return vol.active and req.category in vol.skills and vol.active_tasks < vol.capacity
+def available(vol: VolunteerFacts, start: datetime | None, end: datetime | None) -> bool:
+    """Is some part of the requested window inside the volunteer's weekly
+    windows, on a day that is not a day off? No window asked: yes."""
+    if start is None and end is None:
+        return True
+    start = (start or end - timedelta(hours=1)).astimezone(SHANGHAI)
+    end = (end or start + timedelta(hours=1)).astimezone(SHANGHAI)
+    day = start.date()
+    while day <= end.date():
+        if day not in vol.days_off:
+            if not vol.windows:
+                return True
+            for w in vol.windows:
+                if w.weekday != day.weekday():
+                    continue
+                w_start = datetime.combine(day, w.start, SHANGHAI)
+                w_end = datetime.combine(day, w.end, SHANGHAI)
+                if w_start < end and start < w_end:
+                    return True
+        day += timedelta(days=1)
+    return False
 
 
-def rank(req: RequestFacts, volunteers: Iterable[VolunteerFacts],
-         exclude: frozenset[int] = frozenset()) -> list[Candidate]:
-    found = []
-    for vol in volunteers:
-        if vol.id in exclude or not eligible(req, vol):
-            continue
-        near = nearness(req.place, vol.place)
-        load = vol.active_tasks / vol.capacity
-        reasons = (dict(NEARNESS)[near], f"load_{vol.active_tasks}_of_{vol.capacity}")
-        found.append(Candidate(vol.id, near, load, reasons))
-    found.sort(key=lambda c: (-c.nearness, c.load, c.volunteer_id))
-    return found
+def qualified(req: RequestFacts, vol: VolunteerFacts) -> bool:
+    """Could this volunteer ever take the request (ignoring how busy they are)?"""
+    if not vol.active or req.category not in vol.skills:
+        return False
+    if req.credential_required and req.category not in vol.verified:
+        return False
+    if req.requester_digest and vol.phone_digest == req.requester_digest:
+        return False
+    return available(vol, req.window_start, req.window_end)
+
+
+def eligible(req: RequestFacts, vol: VolunteerFacts, tasks: int | None = None) -> bool:
+    """Qualified and with room for one more task now."""
+    busy = vol.active_tasks if tasks is None else tasks
+    return busy < vol.capacity and qualified(req, vol)
+
+
+def score(req: RequestFacts, vol: VolunteerFacts, now: datetime, weights: Weights,
+          tasks: int | None = None) -> Candidate:
+    busy = vol.active_tasks if tasks is None else tasks
+    near = nearness(req.place, vol.place)
+    free = 1.0 - busy / vol.capacity
+    if vol.last_task_at is None:
+        idle = 1.0
+    else:
+        idle = min(1.0, max(0.0, (now - vol.last_task_at).total_seconds() / 86400 / weights.fairness_days))
+    reliability = (vol.accepts + 1) / (vol.offers + 2)  # Laplace: newcomers start at one half
+    rating = ((vol.rating if vol.rating is not None else 4.0) - 1.0) / 4.0
+    total = (weights.nearness * near + weights.load * free + weights.fairness * idle
+             + weights.reliability * reliability + weights.rating * rating)
+    reasons = (NEARNESS_REASON[near], f"free:{free:.2f}", f"idle:{idle:.2f}", f"reliability:{reliability:.2f}",
+               f"rating:{rating:.2f}")
+    return Candidate(vol.id, round(total, 6), reasons)
+
+
+def _order(c: Candidate):
+    return (-c.score, c.volunteer_id)
+
+
+def rank(req: RequestFacts, volunteers: Iterable[VolunteerFacts], now: datetime, weights: Weights = Weights(),
+         exclude: frozenset[int] = frozenset(), limit: int | None = None,
+         tasks: dict[int, int] | None = None) -> list[Candidate]:
+    """Rank every eligible volunteer (the reference: scans them all)."""
+    found = [
+        score(req, v, now, weights, tasks.get(v.id) if tasks else None)
+        for v in volunteers
+        if v.id not in exclude and eligible(req, v, tasks.get(v.id) if tasks else None)
+    ]
+    found.sort(key=_order)
+    return found[:limit] if limit is not None else found
+
+
+@dataclass
+class VolunteerIndex:
+    """Volunteers bucketed by skill → grid → building → stairwell."""
+
+    volunteers: dict[int, VolunteerFacts] = field(default_factory=dict)
+    buckets: dict[str, dict[str, dict[str, dict[str | None, list[VolunteerFacts]]]]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, volunteers: Iterable[VolunteerFacts]) -> VolunteerIndex:
+        index = cls()
+        for v in sorted(volunteers, key=lambda v: v.id):
+            if not v.active:
+                continue
+            index.volunteers[v.id] = v
+            for skill in v.skills:
+                (index.buckets.setdefault(skill, {}).setdefault(v.place.grid, {})
+                 .setdefault(v.place.building, {}).setdefault(v.place.unit, []).append(v))
+        return index
+
+    def tiers(self, skill: str, place: Place) -> Iterator[list[VolunteerFacts]]:
+        """Volunteers with the skill, nearest tier first."""
+        grids = self.buckets.get(skill, {})
+        buildings = grids.get(place.grid, {})
+        units = buildings.get(place.building, {})
+        yield units.get(place.unit, []) if place.unit else []
+        yield [v for unit, vols in units.items() if not (place.unit and unit == place.unit) for v in vols]
+        yield [v for b, us in buildings.items() if b != place.building for vols in us.values() for v in vols]
+        yield [v for g, bs in grids.items() if g != place.grid for us in bs.values() for vols in us.values()
+               for v in vols]
+
+
+def rank_indexed(req: RequestFacts, index: VolunteerIndex, now: datetime, weights: Weights = Weights(),
+                 exclude: frozenset[int] = frozenset(), limit: int | None = None,
+                 tasks: dict[int, int] | None = None) -> list[Candidate]:
+    """Same answer as rank() over the index's volunteers, without looking at
+    farther tiers once nearness alone decides the top `limit`."""
+    found: list[Candidate] = []
+    for tier in index.tiers(req.category, req.place):
+        for v in tier:
+            busy = tasks.get(v.id, v.active_tasks) if tasks is not None else None
+            if v.id not in exclude and eligible(req, v, busy):
+                found.append(score(req, v, now, weights, busy))
+        if limit is not None and weights.nearness_decides and len(found) >= limit:
+            break
+    found.sort(key=_order)
+    return found[:limit] if limit is not None else found
+
+
+def assign_batch(requests: list[RequestFacts], index: VolunteerIndex, now: datetime,
+                 weights: Weights = Weights()) -> list[int | None]:
+    """Greedy batch dispatch when volunteers are scarce: urgent requests and
+    vulnerable residents first (then in the order given), each to the best
+    volunteer who still has room. Returns a volunteer id (or None) per request."""
+    tasks = {vid: v.active_tasks for vid, v in index.volunteers.items()}
+    result: list[int | None] = [None] * len(requests)
+    for i in sorted(range(len(requests)), key=lambda i: -requests[i].priority):
+        best = rank_indexed(requests[i], index, now, weights, limit=1, tasks=tasks)
+        if best:
+            vid = best[0].volunteer_id
+            tasks[vid] += 1
+            result[i] = vid
+    return result

@@ -4,11 +4,27 @@ assignments, escalations, and the messaging tables."""
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import date, datetime, time
+from decimal import Decimal
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from services.common import contract
 from services.common.db import UTCDateTime, utcnow
 from services.common.inbox import DeadMessageMixin, ProcessedMessageMixin
 from services.common.outbox import OutboxMixin
@@ -69,20 +85,79 @@ class Volunteer(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     channels: Mapped[list] = mapped_column(JSON, default=list)  # Apprise URLs, preferred first
     language: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    teams: Mapped[list] = mapped_column(JSON, default=list)  # e.g. 翠邻里, 达式华医疗服务队, 夕阳红
+    phone_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # What the engine's soft score reads: fairness, reliability, rating.
+    last_task_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    offers_count: Mapped[int] = mapped_column(Integer, default=0)
+    accepts_count: Mapped[int] = mapped_column(Integer, default=0)
+    rating_sum: Mapped[int] = mapped_column(Integer, default=0)
+    rating_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     skills: Mapped[list[VolunteerSkill]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    windows: Mapped[list[AvailabilityWindow]] = relationship(cascade="all, delete-orphan", lazy="selectin",
+                                                             order_by="AvailabilityWindow.id")
+    days_off: Mapped[list[DayOff]] = relationship(cascade="all, delete-orphan", lazy="selectin")
     home: Mapped[Building] = relationship(lazy="joined")
 
     @property
     def skill_codes(self) -> list[str]:
         return sorted(s.category for s in self.skills)
 
+    @property
+    def verified_codes(self) -> list[str]:
+        return sorted(s.category for s in self.skills if s.verified)
+
+    @property
+    def rating(self) -> float | None:
+        return self.rating_sum / self.rating_count if self.rating_count else None
+
+    def apply(self, data: dict, digest_key: str) -> None:
+        """Set registry fields from validated input (API, roster import);
+        fields not given stay as they are."""
+        for name in ("name", "phone", "building", "unit", "capacity", "channels", "language", "teams", "active"):
+            if name in data:
+                setattr(self, name, data[name])
+        if data.get("display_name") or not self.display_name:
+            self.display_name = data.get("display_name") or self.name
+        if "phone" in data:
+            self.phone_digest = contract.phone_digest(self.phone, digest_key)
+        if "skills" in data or "verified" in data:
+            skills = data.get("skills", self.skill_codes)
+            verified = set(data.get("verified", self.verified_codes))
+            self.skills = [VolunteerSkill(category=s, verified=s in verified) for s in skills]
+        if "windows" in data:
+            self.windows = [AvailabilityWindow(weekday=w["weekday"], start_time=w["start"], end_time=w["end"])
+                            for w in data["windows"]]
+        if "days_off" in data:
+            self.days_off = [DayOff(day=d) for d in sorted(set(data["days_off"]))]
+
 
 class VolunteerSkill(Base):
     __tablename__ = "volunteer_skill"
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id"), primary_key=True)
     category: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+    # Health checks and prenatal guidance need a credential checked by staff.
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AvailabilityWindow(Base):
+    """A weekly window (local time) when the volunteer can help, e.g. Sat 09:00–11:00."""
+
+    __tablename__ = "availability_window"
+    __table_args__ = (CheckConstraint("weekday BETWEEN 0 AND 6 AND start_time < end_time", name="valid_window"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id"), index=True)
+    weekday: Mapped[int] = mapped_column(Integer)  # 0 Monday … 6 Sunday
+    start_time: Mapped[time] = mapped_column(Time)
+    end_time: Mapped[time] = mapped_column(Time)
+
+
+class DayOff(Base):
+    __tablename__ = "day_off"
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
 
 
 class ServiceRequest(Base):
@@ -100,8 +175,14 @@ class ServiceRequest(Base):
     window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     window_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     urgency: Mapped[str] = mapped_column(String(8))
-    status: Mapped[str] = mapped_column(String(16), default="matching")
+    elderly: Mapped[bool] = mapped_column(Boolean, default=False)
+    disability: Mapped[bool] = mapped_column(Boolean, default=False)
+    requester_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # matching (waiting for a free volunteer), offered, assigned, in_progress, completed, escalated, cancelled
+    status: Mapped[str] = mapped_column(String(16), default="matching", index=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    accept_by: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # else escalate
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)  # 1 hallway, 2 grid, 3 office
 
     home: Mapped[Building] = relationship(lazy="joined")
     offers: Mapped[list[Offer]] = relationship(back_populates="request", order_by="Offer.id")
@@ -122,24 +203,44 @@ class Offer(Base):
     token: Mapped[str] = mapped_column(String(64), unique=True, default=new_token)
     status: Mapped[str] = mapped_column(String(12), default="open")  # open, accepted, declined, expired, withdrawn
     reason: Mapped[str] = mapped_column(String(200), default="")  # why this volunteer was chosen
+    decline_reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     request: Mapped[ServiceRequest] = relationship(back_populates="offers", lazy="joined")
     volunteer: Mapped[Volunteer] = relationship(lazy="joined")
 
 
+LIVE_ASSIGNMENT = text("status <> 'cancelled'")
+
+
 class Assignment(Base):
-    """The one volunteer who took a request. One per request: the unique
-    constraint decides the race when two accept at once."""
+    """The one volunteer who took a request. One live assignment per
+    request: the partial unique index decides the race when two accept at
+    once; a cancelled one leaves room for a reassignment."""
 
     __tablename__ = "assignment"
+    __table_args__ = (Index("one_live_assignment", "request_id", unique=True,
+                            sqlite_where=LIVE_ASSIGNMENT, postgresql_where=LIVE_ASSIGNMENT),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), unique=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), index=True)
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id"), index=True)
-    offer_id: Mapped[int] = mapped_column(ForeignKey("offer.id"))
-    status: Mapped[str] = mapped_column(String(12), default="active")
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offer.id"), nullable=True)  # none: staff or booking
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"), nullable=True)
+    # Station bookings use session slots, not the volunteer's at-home capacity.
+    counts_capacity: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(12), default="active")  # active, started, completed, cancelled
+    actor: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    complete_by: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)  # as the volunteer reported
+    note: Mapped[str] = mapped_column(String(500), default="")
+
+    request: Mapped[ServiceRequest] = relationship(lazy="joined")
+    volunteer: Mapped[Volunteer] = relationship(lazy="joined")
 
 
 class Escalation(Base):
@@ -149,8 +250,104 @@ class Escalation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), index=True)
     leader_id: Mapped[int | None] = mapped_column(ForeignKey("leader.id"), nullable=True)
-    reason: Mapped[str] = mapped_column(String(32))  # staff_only, no_candidate
+    level: Mapped[int] = mapped_column(Integer, default=1)  # 1 hallway, 2 grid, 3 office
+    reason: Mapped[str] = mapped_column(String(32))  # staff_only, no_candidate, all_declined, not_taken, overdue
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Station(Base):
+    """A service station (服务站), e.g. the 翠邻里 service hall: fixed place."""
+
+    __tablename__ = "station"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    place: Mapped[str] = mapped_column(String(100))
+    lead_volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("volunteer.id"), nullable=True)
+
+
+class StationSession(Base):
+    """Fixed time, fixed person: a weekly session of one service at a station."""
+
+    __tablename__ = "station_session"
+    __table_args__ = (CheckConstraint("weekday BETWEEN 0 AND 6 AND start_time < end_time AND slots > 0",
+                                      name="valid_session"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("station.id"), index=True)
+    category: Mapped[str] = mapped_column(String(32), index=True)
+    weekday: Mapped[int] = mapped_column(Integer)
+    start_time: Mapped[time] = mapped_column(Time)
+    end_time: Mapped[time] = mapped_column(Time)
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id"))
+    slots: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    station: Mapped[Station] = relationship(lazy="joined")
+    volunteer: Mapped[Volunteer] = relationship(lazy="joined")
+
+
+class Booking(Base):
+    """A resident's slot in one occurrence of a session. The unique slot
+    number per occurrence makes overbooking impossible under races."""
+
+    __tablename__ = "booking"
+    __table_args__ = (UniqueConstraint("session_id", "day", "slot"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("station_session.id"), index=True)
+    day: Mapped[date] = mapped_column(Date)
+    slot: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), unique=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(12), default="booked")  # booked, cancelled
+
+    session: Mapped[StationSession] = relationship(lazy="joined")
+
+
+class HoursEntry(Base):
+    """Service hours (服务时长) for one completed task: counted from start to
+    completion in 0.5 h steps, confirmed by whoever organised the service."""
+
+    __tablename__ = "hours_entry"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id"), index=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id"), unique=True)
+    hours: Mapped[Decimal] = mapped_column(Numeric(5, 1))
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending, confirmed, correction
+    confirmed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    correction_hours: Mapped[Decimal | None] = mapped_column(Numeric(5, 1), nullable=True)
+    correction_reason: Mapped[str] = mapped_column(String(300), default="")
+    completed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    volunteer: Mapped[Volunteer] = relationship(lazy="joined")
+    assignment: Mapped[Assignment] = relationship(lazy="joined")
+
+
+class CoinEntry(Base):
+    """Time bank (时间银行): 1 confirmed hour = 1 time coin. Coins buy
+    services or are donated; never cash. The balance is the sum."""
+
+    __tablename__ = "coin_entry"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(7, 1))  # + earned/received, − spent/donated
+    kind: Mapped[str] = mapped_column(String(12))  # earned, spent, donated, received
+    ref: Mapped[str] = mapped_column(String(100), default="")
+    # One credit per hours entry, even if a confirmation is repeated.
+    hours_entry_id: Mapped[int | None] = mapped_column(ForeignKey("hours_entry.id"), nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LoginLink(Base):
+    """An expiring, single-use sign-in link for the volunteer portal; only
+    its hash is stored."""
+
+    __tablename__ = "login_link"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class OutboxMessage(OutboxMixin, Base):

@@ -1,5 +1,9 @@
-"""What the volunteer registry accepts and returns."""
+"""What the volunteer registry, stations, hours and time bank accept and
+return. The CSV/XLSX roster import validates each row with VolunteerIn,
+the same schema as the API."""
 from __future__ import annotations
+
+import re
 
 import apprise
 from flask import current_app
@@ -9,7 +13,14 @@ from services.common import contract
 
 from .models import Building
 
-MOBILE = r"^1[3-9]\d{9}$"
+MOBILE = re.compile(r"^1[3-9]\d{9}$")
+WEEKDAYS = {
+    **{name: i for i, name in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))},
+    **{name: i for i, name in enumerate(("周一", "周二", "周三", "周四", "周五", "周六", "周日"))},
+    "周天": 6,
+}
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WINDOW_TEXT = re.compile(r"^\s*(\S+)\s+(\d{1,2}:\d{2})\s*[-–~至]\s*(\d{1,2}:\d{2})\s*$")
 
 
 def channel_ok(url: str) -> None:
@@ -17,18 +28,55 @@ def channel_ok(url: str) -> None:
         raise ValidationError("Not a channel URL Apprise understands (e.g. wecombot://KEY, mailto://…, json://…).")
 
 
+class WindowSchema(Schema):
+    weekday = fields.Integer(required=True, strict=True, validate=validate.Range(0, 6))  # 0 = Monday
+    start = fields.Time(required=True, format="%H:%M")
+    end = fields.Time(required=True, format="%H:%M")
+
+    @validates_schema
+    def _order(self, data, **kwargs):
+        if data["end"] <= data["start"]:
+            raise ValidationError({"end": ["The end must be after the start."]})
+
+
+def parse_windows(text: str) -> list[dict]:
+    """'Sat 09:00-11:00; 周日 14:00-16:00' (roster files) → window dicts."""
+    windows = []
+    for part in re.split(r"[;；\n]", text or ""):
+        if not part.strip():
+            continue
+        match = WINDOW_TEXT.match(part)
+        token = match.group(1) if match else ""
+        day = WEEKDAYS.get(token.lower()[:3] if token.isascii() else token)
+        if day is None:
+            raise ValidationError(f"Not a weekly window: {part.strip()!r} (e.g. 'Sat 09:00-11:00').")
+        windows.append({"weekday": day, "start": match.group(2).zfill(5), "end": match.group(3).zfill(5)})
+    return windows
+
+
+def format_windows(windows) -> str:
+    return "; ".join(f"{WEEKDAY_NAMES[w.weekday]} {w.start_time:%H:%M}-{w.end_time:%H:%M}" for w in windows)
+
+
 class VolunteerIn(Schema):
     name = fields.String(required=True, validate=validate.Length(1, 64))
-    display_name = fields.String(load_default=None, validate=validate.Length(1, 64))
+    display_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
     phone = fields.String(required=True, validate=validate.Regexp(MOBILE, error="Enter an 11-digit mobile number."))
     building = fields.String(required=True, validate=validate.Length(1, 16))
     unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 8))
     skills = fields.List(fields.String(validate=validate.OneOf(contract.VOLUNTEER_SKILLS)), required=True,
                          validate=validate.Length(1, len(contract.VOLUNTEER_SKILLS)))
+    # Skills whose credential staff have checked (required for health checks, prenatal guidance).
+    verified = fields.List(fields.String(validate=validate.OneOf(contract.VOLUNTEER_SKILLS)), load_default=list)
+    teams = fields.List(fields.String(validate=validate.Length(1, 32)), load_default=list,
+                        validate=validate.Length(0, 10))
     capacity = fields.Integer(load_default=1, strict=True, validate=validate.Range(1, 10))
     channels = fields.List(fields.String(validate=[validate.Length(1, 2000), channel_ok]), load_default=list,
                            validate=validate.Length(0, 5))
     language = fields.String(load_default="zh-CN", validate=validate.OneOf(contract.LANGUAGES))
+    windows = fields.List(fields.Nested(WindowSchema), load_default=list, validate=validate.Length(0, 21))
+    days_off = fields.List(fields.Date(), load_default=list, validate=validate.Length(0, 366))
+    active = fields.Boolean(load_default=True)
 
     @validates("skills")
     def _unique(self, value, **kwargs):
@@ -36,14 +84,32 @@ class VolunteerIn(Schema):
             raise ValidationError("Each skill once.")
 
     @validates_schema(skip_on_field_errors=False)
-    def _building(self, data, **kwargs):
-        if "building" not in data:
-            return
-        building = current_app.extensions["db"].Session.get(Building, data["building"])
-        if building is None:
-            raise ValidationError({"building": ["Unknown building."]})
-        if data.get("unit") and data["unit"] not in building.units:
-            raise ValidationError({"unit": ["That building has no such unit."]})
+    def _cross(self, data, partial=False, **kwargs):
+        errors = {}
+        if "building" in data:
+            building = current_app.extensions["db"].Session.get(Building, data["building"])
+            if building is None:
+                errors["building"] = ["Unknown building."]
+            elif data.get("unit") and data["unit"] not in building.units:
+                errors["unit"] = ["That building has no such unit."]
+        if "verified" in data and "skills" in data and set(data["verified"]) - set(data["skills"]):
+            errors["verified"] = ["Only skills the volunteer has can be verified."]
+        if errors:
+            raise ValidationError(errors)
+
+
+class VolunteerQuery(Schema):
+    skill = fields.String(validate=validate.OneOf(contract.VOLUNTEER_SKILLS))
+    building = fields.String(validate=validate.Length(1, 16))
+    grid = fields.String(validate=validate.Length(1, 16))
+    team = fields.String(validate=validate.Length(1, 32))
+    active = fields.Boolean()
+
+
+class WindowOut(Schema):
+    weekday = fields.Integer()
+    start = fields.Time(attribute="start_time", format="%H:%M")
+    end = fields.Time(attribute="end_time", format="%H:%M")
 
 
 class VolunteerOut(Schema):
@@ -55,10 +121,111 @@ class VolunteerOut(Schema):
     phone = fields.Function(lambda v: contract.mask_phone(v.phone))
     building = fields.String()
     unit = fields.String(allow_none=True)
+    grid = fields.Function(lambda v: v.home.grid)
     skills = fields.List(fields.String(), attribute="skill_codes")
+    verified = fields.List(fields.String(), attribute="verified_codes")
+    teams = fields.List(fields.String())
     capacity = fields.Integer()
     active_tasks = fields.Integer()
     active = fields.Boolean()
     channels = fields.Function(lambda v: [contract.mask_url(u) for u in v.channels])
     language = fields.String()
+    windows = fields.List(fields.Nested(WindowOut))
+    days_off = fields.Function(lambda v: sorted(d.day.isoformat() for d in v.days_off))
+    rating = fields.Float(allow_none=True)
     created_at = fields.AwareDateTime()
+
+
+class ImportArgs(Schema):
+    partial = fields.Boolean(load_default=False)  # import the good rows of a file with bad ones
+
+
+class ExportArgs(Schema):
+    format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "xlsx")))
+
+
+class StationIn(Schema):
+    code = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]{1,32}$"))
+    name = fields.String(required=True, validate=validate.Length(1, 64))
+    place = fields.String(required=True, validate=validate.Length(1, 100))
+    lead_volunteer_id = fields.Integer(load_default=None, allow_none=True)
+
+
+class StationSessionIn(Schema):
+    category = fields.String(required=True, validate=validate.OneOf(contract.VOLUNTEER_SKILLS))
+    weekday = fields.Integer(required=True, strict=True, validate=validate.Range(0, 6))
+    start = fields.Time(required=True, format="%H:%M")
+    end = fields.Time(required=True, format="%H:%M")
+    volunteer_id = fields.Integer(required=True)
+    slots = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100))
+
+    @validates_schema
+    def _order(self, data, **kwargs):
+        if data["end"] <= data["start"]:
+            raise ValidationError({"end": ["The end must be after the start."]})
+
+
+class StationSessionOut(Schema):
+    id = fields.Integer()
+    category = fields.String()
+    weekday = fields.Integer()
+    start = fields.Time(attribute="start_time", format="%H:%M")
+    end = fields.Time(attribute="end_time", format="%H:%M")
+    volunteer_id = fields.Integer()
+    slots = fields.Integer()
+    active = fields.Boolean()
+
+
+class StationOut(Schema):
+    id = fields.Integer()
+    code = fields.String()
+    name = fields.String()
+    place = fields.String()
+    lead_volunteer_id = fields.Integer(allow_none=True)
+
+
+class AssignIn(Schema):
+    volunteer_id = fields.Integer(required=True)
+    actor = fields.String(load_default="staff", validate=validate.Length(1, 64))
+
+
+class HoursQuery(Schema):
+    status = fields.String(validate=validate.OneOf(("pending", "confirmed", "correction")))
+    month = fields.String(validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$"))
+    volunteer_id = fields.Integer()
+
+
+class HoursOut(Schema):
+    id = fields.Integer()
+    volunteer_id = fields.Integer()
+    volunteer_name = fields.Function(lambda e: e.volunteer.name)
+    request_id = fields.Function(lambda e: e.assignment.request_id)
+    category = fields.Function(lambda e: e.assignment.request.category)
+    hours = fields.Decimal(as_string=True)
+    status = fields.String()
+    confirmed_by = fields.String(allow_none=True)
+    correction_hours = fields.Decimal(as_string=True, allow_none=True)
+    correction_reason = fields.String()
+    completed_at = fields.AwareDateTime()
+
+
+class ConfirmIn(Schema):
+    by = fields.String(load_default="staff", validate=validate.Length(1, 64))
+    hours = fields.Decimal(load_default=None, allow_none=True, places=1,
+                           validate=validate.Range(0.5, 24))
+
+    @validates("hours")
+    def _steps(self, value, **kwargs):
+        if value is not None and (value * 2) % 1:
+            raise ValidationError("Hours are counted in 0.5 h steps.")
+
+
+class RankingArgs(Schema):
+    month = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$"))
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv", "xlsx")))
+
+
+class SpendIn(Schema):
+    volunteer_id = fields.Integer(required=True)
+    amount = fields.Decimal(required=True, places=1, validate=validate.Range(0.5, 1000))
+    ref = fields.String(required=True, validate=validate.Length(1, 100))  # what service it bought

@@ -1,25 +1,71 @@
-"""Matching's consumers: requests submitted by intake, and the periodic
-outbox relay sent by beat."""
+"""Matching's consumers: requests submitted and cancelled, residents'
+feedback (all from intake), and the periodic sweep and outbox relay sent by
+beat."""
 from __future__ import annotations
 
+import redis
 from celery import shared_task
 from flask import current_app
 
 from services.common import contract
 from services.common.inbox import consume
+from services.common.queueing import REDIS_TIMEOUT, TASK_TIME_LIMIT
 
-from . import dispatch
-from .models import DeadMessage, ProcessedMessage
+from .dispatch import Dispatcher
+from .models import DeadMessage, ProcessedMessage, ServiceRequest
+
+
+def _consume(task, message, handler):
+    return consume(task, message, handler, db=current_app.extensions["db"],
+                   processed=ProcessedMessage, dead=DeadMessage)
+
+
+def dispatcher(session) -> Dispatcher:
+    return Dispatcher(session, current_app.extensions["outbox"], current_app.config)
 
 
 @shared_task(name=contract.REQUEST_SUBMITTED, bind=True)
 def request_submitted(self, message):
-    return consume(self, message, handle_submitted, db=current_app.extensions["db"],
-                   processed=ProcessedMessage, dead=DeadMessage)
+    return _consume(self, message, lambda session, data, env: dispatcher(session).receive(data))
 
 
-def handle_submitted(session, data, env) -> None:
-    dispatch.receive(session, current_app.extensions["outbox"], data, current_app.config["VOLUNTEERS_URL"])
+@shared_task(name=contract.REQUEST_CANCELLED, bind=True)
+def request_cancelled(self, message):
+    return _consume(self, message, handle_cancelled)
+
+
+def handle_cancelled(session, data, env) -> None:
+    req = session.get(ServiceRequest, str(data["request_id"]))
+    if req is None:
+        raise LookupError("request not received yet")  # retried: the submission may still be on its way
+    dispatcher(session).cancel(req, actor=data["actor"], reason=data["reason"])
+
+
+@shared_task(name=contract.FEEDBACK_RECEIVED, bind=True)
+def feedback_received(self, message):
+    return _consume(self, message, lambda session, data, env: dispatcher(session).feedback(
+        str(data["request_id"]), data["rating"], data["thanks"], data["comment"]))
+
+
+@shared_task(name=contract.SWEEP_DISPATCH)
+def sweep():
+    # One sweep at a time across all worker processes, or two could offer
+    # the same waiting request to two volunteers.
+    client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=REDIS_TIMEOUT,
+                                  socket_connect_timeout=REDIS_TIMEOUT)
+    lock = client.lock("linli:volunteers:sweep", timeout=TASK_TIME_LIMIT, blocking=False)
+    if not lock.acquire():
+        return "busy"
+    db = current_app.extensions["db"]
+    session = db.Session()
+    try:
+        counts = dispatcher(session).sweep()
+        session.commit()
+        return counts
+    finally:
+        db.Session.remove()
+        lock.release()
+        client.close()
 
 
 @shared_task(name=contract.RELAY_VOLUNTEERS_OUTBOX)

@@ -1,28 +1,67 @@
 """Matching's HTTP side: the offer page a volunteer reaches from a message,
-and the volunteer registry API for staff and automation."""
+the volunteer portal (magic-link sign-in, offers, tasks, hours, time
+coins), and the staff API (registry, rosters, stations, reassignment,
+hours and the time bank)."""
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import wraps
 
 import requests as http
 from flask import Blueprint as WebBlueprint
-from flask import current_app, redirect, render_template, request, url_for
+from flask import Response, current_app, g, redirect, render_template, request, session, url_for
 from flask.views import MethodView
 from flask_babel import lazy_gettext as _l
 from flask_smorest import Blueprint, abort
-from sqlalchemy import select
+from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy import func, select, update
 
 from services.common import contract
-from services.common.web import require_token
+from services.common.db import utcnow
+from services.common.web import SHANGHAI, require_token
 
-from . import dispatch
-from .models import Offer, Volunteer, VolunteerSkill
-from .schemas import VolunteerIn, VolunteerOut
+from . import roster
+from .dispatch import Dispatcher
+from .models import (
+    Assignment,
+    Booking,
+    Building,
+    HoursEntry,
+    LoginLink,
+    Offer,
+    ServiceRequest,
+    Station,
+    StationSession,
+    Volunteer,
+    VolunteerSkill,
+)
+from .schemas import (
+    MOBILE,
+    AssignIn,
+    ConfirmIn,
+    ExportArgs,
+    HoursOut,
+    HoursQuery,
+    ImportArgs,
+    RankingArgs,
+    SpendIn,
+    StationIn,
+    StationOut,
+    StationSessionIn,
+    StationSessionOut,
+    VolunteerIn,
+    VolunteerOut,
+    VolunteerQuery,
+)
 
 log = logging.getLogger(__name__)
 
 web = WebBlueprint("web", __name__)
-api = Blueprint("api", __name__, url_prefix="/api/v1", description="Volunteer registry")
+api = Blueprint("api", __name__, url_prefix="/api/v1", description="Volunteer registry, stations, hours")
 
 REASONS = {
     "same_stairwell": _l("You live in the same stairwell."),
@@ -36,15 +75,32 @@ OUTCOMES = {
     "full": _l("You already have as many tasks as you said you can take. Finish one first."),
     "closed": _l("This offer is no longer open."),
     "taken": _l("Another volunteer took this request first. Thank you all the same."),
+    "started": _l("Started. Thank you!"),
+    "completed": _l("Completed. Your hours wait for the organiser's confirmation."),
+    "correction": _l("Your correction was sent to the organiser."),
+    "donated": _l("Your time coins were donated. Thank you!"),
+    "confirmed": _l("Hours confirmed."),
+    "refused": _l("That could not be done."),
 }
 
 
-def _session():
+def _db():
     return current_app.extensions["db"].Session
 
 
+def _dispatcher() -> Dispatcher:
+    return Dispatcher(_db(), current_app.extensions["outbox"], current_app.config)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- the offer page (linked from the offer message) ---
+
+
 def _offer(token: str) -> Offer | None:
-    return _session().scalar(select(Offer).where(Offer.token == token))
+    return _db().scalar(select(Offer).where(Offer.token == token))
 
 
 @web.get("/")
@@ -57,54 +113,265 @@ def offer_page(token: str):
     offer = _offer(token)
     if offer is None:
         return render_template("not_found.html"), 404
-    contact = _contact(offer) if offer.status == "accepted" else None
+    return _render_offer(offer, outcome=OUTCOMES.get(request.args.get("outcome", "")))
+
+
+def _render_offer(offer: Offer, outcome=None, status: int = 200):
+    accepted = offer.status == "accepted" and _live_assignment(offer) is not None
     return render_template(
-        "offer.html",
-        offer=offer,
-        req=offer.request,
-        category=contract.CATEGORY_BY_CODE[offer.request.category],
+        "offer.html", offer=offer, req=offer.request, category=contract.CATEGORY_BY_CODE[offer.request.category],
         reasons=[REASONS[r] for r in offer.reason.split() if r in REASONS],
-        contact=contact,
-        outcome=OUTCOMES.get(request.args.get("outcome", "")),
-    )
+        contact=_contact(offer.request_id, offer.volunteer_id) if accepted else None, outcome=outcome,
+    ), status
+
+
+def _live_assignment(offer: Offer) -> Assignment | None:
+    return _db().scalar(select(Assignment).where(
+        Assignment.offer_id == offer.id, Assignment.status.in_(("active", "started", "completed"))))
 
 
 @web.post("/offers/<token>")
 def answer_offer(token: str):
-    """Accept or decline; a GET never changes anything."""
+    """Accept or decline (with an optional reason); a GET never changes anything."""
     offer = _offer(token)
     if offer is None:
         return render_template("not_found.html"), 404
-    session, outbox = _session(), current_app.extensions["outbox"]
     decision = request.form.get("decision")
+    dispatcher = _dispatcher()
     if decision == "accept":
-        outcome = dispatch.accept(session, outbox, offer)
+        outcome = dispatcher.accept(offer)
     elif decision == "decline":
-        declined = dispatch.decline(session, outbox, offer, current_app.config["VOLUNTEERS_URL"])
-        outcome = "declined" if declined else "closed"
+        reason = request.form.get("reason", "").strip()[:200]
+        outcome = "declined" if dispatcher.decline(offer, reason) else "closed"
     else:
-        return render_template("offer.html", offer=offer, req=offer.request, reasons=[], contact=None,
-                               category=contract.CATEGORY_BY_CODE[offer.request.category],
-                               outcome=_l("Choose accept or decline.")), 400
-    session.commit()
+        return _render_offer(offer, outcome=_l("Choose accept or decline."), status=400)
+    _db().commit()
     return redirect(url_for("web.offer_page", token=token, outcome=outcome), 303)
 
 
-def _contact(offer: Offer) -> dict | None:
+def _contact(request_id: str, volunteer_id: int) -> dict | None:
     """The resident's contact, read from intake's API only for the volunteer
     who accepted (never stored here)."""
     token = current_app.config["SERVICE_TOKEN"]
     if not token:
         return None
     try:
-        resp = http.get(f"{current_app.config['REQUESTS_API_URL']}/api/v1/internal/requests/{offer.request_id}/contact",
+        resp = http.get(f"{current_app.config['REQUESTS_API_URL']}/api/v1/internal/requests/{request_id}/contact",
                         headers={"Authorization": f"Bearer {token}"}, timeout=current_app.config["HTTP_TIMEOUT"])
         resp.raise_for_status()
-        log.info("contact shown", extra={"request_id": offer.request_id, "volunteer_id": offer.volunteer_id})
+        log.info("contact shown", extra={"request_id": request_id, "volunteer_id": volunteer_id})
         return resp.json()
     except (http.RequestException, ValueError) as exc:
-        log.warning("contact unavailable", extra={"request_id": offer.request_id, "error": type(exc).__name__})
+        log.warning("contact unavailable", extra={"request_id": request_id, "error": type(exc).__name__})
         return None
+
+
+# --- the volunteer portal: sign-in by magic link ---
+
+
+@web.get("/login")
+def login_form():
+    return render_template("login.html", sent=False, error=None)
+
+
+@web.post("/login")
+def login_send():
+    phone = request.form.get("phone", "").replace(" ", "")
+    if not MOBILE.match(phone):
+        return render_template("login.html", sent=False, error=_l("Enter your 11-digit mobile number.")), 422
+    vol = _db().scalar(select(Volunteer).where(Volunteer.phone == phone, Volunteer.active.is_(True)))
+    if vol is not None:
+        token = secrets.token_urlsafe(32)
+        minutes = current_app.config["LOGIN_LINK_MINUTES"]
+        link = LoginLink(volunteer_id=vol.id, token_hash=_token_hash(token),
+                         expires_at=utcnow() + timedelta(minutes=minutes))
+        _db().add(link)
+        _db().flush()
+        _dispatcher().notify(f"login:{link.id}", f"volunteer:{vol.id}", vol.channels, vol.language, "magic_link",
+                             urgent=True, context={"login_url": f"{current_app.config['VOLUNTEERS_URL']}/login/{token}",
+                                                   "minutes": minutes})
+        _db().commit()
+        log.info("login link sent", extra={"volunteer_id": vol.id})
+    # The same answer either way: the page does not tell who is registered.
+    return render_template("login.html", sent=True, error=None)
+
+
+def _valid_link(token: str) -> LoginLink | None:
+    link = _db().scalar(select(LoginLink).where(LoginLink.token_hash == _token_hash(token)))
+    if link is None or link.used_at is not None or link.expires_at <= utcnow():
+        return None
+    return link
+
+
+@web.get("/login/<token>")
+def login_confirm(token: str):
+    # A button, not an automatic sign-in: link previews must not use up the link.
+    return render_template("login_confirm.html", valid=_valid_link(token) is not None, token=token)
+
+
+@web.post("/login/<token>")
+def login_use(token: str):
+    link = _valid_link(token)
+    used = link is not None and _db().execute(
+        update(LoginLink).where(LoginLink.id == link.id, LoginLink.used_at.is_(None)).values(used_at=utcnow())
+    ).rowcount
+    if not used:
+        return render_template("login_confirm.html", valid=False, token=token), 400
+    _db().commit()
+    session.clear()  # a fresh session at sign-in: nothing carried over from before
+    session.permanent = True
+    session["volunteer_id"] = link.volunteer_id
+    return redirect(url_for("web.portal"), 303)
+
+
+@web.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("web.login_form"), 303)
+
+
+def volunteer_required(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        vol = _db().get(Volunteer, session.get("volunteer_id") or 0)
+        if vol is None or not vol.active:
+            session.clear()
+            return redirect(url_for("web.login_form"), 303)
+        g.volunteer = vol
+        return view(*args, **kwargs)
+    return wrapper
+
+
+class CompleteIn(Schema):
+    minutes = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 24 * 60))
+    note = fields.String(load_default="", validate=validate.Length(0, 500))
+
+
+class CorrectionIn(Schema):
+    hours = fields.Decimal(required=True, places=1, validate=validate.Range(0.5, 24))
+    reason = fields.String(required=True, validate=validate.Length(1, 300))
+
+
+class DonateIn(Schema):
+    to = fields.Integer(required=True)
+    amount = fields.Decimal(required=True, places=1, validate=validate.Range(0.5, 1000))
+
+
+def _form(schema: Schema) -> dict:
+    values = {k: v for k, v in request.form.items() if k != "csrf_token" and v != ""}
+    return schema.load(values)
+
+
+@web.get("/me")
+@volunteer_required
+def portal():
+    return _portal(OUTCOMES.get(request.args.get("outcome", "")))
+
+
+def _portal(outcome=None, errors=None, status=200):
+    vol, db = g.volunteer, _db()
+    offers = db.scalars(select(Offer).where(Offer.volunteer_id == vol.id, Offer.status == "open")
+                        .order_by(Offer.id.desc())).all()
+    tasks = db.scalars(select(Assignment).where(Assignment.volunteer_id == vol.id,
+                                                Assignment.status.in_(("active", "started")))
+                       .order_by(Assignment.id)).all()
+    history = db.scalars(select(Assignment).where(Assignment.volunteer_id == vol.id,
+                                                  Assignment.status == "completed")
+                         .order_by(Assignment.completed_at.desc()).limit(20)).all()
+    hours = db.scalars(select(HoursEntry).where(HoursEntry.volunteer_id == vol.id)
+                       .order_by(HoursEntry.completed_at.desc())).all()
+    confirmed = sum((h.hours for h in hours if h.status == "confirmed"), Decimal(0))
+    led = db.scalars(select(Station.id).where(Station.lead_volunteer_id == vol.id)).all()
+    to_confirm = []
+    if led:
+        to_confirm = [h for h in db.scalars(select(HoursEntry).where(HoursEntry.status != "confirmed")).all()
+                      if h.assignment.booking_id and _station_of(h.assignment) in led]
+    return render_template(
+        "portal.html", vol=vol, offers=offers, tasks=[(t, _contact(t.request_id, vol.id)) for t in tasks],
+        history=history, hours=hours, confirmed=confirmed, coins=_dispatcher().coin_balance(vol.id),
+        to_confirm=to_confirm, outcome=outcome, errors=errors or {},
+        categories=contract.CATEGORY_BY_CODE, reasons=REASONS,
+    ), status
+
+
+def _station_of(assignment: Assignment) -> int | None:
+    booking = _db().get(Booking, assignment.booking_id) if assignment.booking_id else None
+    return booking.session.station_id if booking else None
+
+
+def _own_task(assignment_id: int) -> Assignment:
+    task = _db().get(Assignment, assignment_id)
+    if task is None or task.volunteer_id != g.volunteer.id:
+        abort(404)
+    return task
+
+
+@web.post("/me/tasks/<int:assignment_id>/start")
+@volunteer_required
+def task_start(assignment_id: int):
+    ok = _dispatcher().start(_own_task(assignment_id))
+    _db().commit()
+    return redirect(url_for("web.portal", outcome="started" if ok else "refused"), 303)
+
+
+@web.post("/me/tasks/<int:assignment_id>/complete")
+@volunteer_required
+def task_complete(assignment_id: int):
+    task = _own_task(assignment_id)
+    try:
+        data = _form(CompleteIn())
+    except ValidationError as exc:
+        return _portal(errors={f"complete-{assignment_id}": exc.messages}, status=422)
+    ok = _dispatcher().complete(task, data["minutes"], data["note"]) is not None
+    _db().commit()
+    return redirect(url_for("web.portal", outcome="completed" if ok else "refused"), 303)
+
+
+@web.post("/me/hours/<int:entry_id>/correction")
+@volunteer_required
+def hours_correction(entry_id: int):
+    entry = _db().get(HoursEntry, entry_id)
+    if entry is None or entry.volunteer_id != g.volunteer.id:
+        abort(404)
+    try:
+        data = _form(CorrectionIn())
+    except ValidationError as exc:
+        return _portal(errors={f"correction-{entry_id}": exc.messages}, status=422)
+    if (data["hours"] * 2) % 1:
+        return _portal(errors={f"correction-{entry_id}": {"hours": ["0.5 h steps"]}}, status=422)
+    entry.status, entry.correction_hours, entry.correction_reason = "correction", data["hours"], data["reason"]
+    _db().commit()
+    return redirect(url_for("web.portal", outcome="correction"), 303)
+
+
+@web.post("/me/hours/<int:entry_id>/confirm")
+@volunteer_required
+def hours_confirm_as_lead(entry_id: int):
+    """A station lead confirms the hours of services at their station."""
+    entry = _db().get(HoursEntry, entry_id)
+    station = _db().get(Station, _station_of(entry.assignment) or 0) if entry is not None else None
+    if station is None or station.lead_volunteer_id != g.volunteer.id:
+        abort(404)
+    _dispatcher().confirm_hours(entry, by=f"station-lead:{g.volunteer.id}", hours=entry.correction_hours)
+    _db().commit()
+    return redirect(url_for("web.portal", outcome="confirmed"), 303)
+
+
+@web.post("/me/coins/donate")
+@volunteer_required
+def donate():
+    try:
+        data = _form(DonateIn())
+    except ValidationError as exc:
+        return _portal(errors={"donate": exc.messages}, status=422)
+    other = _db().get(Volunteer, data["to"])
+    ok = (other is not None and other.id != g.volunteer.id and
+          _dispatcher().move_coins(g.volunteer.id, data["amount"], "donated", f"to:{other.id}", to_volunteer=other.id))
+    _db().commit()
+    return redirect(url_for("web.portal", outcome="donated" if ok else "refused"), 303)
+
+
+# --- staff API ---
 
 
 @api.before_request
@@ -113,20 +380,41 @@ def _staff_only():
     require_token("ADMIN_TOKEN")
 
 
+def _volunteer(volunteer_id: int) -> Volunteer:
+    vol = _db().get(Volunteer, volunteer_id)
+    if vol is None:
+        abort(404, message="no such volunteer")
+    return vol
+
+
 @api.route("/volunteers")
 class Volunteers(MethodView):
+    @api.arguments(VolunteerQuery, location="query")
+    @api.response(200, VolunteerOut(many=True))
+    def get(self, query):
+        """List volunteers, by skill, building, grid, team, active."""
+        stmt = select(Volunteer).join(Building, Volunteer.building == Building.code).order_by(Volunteer.id)
+        if "skill" in query:
+            stmt = stmt.where(Volunteer.skills.any(VolunteerSkill.category == query["skill"]))
+        if "building" in query:
+            stmt = stmt.where(Volunteer.building == query["building"])
+        if "grid" in query:
+            stmt = stmt.where(Building.grid == query["grid"])
+        if "active" in query:
+            stmt = stmt.where(Volunteer.active.is_(query["active"]))
+        vols = _db().scalars(stmt).unique().all()
+        if "team" in query:  # teams are a short JSON list: filtered here, the same on SQLite and PostgreSQL
+            vols = [v for v in vols if query["team"] in v.teams]
+        return vols
+
     @api.arguments(VolunteerIn)
     @api.response(201, VolunteerOut)
     def post(self, data):
-        """Register a volunteer (staff token)."""
-        session = _session()
-        vol = Volunteer(
-            name=data["name"], display_name=data["display_name"] or data["name"], phone=data["phone"],
-            building=data["building"], unit=data["unit"], capacity=data["capacity"], channels=data["channels"],
-            language=data["language"], skills=[VolunteerSkill(category=s) for s in data["skills"]],
-        )
-        session.add(vol)
-        session.commit()
+        """Register a volunteer."""
+        vol = Volunteer()
+        vol.apply(data, current_app.config["PHONE_DIGEST_KEY"])
+        _db().add(vol)
+        _db().commit()
         log.info("volunteer registered", extra={"volunteer_id": vol.id})
         return vol
 
@@ -135,8 +423,204 @@ class Volunteers(MethodView):
 class VolunteerById(MethodView):
     @api.response(200, VolunteerOut)
     def get(self, volunteer_id):
-        """One volunteer (staff token)."""
-        vol = _session().get(Volunteer, volunteer_id)
-        if vol is None:
-            abort(404, message="no such volunteer")
+        """One volunteer."""
+        return _volunteer(volunteer_id)
+
+    @api.arguments(VolunteerIn(partial=True))
+    @api.response(200, VolunteerOut)
+    def patch(self, data, volunteer_id):
+        """Update some fields; `active: false` deactivates (no new offers)."""
+        vol = _volunteer(volunteer_id)
+        if "building" not in data and "unit" in data and data["unit"] not in vol.home.units:
+            abort(422, errors={"json": {"unit": ["That building has no such unit."]}})
+        vol.apply(data, current_app.config["PHONE_DIGEST_KEY"])
+        _db().commit()
         return vol
+
+
+@api.route("/volunteers/import")
+class VolunteerImport(MethodView):
+    @api.arguments(ImportArgs, location="query")
+    @api.response(200)
+    def post(self, args):
+        """Import a roster (CSV or XLSX, field `file`). A file with bad rows
+        imports nothing unless `partial=true`; the report lists each bad row."""
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            abort(422, errors={"files": {"file": ["Attach a .csv or .xlsx roster."]}})
+        try:
+            rows = roster.read_rows(upload.filename, upload.read())
+        except Exception as exc:  # not a CSV/XLSX at all
+            abort(422, errors={"files": {"file": [f"Not a readable roster: {type(exc).__name__}"]}})
+        return import_roster(rows, partial=args["partial"])
+
+
+def import_roster(rows: list[dict], partial: bool, progress=None) -> dict:
+    """Validate every row; create or update (by phone) the good ones when
+    the file is clean or partial import was asked for."""
+    good, errors = roster.validate_rows(rows, progress)
+    imported = 0
+    if good and (partial or not errors):
+        session, key = _db(), current_app.config["PHONE_DIGEST_KEY"]
+        for _, data in good:
+            vol = session.scalar(select(Volunteer).where(Volunteer.phone == data["phone"])) or Volunteer()
+            vol.apply(data, key)
+            session.add(vol)
+            imported += 1
+        session.commit()
+    return {"rows": len(rows), "imported": imported, "errors": errors}
+
+
+@api.route("/volunteers/export")
+class VolunteerExport(MethodView):
+    @api.arguments(ExportArgs, location="query")
+    @api.response(200)
+    def get(self, args):
+        """The roster as CSV or XLSX (channel URLs are never exported)."""
+        vols = _db().scalars(select(Volunteer).order_by(Volunteer.id)).all()
+        return _download(roster.export(vols, args["format"]), f"volunteers.{args['format']}", args["format"])
+
+
+def _download(data: bytes, filename: str, fmt: str) -> Response:
+    mime = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" if fmt == "xlsx"
+            else "text/csv; charset=utf-8")
+    return Response(data, mimetype=mime, headers={"Content-Disposition": f"attachment; filename={filename}"})
+
+
+@api.route("/stations")
+class Stations(MethodView):
+    @api.response(200, StationOut(many=True))
+    def get(self):
+        """Service stations."""
+        return _db().scalars(select(Station).order_by(Station.id)).all()
+
+    @api.arguments(StationIn)
+    @api.response(201, StationOut)
+    def post(self, data):
+        """Add a station (fixed place)."""
+        if data["lead_volunteer_id"] is not None:
+            _volunteer(data["lead_volunteer_id"])
+        if _db().scalar(select(Station).where(Station.code == data["code"])):
+            abort(409, message="a station with that code exists")
+        station = Station(**data)
+        _db().add(station)
+        _db().commit()
+        return station
+
+
+@api.route("/stations/<int:station_id>/sessions")
+class StationSessions(MethodView):
+    @api.response(200, StationSessionOut(many=True))
+    def get(self, station_id):
+        """A station's weekly sessions."""
+        return _db().scalars(select(StationSession).where(StationSession.station_id == station_id)).all()
+
+    @api.arguments(StationSessionIn)
+    @api.response(201, StationSessionOut)
+    def post(self, data, station_id):
+        """Add a weekly session: fixed time, fixed person, a number of slots."""
+        if _db().get(Station, station_id) is None:
+            abort(404, message="no such station")
+        vol = _volunteer(data["volunteer_id"])
+        if data["category"] not in vol.skill_codes:
+            abort(422, errors={"json": {"volunteer_id": ["That volunteer does not offer this service."]}})
+        sess = StationSession(station_id=station_id, category=data["category"], weekday=data["weekday"],
+                              start_time=data["start"], end_time=data["end"], volunteer_id=vol.id,
+                              slots=data["slots"])
+        _db().add(sess)
+        _db().commit()
+        return sess
+
+
+@api.route("/requests/<uuid:request_id>/assign")
+class Reassign(MethodView):
+    @api.arguments(AssignIn)
+    @api.response(200)
+    def post(self, data, request_id):
+        """Assign or reassign a request to a volunteer by hand."""
+        req = _db().get(ServiceRequest, str(request_id))
+        if req is None:
+            abort(404, message="no such request")
+        _volunteer(data["volunteer_id"])
+        outcome = _dispatcher().staff_assign(req, data["volunteer_id"], actor=data["actor"])
+        if outcome != "assigned":
+            abort(409, message=f"not assigned: {outcome}")
+        _db().commit()
+        return {"status": outcome}
+
+
+def _month_bounds(month: str) -> tuple[datetime, datetime]:
+    """A calendar month in Asia/Shanghai, as UTC bounds."""
+    year, mon = map(int, month.split("-"))
+    start = datetime(year, mon, 1, tzinfo=SHANGHAI)
+    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=SHANGHAI)
+    return start, end
+
+
+@api.route("/hours")
+class Hours(MethodView):
+    @api.arguments(HoursQuery, location="query")
+    @api.response(200, HoursOut(many=True))
+    def get(self, query):
+        """Service hours, by status, month and volunteer."""
+        stmt = select(HoursEntry).order_by(HoursEntry.completed_at)
+        if "status" in query:
+            stmt = stmt.where(HoursEntry.status == query["status"])
+        if "volunteer_id" in query:
+            stmt = stmt.where(HoursEntry.volunteer_id == query["volunteer_id"])
+        if "month" in query:
+            start, end = _month_bounds(query["month"])
+            stmt = stmt.where(HoursEntry.completed_at >= start, HoursEntry.completed_at < end)
+        return _db().scalars(stmt).all()
+
+
+@api.route("/hours/<int:entry_id>/confirm")
+class HoursConfirm(MethodView):
+    @api.arguments(ConfirmIn)
+    @api.response(200, HoursOut)
+    def post(self, data, entry_id):
+        """Confirm (or correct, with `hours`) a volunteer's hours; credits time coins."""
+        entry = _db().get(HoursEntry, entry_id)
+        if entry is None:
+            abort(404, message="no such hours entry")
+        _dispatcher().confirm_hours(entry, by=data["by"], hours=data["hours"])
+        _db().commit()
+        return entry
+
+
+@api.route("/hours/ranking")
+class HoursRanking(MethodView):
+    @api.arguments(RankingArgs, location="query")
+    @api.response(200)
+    def get(self, args):
+        """Confirmed hours per volunteer in a month, most first (最美一区人);
+        as JSON, or CSV/XLSX for the residents' committee that certifies them."""
+        start, end = _month_bounds(args["month"])
+        rows = _db().execute(
+            select(Volunteer.id, Volunteer.name, func.sum(HoursEntry.hours), func.count(HoursEntry.id))
+            .join(HoursEntry, HoursEntry.volunteer_id == Volunteer.id)
+            .where(HoursEntry.status == "confirmed", HoursEntry.completed_at >= start, HoursEntry.completed_at < end)
+            .group_by(Volunteer.id, Volunteer.name).order_by(func.sum(HoursEntry.hours).desc(), Volunteer.id)
+        ).all()
+        table = [{"rank": i, "volunteer_id": vid, "name": name, "hours": str(hours), "tasks": tasks}
+                 for i, (vid, name, hours, tasks) in enumerate(rows, start=1)]
+        if args["format"] == "json":
+            return table
+        header = ("rank", "volunteer_id", "name", "hours", "tasks")
+        data = roster.table(header, [[r[h] for h in header] for r in table], args["format"])
+        return _download(data, f"hours-{args['month']}.{args['format']}", args["format"])
+
+
+@api.route("/coins/spend")
+class CoinsSpend(MethodView):
+    @api.arguments(SpendIn)
+    @api.response(200)
+    def post(self, data):
+        """Record time coins spent on a service (never paid out as cash)."""
+        _volunteer(data["volunteer_id"])
+        dispatcher = _dispatcher()
+        if not dispatcher.move_coins(data["volunteer_id"], data["amount"], "spent", data["ref"]):
+            abort(409, message="not enough time coins")
+        _db().commit()
+        return {"balance": str(dispatcher.coin_balance(data["volunteer_id"]))}
+

@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 68a3432c9ed7
+Revision ID: d238e639a0f1
 Revises: 
-Create Date: 2026-11-27 07:54:00.796829
+Create Date: 2026-11-27 08:10:09.870268
 """
 from alembic import op
 import sqlalchemy as sa
 import services.common.db
 
 
-revision = '68a3432c9ed7'
+revision = 'd238e639a0f1'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -73,12 +73,16 @@ def upgrade():
     sa.Column('window_start', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('window_end', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('urgency', sa.String(length=8), nullable=False),
+    sa.Column('elderly', sa.Boolean(), nullable=False),
+    sa.Column('disability', sa.Boolean(), nullable=False),
     sa.Column('consent_at', services.common.db.UTCDateTime(), nullable=False),
     sa.Column('channel', sa.String(length=8), nullable=False),
     sa.Column('language', sa.String(length=8), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('volunteer_name', sa.String(length=64), nullable=True),
     sa.Column('status_event_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('appointment_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('place', sa.String(length=100), nullable=True),
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
     sa.Column('updated_at', services.common.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['building_code'], ['building.code'], ),
@@ -91,6 +95,17 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_service_request_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_service_request_status'), ['status'], unique=False)
 
+    op.create_table('feedback',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('request_id', sa.String(length=36), nullable=False),
+    sa.Column('rating', sa.Integer(), nullable=False),
+    sa.Column('thanks', sa.Boolean(), nullable=False),
+    sa.Column('comment', sa.String(length=500), nullable=False),
+    sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['request_id'], ['service_request.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('request_id')
+    )
     op.create_table('status_change',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('request_id', sa.String(length=36), nullable=False),
@@ -113,6 +128,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_status_change_request_id'))
 
     op.drop_table('status_change')
+    op.drop_table('feedback')
     with op.batch_alter_table('service_request', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_service_request_status'))
         batch_op.drop_index(batch_op.f('ix_service_request_created_at'))

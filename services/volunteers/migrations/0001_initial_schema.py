@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 49681d853d29
+Revision ID: 1a8e1886cc7f
 Revises: 
-Create Date: 2026-11-27 07:49:15.329947
+Create Date: 2026-11-27 08:07:33.203832
 """
 from alembic import op
 import sqlalchemy as sa
 import services.common.db
 
 
-revision = '49681d853d29'
+revision = '1a8e1886cc7f'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -88,13 +88,19 @@ def upgrade():
     sa.Column('window_start', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('window_end', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('urgency', sa.String(length=8), nullable=False),
+    sa.Column('elderly', sa.Boolean(), nullable=False),
+    sa.Column('disability', sa.Boolean(), nullable=False),
+    sa.Column('requester_digest', sa.String(length=64), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('received_at', services.common.db.UTCDateTime(), nullable=False),
+    sa.Column('accept_by', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('escalation_level', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['building'], ['building.code'], ),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('service_request', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_service_request_category'), ['category'], unique=False)
+        batch_op.create_index(batch_op.f('ix_service_request_status'), ['status'], unique=False)
 
     op.create_table('volunteer',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -108,6 +114,13 @@ def upgrade():
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('channels', sa.JSON(), nullable=False),
     sa.Column('language', sa.String(length=8), nullable=False),
+    sa.Column('teams', sa.JSON(), nullable=False),
+    sa.Column('phone_digest', sa.String(length=64), nullable=True),
+    sa.Column('last_task_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('offers_count', sa.Integer(), nullable=False),
+    sa.Column('accepts_count', sa.Integer(), nullable=False),
+    sa.Column('rating_sum', sa.Integer(), nullable=False),
+    sa.Column('rating_count', sa.Integer(), nullable=False),
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
     sa.CheckConstraint('active_tasks >= 0 AND active_tasks <= capacity', name='within_capacity'),
     sa.ForeignKeyConstraint(['building'], ['building.code'], ),
@@ -115,11 +128,32 @@ def upgrade():
     )
     with op.batch_alter_table('volunteer', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_volunteer_building'), ['building'], unique=False)
+        batch_op.create_index(batch_op.f('ix_volunteer_phone_digest'), ['phone_digest'], unique=False)
 
+    op.create_table('availability_window',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('volunteer_id', sa.Integer(), nullable=False),
+    sa.Column('weekday', sa.Integer(), nullable=False),
+    sa.Column('start_time', sa.Time(), nullable=False),
+    sa.Column('end_time', sa.Time(), nullable=False),
+    sa.CheckConstraint('weekday BETWEEN 0 AND 6 AND start_time < end_time', name='valid_window'),
+    sa.ForeignKeyConstraint(['volunteer_id'], ['volunteer.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('availability_window', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_availability_window_volunteer_id'), ['volunteer_id'], unique=False)
+
+    op.create_table('day_off',
+    sa.Column('volunteer_id', sa.Integer(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.ForeignKeyConstraint(['volunteer_id'], ['volunteer.id'], ),
+    sa.PrimaryKeyConstraint('volunteer_id', 'day')
+    )
     op.create_table('escalation',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('request_id', sa.String(length=36), nullable=False),
     sa.Column('leader_id', sa.Integer(), nullable=True),
+    sa.Column('level', sa.Integer(), nullable=False),
     sa.Column('reason', sa.String(length=32), nullable=False),
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['leader_id'], ['leader.id'], ),
@@ -129,6 +163,19 @@ def upgrade():
     with op.batch_alter_table('escalation', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_escalation_request_id'), ['request_id'], unique=False)
 
+    op.create_table('login_link',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('volunteer_id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('expires_at', services.common.db.UTCDateTime(), nullable=False),
+    sa.Column('used_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['volunteer_id'], ['volunteer.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('token_hash')
+    )
+    with op.batch_alter_table('login_link', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_login_link_volunteer_id'), ['volunteer_id'], unique=False)
+
     op.create_table('offer',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('request_id', sa.String(length=36), nullable=False),
@@ -136,7 +183,9 @@ def upgrade():
     sa.Column('token', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('reason', sa.String(length=200), nullable=False),
+    sa.Column('decline_reason', sa.String(length=200), nullable=False),
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('responded_at', services.common.db.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['request_id'], ['service_request.id'], ),
     sa.ForeignKeyConstraint(['volunteer_id'], ['volunteer.id'], ),
@@ -145,61 +194,190 @@ def upgrade():
     sa.UniqueConstraint('token')
     )
     with op.batch_alter_table('offer', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_offer_expires_at'), ['expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_offer_request_id'), ['request_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_offer_volunteer_id'), ['volunteer_id'], unique=False)
 
+    op.create_table('station',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('code', sa.String(length=32), nullable=False),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('place', sa.String(length=100), nullable=False),
+    sa.Column('lead_volunteer_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['lead_volunteer_id'], ['volunteer.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('code')
+    )
     op.create_table('volunteer_skill',
     sa.Column('volunteer_id', sa.Integer(), nullable=False),
     sa.Column('category', sa.String(length=32), nullable=False),
+    sa.Column('verified', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['volunteer_id'], ['volunteer.id'], ),
     sa.PrimaryKeyConstraint('volunteer_id', 'category')
     )
     with op.batch_alter_table('volunteer_skill', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_volunteer_skill_category'), ['category'], unique=False)
 
+    op.create_table('station_session',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('station_id', sa.Integer(), nullable=False),
+    sa.Column('category', sa.String(length=32), nullable=False),
+    sa.Column('weekday', sa.Integer(), nullable=False),
+    sa.Column('start_time', sa.Time(), nullable=False),
+    sa.Column('end_time', sa.Time(), nullable=False),
+    sa.Column('volunteer_id', sa.Integer(), nullable=False),
+    sa.Column('slots', sa.Integer(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.CheckConstraint('weekday BETWEEN 0 AND 6 AND start_time < end_time AND slots > 0', name='valid_session'),
+    sa.ForeignKeyConstraint(['station_id'], ['station.id'], ),
+    sa.ForeignKeyConstraint(['volunteer_id'], ['volunteer.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('station_session', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_station_session_category'), ['category'], unique=False)
+        batch_op.create_index(batch_op.f('ix_station_session_station_id'), ['station_id'], unique=False)
+
+    op.create_table('booking',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('session_id', sa.Integer(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('slot', sa.Integer(), nullable=False),
+    sa.Column('request_id', sa.String(length=36), nullable=False),
+    sa.Column('starts_at', services.common.db.UTCDateTime(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.ForeignKeyConstraint(['request_id'], ['service_request.id'], ),
+    sa.ForeignKeyConstraint(['session_id'], ['station_session.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('request_id'),
+    sa.UniqueConstraint('session_id', 'day', 'slot')
+    )
+    with op.batch_alter_table('booking', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_booking_session_id'), ['session_id'], unique=False)
+
     op.create_table('assignment',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('request_id', sa.String(length=36), nullable=False),
     sa.Column('volunteer_id', sa.Integer(), nullable=False),
-    sa.Column('offer_id', sa.Integer(), nullable=False),
+    sa.Column('offer_id', sa.Integer(), nullable=True),
+    sa.Column('booking_id', sa.Integer(), nullable=True),
+    sa.Column('counts_capacity', sa.Boolean(), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
+    sa.Column('complete_by', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('started_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('completed_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('minutes', sa.Integer(), nullable=True),
+    sa.Column('note', sa.String(length=500), nullable=False),
+    sa.ForeignKeyConstraint(['booking_id'], ['booking.id'], ),
     sa.ForeignKeyConstraint(['offer_id'], ['offer.id'], ),
     sa.ForeignKeyConstraint(['request_id'], ['service_request.id'], ),
     sa.ForeignKeyConstraint(['volunteer_id'], ['volunteer.id'], ),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('request_id')
+    sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('assignment', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_assignment_complete_by'), ['complete_by'], unique=False)
+        batch_op.create_index(batch_op.f('ix_assignment_request_id'), ['request_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_assignment_volunteer_id'), ['volunteer_id'], unique=False)
+        batch_op.create_index('one_live_assignment', ['request_id'], unique=True, sqlite_where=sa.text("status <> 'cancelled'"), postgresql_where=sa.text("status <> 'cancelled'"))
+
+    op.create_table('hours_entry',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('volunteer_id', sa.Integer(), nullable=False),
+    sa.Column('assignment_id', sa.Integer(), nullable=False),
+    sa.Column('hours', sa.Numeric(precision=5, scale=1), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('confirmed_by', sa.String(length=64), nullable=True),
+    sa.Column('confirmed_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('correction_hours', sa.Numeric(precision=5, scale=1), nullable=True),
+    sa.Column('correction_reason', sa.String(length=300), nullable=False),
+    sa.Column('completed_at', services.common.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['assignment_id'], ['assignment.id'], ),
+    sa.ForeignKeyConstraint(['volunteer_id'], ['volunteer.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('assignment_id')
+    )
+    with op.batch_alter_table('hours_entry', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_hours_entry_completed_at'), ['completed_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hours_entry_volunteer_id'), ['volunteer_id'], unique=False)
+
+    op.create_table('coin_entry',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('volunteer_id', sa.Integer(), nullable=False),
+    sa.Column('amount', sa.Numeric(precision=7, scale=1), nullable=False),
+    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('ref', sa.String(length=100), nullable=False),
+    sa.Column('hours_entry_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['hours_entry_id'], ['hours_entry.id'], ),
+    sa.ForeignKeyConstraint(['volunteer_id'], ['volunteer.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('hours_entry_id')
+    )
+    with op.batch_alter_table('coin_entry', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_coin_entry_volunteer_id'), ['volunteer_id'], unique=False)
 
     # ### end Alembic commands ###
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('coin_entry', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_coin_entry_volunteer_id'))
+
+    op.drop_table('coin_entry')
+    with op.batch_alter_table('hours_entry', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_hours_entry_volunteer_id'))
+        batch_op.drop_index(batch_op.f('ix_hours_entry_completed_at'))
+
+    op.drop_table('hours_entry')
     with op.batch_alter_table('assignment', schema=None) as batch_op:
+        batch_op.drop_index('one_live_assignment', sqlite_where=sa.text("status <> 'cancelled'"), postgresql_where=sa.text("status <> 'cancelled'"))
         batch_op.drop_index(batch_op.f('ix_assignment_volunteer_id'))
+        batch_op.drop_index(batch_op.f('ix_assignment_request_id'))
+        batch_op.drop_index(batch_op.f('ix_assignment_complete_by'))
 
     op.drop_table('assignment')
+    with op.batch_alter_table('booking', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_booking_session_id'))
+
+    op.drop_table('booking')
+    with op.batch_alter_table('station_session', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_station_session_station_id'))
+        batch_op.drop_index(batch_op.f('ix_station_session_category'))
+
+    op.drop_table('station_session')
     with op.batch_alter_table('volunteer_skill', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_volunteer_skill_category'))
 
     op.drop_table('volunteer_skill')
+    op.drop_table('station')
     with op.batch_alter_table('offer', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_offer_volunteer_id'))
         batch_op.drop_index(batch_op.f('ix_offer_request_id'))
+        batch_op.drop_index(batch_op.f('ix_offer_expires_at'))
 
     op.drop_table('offer')
+    with op.batch_alter_table('login_link', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_login_link_volunteer_id'))
+
+    op.drop_table('login_link')
     with op.batch_alter_table('escalation', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_escalation_request_id'))
 
     op.drop_table('escalation')
+    op.drop_table('day_off')
+    with op.batch_alter_table('availability_window', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_availability_window_volunteer_id'))
+
+    op.drop_table('availability_window')
     with op.batch_alter_table('volunteer', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_volunteer_phone_digest'))
         batch_op.drop_index(batch_op.f('ix_volunteer_building'))
 
     op.drop_table('volunteer')
     with op.batch_alter_table('service_request', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_service_request_status'))
         batch_op.drop_index(batch_op.f('ix_service_request_category'))
 
     op.drop_table('service_request')
