@@ -112,7 +112,7 @@ def requests(draw):
                         credential_required=category == "health_check")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(requests(), crowds)
 def test_never_returns_an_ineligible_volunteer(request, crowd):
     by_id = {v.id: v for v in crowd}
@@ -123,7 +123,7 @@ def test_never_returns_an_ineligible_volunteer(request, crowd):
         assert engine.available(v, request.window_start, request.window_end)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(requests(), crowds, st.randoms())
 def test_ranking_is_stable_under_any_input_order(request, crowd, rnd):
     shuffled = list(crowd)
@@ -131,7 +131,7 @@ def test_ranking_is_stable_under_any_input_order(request, crowd, rnd):
     assert engine.rank(request, crowd, NOW) == engine.rank(request, shuffled, NOW)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(requests(), crowds, st.integers(1, 5))
 def test_the_index_gives_the_same_top_as_a_full_scan(request, crowd, limit):
     index = engine.VolunteerIndex.build(crowd)

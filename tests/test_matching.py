@@ -1,48 +1,41 @@
-"""Matching: the engine's rule, dispatch (offer, accept, decline,
-escalate) and the registry API, on SQLite and PostgreSQL."""
+"""Matching: the volunteer registry and rosters, dispatch (sequential,
+broadcast, expiry, escalation chain, stations), the task to completion,
+hours and the time bank — on SQLite and PostgreSQL, with a controllable
+clock."""
+from __future__ import annotations
+
+import io
 import uuid
+from datetime import datetime, time, timedelta, timezone
+from decimal import Decimal
 
 import pytest
+from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from services.common import contract
-from services.volunteers import dispatch, engine
+from services.common.web import SHANGHAI
 from services.volunteers import tasks as matching_tasks
-from services.volunteers.models import Assignment, Escalation, Leader, Offer, OutboxMessage, ServiceRequest, Volunteer
+from services.volunteers.dispatch import Dispatcher, hours_between
+from services.volunteers.models import (
+    Assignment,
+    Booking,
+    CoinEntry,
+    Escalation,
+    HoursEntry,
+    Leader,
+    Offer,
+    OutboxMessage,
+    ServiceRequest,
+    Station,
+    StationSession,
+    Volunteer,
+)
 from tests.conftest import ADMIN_TOKEN, csrf_token
 
-HOME = engine.Place("3", "1", "G1")
-
-
-def vol(id, skills=("haircut",), place=HOME, capacity=1, active_tasks=0, active=True):
-    return engine.VolunteerFacts(id, frozenset(skills), active, capacity, active_tasks, place)
-
-
-def test_engine_filters_and_orders_by_nearness_then_load_then_id():
-    req = engine.RequestFacts("haircut", HOME)
-    volunteers = [
-        vol(1, skills=("sharpening",)),                       # no skill
-        vol(2, active=False),                                  # inactive
-        vol(3, capacity=1, active_tasks=1),                    # full
-        vol(4, place=engine.Place("40", "1", "G4")),            # same community
-        vol(5, place=engine.Place("5", "2", "G1")),             # same grid
-        vol(6, place=engine.Place("3", "2", "G1")),             # same building
-        vol(7, capacity=2, active_tasks=1),                    # same stairwell, half busy
-        vol(8),                                                 # same stairwell, free
-        vol(9),                                                 # same stairwell, free, higher id
-    ]
-    ranked = engine.rank(req, volunteers)
-    assert [c.volunteer_id for c in ranked] == [8, 9, 7, 6, 5, 4]
-    assert ranked[0].reasons[0] == "same_stairwell"
-    assert engine.rank(req, volunteers, exclude=frozenset({8, 9}))[0].volunteer_id == 7
-
-
-def test_engine_is_deterministic():
-    req = engine.RequestFacts("haircut", HOME)
-    volunteers = [vol(i, place=engine.Place(str(i % 5), "1", f"G{i % 3}")) for i in range(1, 40)]
-    assert engine.rank(req, volunteers) == engine.rank(req, list(reversed(volunteers)))
-
-
+STAFF = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Friday 27 November 2026, 10:00 in Hangzhou.
+NOW = datetime(2026, 11, 27, 2, 0, tzinfo=timezone.utc)
 NEW_VOLUNTEER = {"name": "王建国", "phone": "13900001111", "building": "3", "unit": "1",
                  "skills": ["haircut"], "capacity": 1, "channels": ["json://127.0.0.1:9/hook"]}
 
@@ -52,22 +45,84 @@ def matching(make_app, backend):
     return make_app("volunteers", backend=backend)
 
 
+_phones = iter(range(13900002000, 13900009999))
+
+
 def register(app, **over):
-    resp = app.test_client().post("/api/v1/volunteers", json={**NEW_VOLUNTEER, **over},
-                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    body = {**NEW_VOLUNTEER, "phone": str(next(_phones)), **over}
+    resp = app.test_client().post("/api/v1/volunteers", json=body, headers=STAFF)
     assert resp.status_code == 201, resp.json
     return resp.json["id"]
+
+
+def submitted(category="haircut", building="3", unit="1", **over):
+    data = {"request_id": str(uuid.uuid4()), "category": category, "summary": "需要帮忙", "building": building,
+            "unit": unit, "masked_phone": "138****1234", "mode": "home", "window_start": None,
+            "window_end": None, "urgency": "normal", **over}
+    return contract.envelope(contract.REQUEST_SUBMITTED, data, source="requests")
+
+
+class World:
+    """One service app, its session, and a dispatcher at a chosen time."""
+
+    def __init__(self, app):
+        self.app = app
+        self.ctx = app.app_context()
+        self.ctx.push()
+        self.session = app.extensions["db"].Session
+
+    def at(self, moment: datetime) -> Dispatcher:
+        return Dispatcher(self.session, self.app.extensions["outbox"], self.app.config, now=moment)
+
+    def receive(self, message, moment=NOW) -> ServiceRequest:
+        _, data = contract.open_envelope(contract.REQUEST_SUBMITTED, message)
+        req = self.at(moment).receive(data)
+        self.session.commit()
+        return req
+
+    def sweep(self, moment) -> dict:
+        counts = self.at(moment).sweep()
+        self.session.commit()
+        return counts
+
+    def offers(self, request_id=None):
+        q = select(Offer).order_by(Offer.id)
+        if request_id:
+            q = q.where(Offer.request_id == request_id)
+        self.session.expire_all()
+        return self.session.scalars(q).all()
+
+    def events(self, task_name):
+        rows = self.session.scalars(select(OutboxMessage).where(OutboxMessage.task_name == task_name)
+                                    .order_by(OutboxMessage.created_at)).all()
+        return [r.envelope["data"] for r in rows]
+
+    def count(self, model):
+        return self.session.scalar(select(func.count()).select_from(model))
+
+
+@pytest.fixture
+def world(matching):
+    w = World(matching)
+    yield w
+    w.session.remove()
+    w.ctx.pop()
+
+
+# --- registry ---
 
 
 def test_registry_api_needs_the_staff_token_and_masks_secrets(matching):
     client = matching.test_client()
     assert client.post("/api/v1/volunteers", json=NEW_VOLUNTEER).status_code == 401
-    vid = register(matching)
+    vid = register(matching, phone="13900001111", teams=["翠邻里"],
+                   windows=[{"weekday": 5, "start": "09:00", "end": "11:00"}], days_off=["2026-12-01"])
     assert client.get(f"/api/v1/volunteers/{vid}").status_code == 401
-    got = client.get(f"/api/v1/volunteers/{vid}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json
+    got = client.get(f"/api/v1/volunteers/{vid}", headers=STAFF).json
     assert got["phone"] == "139****1111"
     assert got["channels"] == ["json://127.0.0.1:9/****"]
-    assert got["skills"] == ["haircut"] and got["active_tasks"] == 0
+    assert got["windows"] == [{"weekday": 5, "start": "09:00", "end": "11:00"}]
+    assert got["days_off"] == ["2026-12-01"] and got["teams"] == ["翠邻里"] and got["grid"] == "G1"
 
 
 @pytest.mark.parametrize("changes, field", [
@@ -78,142 +133,380 @@ def test_registry_api_needs_the_staff_token_and_masks_secrets(matching):
     ({"unit": "9"}, "unit"),
     ({"capacity": 0}, "capacity"),
     ({"channels": ["not a url"]}, "channels"),
+    ({"verified": ["health_check"]}, "verified"),  # not one of their skills
+    ({"windows": [{"weekday": 7, "start": "09:00", "end": "11:00"}]}, "windows"),
+    ({"windows": [{"weekday": 1, "start": "11:00", "end": "09:00"}]}, "windows"),
 ])
 def test_registry_rejects_bad_input_field_by_field(matching, changes, field):
-    resp = matching.test_client().post("/api/v1/volunteers", json={**NEW_VOLUNTEER, **changes},
-                                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    resp = matching.test_client().post("/api/v1/volunteers", json={**NEW_VOLUNTEER, **changes}, headers=STAFF)
     assert resp.status_code == 422
     assert field in resp.json["errors"]["json"]
     with matching.app_context():
         assert matching.extensions["db"].Session.scalar(select(func.count()).select_from(Volunteer)) == 0
 
 
-def submitted(category="haircut", building="3", unit="1"):
-    return contract.envelope(contract.REQUEST_SUBMITTED, {
-        "request_id": str(uuid.uuid4()), "category": category, "summary": "需要帮忙", "building": building,
-        "unit": unit, "masked_phone": "138****1234", "mode": "home", "window_start": None, "window_end": None,
-        "urgency": "normal"}, source="requests")
+def test_list_filters_update_and_deactivate(matching):
+    a = register(matching, teams=["翠邻里"])
+    b = register(matching, building="40", skills=["sharpening"], teams=["夕阳红"])
+    client = matching.test_client()
+
+    def ids(query):
+        return [v["id"] for v in client.get(f"/api/v1/volunteers?{query}", headers=STAFF).json]
+
+    assert ids("skill=haircut") == [a] and ids("grid=G4") == [b] and ids("team=夕阳红") == [b]
+    assert ids("building=3") == [a]
+    resp = client.patch(f"/api/v1/volunteers/{a}", json={"active": False, "capacity": 3}, headers=STAFF)
+    assert resp.status_code == 200 and resp.json["active"] is False and resp.json["capacity"] == 3
+    assert ids("active=true") == [b]
+    assert client.patch(f"/api/v1/volunteers/{a}", json={"unit": "9"}, headers=STAFF).status_code == 422
 
 
-def receive(app, message):
-    with app.app_context():
-        return matching_tasks.request_submitted.apply(args=[message]).get()
+ROSTER = (
+    "name,phone,building,unit,skills,verified,teams,capacity,windows,days_off,active\n"
+    "李秀英,13911110001,3,1,haircut alterations,,翠邻里,2,Sat 09:00-11:00; 周日 14:00-16:00,2026-12-24,1\n"
+    "赵医生,13911110002,5,2,health_check,health_check,达式华医疗服务队,1,,,是\n"
+)
+BAD_ROW = "坏行,12345,999,1,flying,,,x,Someday 9-10,,1\n"
 
 
-def events(app, task_name):
-    with app.app_context():
-        rows = app.extensions["db"].Session.scalars(
-            select(OutboxMessage).where(OutboxMessage.task_name == task_name).order_by(OutboxMessage.created_at))
-        return [r.envelope["data"] for r in rows]
+def upload(app, text, partial=False, name="roster.csv"):
+    return app.test_client().post(f"/api/v1/volunteers/import?partial={str(partial).lower()}", headers=STAFF,
+                                  data={"file": (io.BytesIO(text.encode("utf-8-sig")), name)},
+                                  content_type="multipart/form-data")
 
 
-def test_a_request_is_offered_to_the_nearest_volunteer_once(matching):
-    far = register(matching, building="40", unit="1")
-    near = register(matching)
-    message = submitted()
-    assert receive(matching, message) == "done"
-    assert receive(matching, message) == "duplicate"
+def test_roster_import_all_or_nothing_with_a_row_by_row_report(matching):
+    resp = upload(matching, ROSTER + BAD_ROW)
+    assert resp.status_code == 422
+    assert resp.json["imported"] == 0 and resp.json["rows"] == 3
+    [bad] = resp.json["errors"]
+    assert bad["row"] == 4
+    assert {"phone", "building", "skills", "capacity", "windows"} <= set(bad["errors"])
     with matching.app_context():
-        offers = matching.extensions["db"].Session.scalars(select(Offer)).all()
-        assert [o.volunteer_id for o in offers] == [near]
-    sends = events(matching, contract.NOTIFY_SEND)
-    assert len(sends) == 1 and sends[0]["recipient"] == f"volunteer:{near}"
-    assert sends[0]["context"]["masked_phone"] == "138****1234"
-    assert "unit" not in sends[0]["context"]  # the building only, before acceptance
-    assert sends[0]["context"]["offer_url"].startswith("http://127.0.0.1:8002/offers/")
-    assert [e["status"] for e in events(matching, contract.STATUS_CHANGED)] == ["offered"]
-    assert far != near
+        assert matching.extensions["db"].Session.scalar(select(func.count()).select_from(Volunteer)) == 0
+    resp = upload(matching, ROSTER + BAD_ROW, partial=True)
+    assert resp.status_code == 200 and resp.json["imported"] == 2
+    # The same file again updates (by phone) instead of duplicating.
+    assert upload(matching, ROSTER).json["imported"] == 2
+    vols = matching.test_client().get("/api/v1/volunteers", headers=STAFF).json
+    assert len(vols) == 2
+    li = next(v for v in vols if v["name"] == "李秀英")
+    assert li["windows"] == [{"weekday": 5, "start": "09:00", "end": "11:00"},
+                             {"weekday": 6, "start": "14:00", "end": "16:00"}]
+    assert next(v for v in vols if v["name"] == "赵医生")["verified"] == ["health_check"]
 
 
-def test_staff_only_category_escalates_to_the_grid_leader(matching):
-    register(matching)
-    receive(matching, submitted(category="parking", building="3"))
-    with matching.app_context():
-        session = matching.extensions["db"].Session
-        esc = session.scalar(select(Escalation))
-        leader = session.get(Leader, esc.leader_id)
-        assert (esc.reason, leader.role, leader.grid) == ("staff_only", "grid", "G1")
-        assert session.scalar(select(func.count()).select_from(Offer)) == 0
-    send = events(matching, contract.NOTIFY_SEND)[0]
-    assert send["recipient"] == f"leader:{leader.id}" and send["template"] == "escalation" and send["urgent"]
-    assert events(matching, contract.STATUS_CHANGED)[0]["status"] == "escalated"
+def test_roster_export_round_trips_through_excel(make_app, matching):
+    upload(matching, ROSTER)
+    resp = matching.test_client().get("/api/v1/volunteers/export?format=xlsx", headers=STAFF)
+    assert resp.status_code == 200
+    sheet = load_workbook(io.BytesIO(resp.data)).active
+    header = [c.value for c in sheet[1]]
+    assert "channels" not in header and header[:3] == ["name", "display_name", "phone"]
+    assert sheet.max_row == 3
+    csv_text = matching.test_client().get("/api/v1/volunteers/export", headers=STAFF).data.decode("utf-8-sig")
+    assert "李秀英" in csv_text and "Sat 09:00-11:00; Sun 14:00-16:00" in csv_text
+    again = upload(matching, csv_text, name="export.csv")
+    assert again.status_code == 200 and again.json["imported"] == 2 and again.json["errors"] == []
 
 
-def test_no_candidate_escalates_to_the_hallway_leader_of_the_stairwell(matching):
-    receive(matching, submitted(category="bicycle_repair", building="7", unit="2"))
-    with matching.app_context():
-        session = matching.extensions["db"].Session
-        leader = session.get(Leader, session.scalar(select(Escalation)).leader_id)
-        assert (leader.role, leader.building, leader.unit) == ("hallway", "7", "2")
+def test_roster_import_command_shows_progress(matching, tmp_path):
+    path = tmp_path / "roster.csv"
+    path.write_text(ROSTER + BAD_ROW, encoding="utf-8")
+    result = matching.test_cli_runner().invoke(args=["import-volunteers", str(path)])
+    assert result.exit_code == 1 and "row 4" in result.output and "imported 0" in result.output
+    result = matching.test_cli_runner().invoke(args=["import-volunteers", str(path), "--partial"])
+    assert result.exit_code == 0 and "imported 2" in result.output
 
 
-def offer_page_post(app, token, decision):
-    client = app.test_client()
-    page = client.get(f"/offers/{token}").get_data(as_text=True)
-    return client.post(f"/offers/{token}", data={"decision": decision, "csrf_token": csrf_token(page)})
+# --- dispatch ---
 
 
-def only_offer(app):
-    with app.app_context():
-        return app.extensions["db"].Session.scalars(select(Offer).order_by(Offer.id)).all()
+def test_sequential_decline_then_expiry_reaches_the_third_candidate(world):
+    first = register(world.app)                               # same stairwell
+    second = register(world.app, unit="2")                    # same building
+    third = register(world.app, building="5")                 # same grid
+    req = world.receive(submitted())
+    [o1] = world.offers()
+    assert o1.volunteer_id == first and o1.expires_at == NOW + timedelta(minutes=30)
+    assert world.at(NOW + timedelta(minutes=1)).decline(o1, "在外地")
+    world.session.commit()
+    o1, o2 = world.offers()
+    assert (o1.status, o1.decline_reason, o2.volunteer_id) == ("declined", "在外地", second)
+    world.sweep(NOW + timedelta(minutes=20))                  # not yet expired
+    assert len(world.offers()) == 2
+    world.sweep(NOW + timedelta(minutes=32))
+    o1, o2, o3 = world.offers()
+    assert (o2.status, o3.volunteer_id, o3.status) == ("expired", third, "open")
+    sends = [e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "offer"]
+    assert [s["recipient"] for s in sends] == [f"volunteer:{v}" for v in (first, second, third)]
+    # One "offered" status for intake, not one per offer.
+    assert [e["status"] for e in world.events(contract.STATUS_CHANGED)] == ["offered"]
+    assert world.session.get(ServiceRequest, req.id).status == "offered"
 
 
-def test_accept_books_the_volunteer_once_and_tells_intake(matching):
-    vid = register(matching, capacity=1)
-    receive(matching, submitted())
-    offer = only_offer(matching)[0]
-    page = matching.test_client().get(f"/offers/{offer.token}").get_data(as_text=True)
+def test_broadcast_offers_the_top_k_and_the_first_acceptance_wins(world):
+    doctors = [register(world.app, skills=["health_check"], verified=["health_check"], building=b)
+               for b in ("3", "4", "5", "6")]
+    unverified = register(world.app, skills=["health_check"])
+    world.receive(submitted(category="health_check"))
+    offers = world.offers()
+    assert len(offers) == 3 and unverified not in {o.volunteer_id for o in offers}
+    assert {o.volunteer_id for o in offers} <= set(doctors)
+    d = world.at(NOW + timedelta(minutes=5))
+    assert d.accept(offers[1]) == "accepted"
+    world.session.commit()
+    assert d.accept(world.offers()[0]) == "closed"
+    statuses = [o.status for o in world.offers()]
+    assert statuses == ["withdrawn", "accepted", "withdrawn"]
+    withdrawn = [e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "offer_withdrawn"]
+    assert {e["recipient"] for e in withdrawn} == {f"volunteer:{offers[0].volunteer_id}",
+                                                  f"volunteer:{offers[2].volunteer_id}"}
+    assert world.count(Assignment) == 1
+
+
+def test_no_candidate_climbs_the_escalation_chain(world):
+    req = world.receive(submitted(category="bicycle_repair", building="7", unit="2"))
+    [esc] = world.session.scalars(select(Escalation)).all()
+    leader = world.session.get(Leader, esc.leader_id)
+    assert (esc.reason, esc.level, leader.role, leader.building, leader.unit) == ("no_candidate", 1, "hallway", "7", "2")
+    world.sweep(NOW + timedelta(minutes=60))
+    assert world.count(Escalation) == 1
+    world.sweep(NOW + timedelta(minutes=121))
+    world.sweep(NOW + timedelta(minutes=242))
+    world.sweep(NOW + timedelta(minutes=500))
+    levels = [(e.level, world.session.get(Leader, e.leader_id).role)
+              for e in world.session.scalars(select(Escalation).order_by(Escalation.id))]
+    assert levels == [(1, "hallway"), (2, "grid"), (3, "office")]
+    sends = [e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "escalation"]
+    assert len(sends) == 3 and all(s["urgent"] for s in sends)
+    assert [e["status"] for e in world.events(contract.STATUS_CHANGED)] == ["escalated"]
+    assert world.session.get(ServiceRequest, req.id).escalation_level == 3
+
+
+def test_staff_only_goes_to_the_grid_leader(world):
+    register(world.app)
+    world.receive(submitted(category="parking"))
+    esc = world.session.scalar(select(Escalation))
+    assert (esc.reason, world.session.get(Leader, esc.leader_id).role) == ("staff_only", "grid")
+    assert world.count(Offer) == 0
+
+
+def test_busy_volunteers_make_requests_wait_and_the_vulnerable_go_first(world):
+    vid = register(world.app, capacity=1)
+    first = world.receive(submitted())
+    world.at(NOW).accept(world.offers()[0])
+    world.session.commit()
+    plain = world.receive(submitted(), NOW + timedelta(minutes=1))
+    elderly = world.receive(submitted(elderly=True), NOW + timedelta(minutes=2))
+    assert (plain.status, elderly.status) == ("matching", "matching")
+    task = world.session.scalar(select(Assignment).where(Assignment.request_id == first.id))
+    world.at(NOW + timedelta(minutes=40)).complete(task, 35, "理好了")
+    world.session.commit()
+    world.sweep(NOW + timedelta(minutes=41))
+    [offer] = [o for o in world.offers() if o.status == "open"]
+    assert offer.request_id == elderly.id and offer.volunteer_id == vid
+    # Nobody took the plain one within two hours: the hallway leader hears of it.
+    world.sweep(NOW + timedelta(minutes=122))
+    assert world.session.get(ServiceRequest, plain.id).status == "escalated"
+    assert world.session.scalar(select(Escalation).where(Escalation.request_id == plain.id)).reason == "not_taken"
+
+
+def test_a_volunteer_is_never_offered_their_own_request(world):
+    key = world.app.config["PHONE_DIGEST_KEY"]
+    register(world.app, phone="13900005555")
+    world.receive(submitted(requester_digest=contract.phone_digest("139 0000 5555", key)))
+    assert world.count(Offer) == 0 and world.count(Escalation) == 1
+
+
+def test_an_open_offer_holds_a_place_and_accept_at_capacity_is_refused(world):
+    vid = register(world.app, capacity=1)
+    world.receive(submitted())
+    waiting = world.receive(submitted(unit="2"))
+    assert waiting.status == "matching" and len(world.offers()) == 1
+    # An older offer still open (say, made before a capacity change) cannot overbook.
+    world.session.add(Offer(request_id=waiting.id, volunteer_id=vid, created_at=NOW,
+                            expires_at=NOW + timedelta(minutes=30)))
+    world.session.commit()
+    first, second = world.offers()
+    d = world.at(NOW)
+    assert d.accept(first) == "accepted"
+    world.session.commit()
+    assert d.accept(second) == "full"
+    assert world.session.get(Volunteer, vid).active_tasks == 1
+    vol = world.session.get(Volunteer, vid)
+    vol.active_tasks = 2
+    with pytest.raises(Exception, match="(?i)check|constraint"):
+        world.session.commit()
+    world.session.rollback()
+
+
+# --- stations: fixed place, fixed time, fixed person ---
+
+
+def station_with_session(world, slots=2, weekday=5, start=time(9), end=time(11)):
+    barber = world.session.get(Volunteer, register(world.app))
+    station = Station(code="cuilinli", name="翠邻里服务站", place="3幢一楼")
+    world.session.add(station)
+    world.session.flush()
+    sess = StationSession(station_id=station.id, category="haircut", weekday=weekday, start_time=start,
+                          end_time=end, volunteer_id=barber.id, slots=slots)
+    world.session.add(sess)
+    world.session.commit()
+    return barber, sess
+
+
+def test_station_booking_fills_slots_in_order_and_overflows_to_the_next_session(world):
+    barber, sess = station_with_session(world, slots=2)
+    reqs = [world.receive(submitted(mode="station"), NOW + timedelta(minutes=i)) for i in range(3)]
+    bookings = world.session.scalars(select(Booking).order_by(Booking.id)).all()
+    local = [b.starts_at.astimezone(SHANGHAI) for b in bookings]
+    assert [(b.slot, str(d.date()), d.strftime("%H:%M")) for b, d in zip(bookings, local, strict=True)] == [
+        (1, "2026-11-28", "09:00"), (2, "2026-11-28", "09:00"), (1, "2026-12-05", "09:00")]
+    assert all(world.session.get(ServiceRequest, r.id).status == "assigned" for r in reqs)
+    told = world.events(contract.STATUS_CHANGED)
+    assert told[0]["status"] == "assigned" and told[0]["place"] == "翠邻里服务站（3幢一楼）"
+    assert told[0]["volunteer_name"] == barber.display_name and told[0]["appointment_at"].startswith("2026-11-28T01:00")
+    assert world.session.get(Volunteer, barber.id).active_tasks == 0  # slots, not home-visit capacity
+    assert world.count(Offer) == 0
+
+
+def test_station_booking_respects_the_window_and_falls_back_to_a_home_visit(world):
+    station_with_session(world, slots=1)
+    window = {"window_start": datetime(2026, 12, 5, 0, 0, tzinfo=timezone.utc),
+              "window_end": datetime(2026, 12, 5, 4, 0, tzinfo=timezone.utc)}
+    world.receive(submitted(mode="station", **window))
+    [booking] = world.session.scalars(select(Booking)).all()
+    assert booking.day.isoformat() == "2026-12-05"
+    # No session fits a Tuesday window: a neighbour comes home instead.
+    tuesday = {"window_start": datetime(2026, 12, 1, 1, tzinfo=timezone.utc),
+               "window_end": datetime(2026, 12, 1, 3, tzinfo=timezone.utc)}
+    world.receive(submitted(mode="station", **tuesday))
+    assert world.count(Booking) == 1 and world.count(Offer) == 1
+
+
+# --- cancellation, completion, hours, time bank, feedback, reassignment ---
+
+
+def test_cancellation_withdraws_offers_frees_the_volunteer_and_the_slot(world):
+    vid = register(world.app, capacity=1)
+    req = world.receive(submitted())
+    world.at(NOW).accept(world.offers()[0])
+    world.session.commit()
+    assert world.session.get(Volunteer, vid).active_tasks == 1
+    cancel = contract.envelope(contract.REQUEST_CANCELLED, {"request_id": req.id, "actor": "resident",
+                                                            "reason": "不需要了"}, source="requests")
+    assert matching_tasks.request_cancelled.apply(args=[cancel]).get() == "done"
+    world.session.expire_all()
+    assert world.session.get(Volunteer, vid).active_tasks == 0
+    assert world.session.get(ServiceRequest, req.id).status == "cancelled"
+    assert world.session.scalar(select(Assignment)).status == "cancelled"
+    told = [e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "offer_withdrawn"]
+    assert told[-1]["recipient"] == f"volunteer:{vid}" and told[-1]["context"]["reason"] == "cancelled"
+
+    _, sess = station_with_session(world, slots=1)
+    booked = world.receive(submitted(mode="station"))
+    world.at(NOW).cancel(world.session.get(ServiceRequest, booked.id), "resident", "")
+    world.session.commit()
+    assert world.session.scalar(select(Booking)).status == "cancelled"
+    again = world.receive(submitted(mode="station"))  # the freed slot is booked again
+    assert world.session.scalar(select(Booking).where(Booking.request_id == again.id)).slot == 1
+
+
+def test_completion_counts_hours_in_half_hour_steps_and_coins_follow_confirmation(world):
+    vid = register(world.app)
+    other = register(world.app, building="40")
+    req = world.receive(submitted())
+    world.at(NOW).accept(world.offers()[0])
+    task = world.session.scalar(select(Assignment))
+    world.at(NOW + timedelta(minutes=10)).start(task)
+    entry = world.at(NOW + timedelta(minutes=10 + 80)).complete(task, 80, "剪完了")
+    world.session.commit()
+    assert entry.hours == Decimal("1.5") and entry.status == "pending"
+    assert [e["status"] for e in world.events(contract.STATUS_CHANGED)][-2:] == ["in_progress", "completed"]
+    assert world.session.get(Volunteer, vid).active_tasks == 0
+
+    client = world.app.test_client()
+    assert client.post(f"/api/v1/hours/{entry.id}/confirm", json={"hours": "1.3"}, headers=STAFF).status_code == 422
+    resp = client.post(f"/api/v1/hours/{entry.id}/confirm", json={"by": "网格员张"}, headers=STAFF)
+    assert resp.status_code == 200 and resp.json["status"] == "confirmed"
+    client.post(f"/api/v1/hours/{entry.id}/confirm", json={"by": "网格员张"}, headers=STAFF)  # twice: one credit
+    d = world.at(NOW + timedelta(days=1))
+    assert d.coin_balance(vid) == Decimal("1.5")
+    assert world.count(CoinEntry) == 1
+    # Coins buy services or go to a neighbour; never below zero, never cash.
+    assert client.post("/api/v1/coins/spend", json={"volunteer_id": vid, "amount": "5", "ref": "理发"},
+                       headers=STAFF).status_code == 409
+    assert d.move_coins(vid, Decimal("0.5"), "donated", f"to:{other}", to_volunteer=other)
+    world.session.commit()
+    assert client.post("/api/v1/coins/spend", json={"volunteer_id": vid, "amount": "1", "ref": "修伞"},
+                       headers=STAFF).json == {"balance": "0.0"}
+    assert d.coin_balance(other) == Decimal("0.5")
+
+    ranking = client.get("/api/v1/hours/ranking?month=2026-11", headers=STAFF).json
+    assert ranking == [{"rank": 1, "volunteer_id": vid, "name": "王建国", "hours": "1.5", "tasks": 1}]
+    csv_text = client.get("/api/v1/hours/ranking?month=2026-11&format=csv", headers=STAFF).data.decode("utf-8-sig")
+    assert "王建国,1.5,1" in csv_text
+    assert client.get("/api/v1/hours/ranking?month=2026-13", headers=STAFF).status_code == 422
+    assert req.id
+
+
+def test_hours_rounding():
+    start = NOW
+    assert hours_between(start, start + timedelta(minutes=5)) == Decimal("0.5")
+    assert hours_between(start, start + timedelta(minutes=44)) == Decimal("0.5")
+    assert hours_between(start, start + timedelta(minutes=45)) == Decimal("1.0")
+    assert hours_between(start, start + timedelta(minutes=100)) == Decimal("1.5")
+
+
+def test_feedback_feeds_the_rating_and_reaches_the_volunteer(world):
+    vid = register(world.app)
+    req = world.receive(submitted())
+    world.at(NOW).accept(world.offers()[0])
+    world.session.commit()
+    message = contract.envelope(contract.FEEDBACK_RECEIVED, {"request_id": req.id, "rating": 4, "thanks": True,
+                                                             "comment": "很耐心"}, source="requests")
+    assert matching_tasks.feedback_received.apply(args=[message]).get() == "done"
+    assert matching_tasks.feedback_received.apply(args=[message]).get() == "duplicate"
+    world.session.expire_all()
+    assert world.session.get(Volunteer, vid).rating == 4.0
+    thanks = [e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "thanks"]
+    assert len(thanks) == 1 and thanks[0]["context"]["comment"] == "很耐心"
+
+
+def test_staff_can_reassign_by_hand(world):
+    first = register(world.app, capacity=1)
+    second = register(world.app, building="40", capacity=1)
+    req = world.receive(submitted())
+    world.at(NOW).accept(world.offers()[0])
+    world.session.commit()
+    client = world.app.test_client()
+    resp = client.post(f"/api/v1/requests/{req.id}/assign", json={"volunteer_id": second, "actor": "staff:1"},
+                       headers=STAFF)
+    assert resp.status_code == 200
+    world.session.expire_all()
+    assert world.session.get(Volunteer, first).active_tasks == 0
+    assert world.session.get(Volunteer, second).active_tasks == 1
+    live = world.session.scalars(select(Assignment).where(Assignment.status != "cancelled")).all()
+    assert [a.volunteer_id for a in live] == [second]
+    assert world.events(contract.STATUS_CHANGED)[-1]["actor"] == "staff:1"
+    # The second volunteer is full now: a further reassignment to them is refused.
+    assert client.post(f"/api/v1/requests/{req.id}/assign", json={"volunteer_id": second},
+                       headers=STAFF).status_code == 409
+
+
+def test_offer_page_shows_building_only_and_takes_accept_by_post(world):
+    register(world.app)
+    world.receive(submitted())
+    offer = world.offers()[0]
+    client = world.app.test_client()
+    page = client.get(f"/offers/{offer.token}?decision=accept").get_data(as_text=True)
     assert "138****1234" in page and "3幢" in page
-    resp = offer_page_post(matching, offer.token, "accept")
+    assert world.offers()[0].status == "open"  # a GET never changes anything
+    assert client.post(f"/offers/{offer.token}", data={"decision": "accept"}).status_code == 400  # no CSRF token
+    resp = client.post(f"/offers/{offer.token}", data={"decision": "accept", "csrf_token": csrf_token(page)})
     assert resp.status_code == 303 and "outcome=accepted" in resp.headers["Location"]
-    with matching.app_context():  # accepting again (say, a double click) changes nothing
-        session = matching.extensions["db"].Session
-        assert dispatch.accept(session, matching.extensions["outbox"], session.get(Offer, offer.id)) == "closed"
-    with matching.app_context():
-        session = matching.extensions["db"].Session
-        assert session.get(Volunteer, vid).active_tasks == 1
-        assert session.scalar(select(func.count()).select_from(Assignment)) == 1
-    assigned = [e for e in events(matching, contract.STATUS_CHANGED) if e["status"] == "assigned"]
-    assert assigned == [{"request_id": offer.request_id, "status": "assigned", "actor": f"volunteer:{vid}",
-                         "note": "", "volunteer_name": "王建国"}]
-    # At capacity: a second request is not offered to them; nobody else → escalated.
-    receive(matching, submitted())
-    assert len(only_offer(matching)) == 1
-
-
-def test_a_get_never_changes_an_offer(matching):
-    register(matching)
-    receive(matching, submitted())
-    offer = only_offer(matching)[0]
-    matching.test_client().get(f"/offers/{offer.token}?decision=accept")
-    assert only_offer(matching)[0].status == "open"
-    resp = matching.test_client().post(f"/offers/{offer.token}", data={"decision": "accept"})
-    assert resp.status_code == 400  # no CSRF token
-    assert only_offer(matching)[0].status == "open"
-
-
-def test_decline_goes_to_the_next_candidate_then_escalates(matching):
-    first = register(matching)
-    second = register(matching, building="4", unit="1", phone="13900002222")
-    receive(matching, submitted())
-    assert offer_page_post(matching, only_offer(matching)[0].token, "decline").status_code == 303
-    offers = only_offer(matching)
-    assert [(o.volunteer_id, o.status) for o in offers] == [(first, "declined"), (second, "open")]
-    offer_page_post(matching, offers[1].token, "decline")
-    with matching.app_context():
-        assert matching.extensions["db"].Session.scalar(select(Escalation)).reason == "no_candidate"
-    with matching.app_context():
-        req = matching.extensions["db"].Session.scalar(select(ServiceRequest))
-        assert req.status == "escalated"
-
-
-def test_accept_at_capacity_is_refused(matching):
-    vid = register(matching, capacity=1)
-    receive(matching, submitted())
-    receive(matching, submitted(unit="2"))  # offered too: the volunteer is not yet booked
-    first, second = only_offer(matching)
-    assert "outcome=accepted" in offer_page_post(matching, first.token, "accept").headers["Location"]
-    assert "outcome=full" in offer_page_post(matching, second.token, "accept").headers["Location"]
-    with matching.app_context():
-        assert matching.extensions["db"].Session.get(Volunteer, vid).active_tasks == 1
-    assert only_offer(matching)[1].status == "open"
+    assert world.offers()[0].status == "accepted"
+    sends = [e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "offer"]
+    assert "unit" not in sends[0]["context"]  # the building only, before acceptance
+    assert world.count(HoursEntry) == 0

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 from flask import Flask
+from flask.cli import with_appcontext
 from flask_smorest import Api
 from sqlalchemy import select
 
@@ -30,7 +32,28 @@ def create_app(test_config: dict | None = None) -> Flask:
     Api(app).register_blueprint(views.api)
     app.register_blueprint(views.web)
     register_db_commands(app, Base.metadata, VERSIONS, seed)
+    app.cli.add_command(import_volunteers)
     return app
+
+
+@click.command("import-volunteers")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--partial", is_flag=True, help="Import the good rows even if some rows are bad.")
+@with_appcontext
+def import_volunteers(path, partial):
+    """Import a volunteer roster (CSV or XLSX), with a progress bar."""
+    from . import roster
+    from .views import import_roster
+
+    with open(path, "rb") as fh:
+        rows = roster.read_rows(path, fh.read())
+    with click.progressbar(length=len(rows), label="checking rows") as bar:
+        report = import_roster(rows, partial=partial, progress=bar.update)
+    for error in report["errors"]:
+        click.echo(f"row {error['row']}: {error['errors']}")
+    click.echo(f"imported {report['imported']} of {report['rows']} rows")
+    if report["errors"] and not report["imported"]:
+        raise SystemExit(1)
 
 
 def seed(session, cfg) -> str:

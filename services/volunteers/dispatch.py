@@ -9,7 +9,7 @@ UPDATEs and unique constraints decide races, never a read-then-write."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select, update
@@ -124,7 +124,8 @@ class Dispatcher:
         volunteers = self.volunteers_for(req.category)
         asked = frozenset(o.volunteer_id for o in req.offers)
         want = pol["broadcast_k"] if pol["policy"] == "broadcast" else 1
-        candidates = engine.rank(facts, volunteers, self.now, self.weights, exclude=asked, limit=want)
+        candidates = engine.rank(facts, volunteers, self.now, self.weights, exclude=asked, limit=want,
+                                 tasks=self.load_with_open_offers(volunteers))
         if not candidates:
             qualified = [v for v in volunteers if engine.qualified(facts, v)]
             if not qualified:
@@ -135,6 +136,16 @@ class Dispatcher:
                 req.status = "matching"  # the sweep offers it when someone has room
             return []
         return [self.make_offer(req, c, pol) for c in candidates]
+
+    def load_with_open_offers(self, volunteers: list[engine.VolunteerFacts]) -> dict[int, int]:
+        """An unanswered offer holds a place: nobody is offered more than
+        they could accept, so when volunteers are scarce the sweep's
+        priority order decides who gets them."""
+        pending = dict(self.session.execute(
+            select(Offer.volunteer_id, func.count()).where(Offer.status == "open")
+            .group_by(Offer.volunteer_id)
+        ).all())
+        return {v.id: v.active_tasks + pending.get(v.id, 0) for v in volunteers}
 
     def make_offer(self, req: ServiceRequest, cand: engine.Candidate, pol: dict) -> Offer:
         vol = self.session.get(Volunteer, cand.volunteer_id)
@@ -470,8 +481,9 @@ class Dispatcher:
             coin.amount = entry.hours
 
     def coin_balance(self, volunteer_id: int) -> Decimal:
-        return self.session.scalar(select(func.coalesce(func.sum(CoinEntry.amount), 0))
-                                   .where(CoinEntry.volunteer_id == volunteer_id)) or Decimal(0)
+        total = self.session.scalar(select(func.coalesce(func.sum(CoinEntry.amount), 0))
+                                    .where(CoinEntry.volunteer_id == volunteer_id))
+        return Decimal(total or 0).quantize(Decimal("0.1"))
 
     def move_coins(self, volunteer_id: int, amount: Decimal, kind: str, ref: str,
                    to_volunteer: int | None = None) -> bool:
@@ -490,7 +502,8 @@ class Dispatcher:
     def tell_intake(self, req, status, actor, note="", volunteer_name=None, appointment_at=None, place=None):
         self.outbox.emit(self.session, contract.STATUS_CHANGED, {
             "request_id": req.id, "status": status, "actor": actor, "note": note,
-            "volunteer_name": volunteer_name, "appointment_at": appointment_at, "place": place,
+            "volunteer_name": volunteer_name, "place": place,
+            "appointment_at": appointment_at.astimezone(timezone.utc) if appointment_at else None,
         })
 
     def notify(self, key, recipient, channels, language, template, context, urgent=False):

@@ -36,9 +36,10 @@ def read_rows(filename: str, data: bytes) -> list[dict]:
     return [r for r in rows if any((v or "").strip() for v in r.values())]
 
 
-def to_input(row: dict) -> dict:
+def to_input(row: dict) -> tuple[dict, dict]:
     """Roster text → the API's JSON shape (lists split on commas, 、 or
-    spaces; windows like 'Sat 09:00-11:00; 周日 14:00-16:00')."""
+    spaces; windows like 'Sat 09:00-11:00; 周日 14:00-16:00'), and the
+    errors found on the way."""
     def items(key):
         return [x for x in LIST_SPLIT.split((row.get(key) or "").strip()) if x]
 
@@ -51,15 +52,16 @@ def to_input(row: dict) -> dict:
     capacity = (row.get("capacity") or "").strip()
     if capacity:
         data["capacity"] = int(capacity) if capacity.isdigit() else capacity
+    errors = {}
     try:
         data["windows"] = parse_windows(row.get("windows") or "")
     except ValidationError as exc:
-        raise ValidationError({"windows": exc.messages}) from exc
+        errors["windows"] = exc.messages
     data["days_off"] = items("days_off")
     active = (row.get("active") or "").strip().lower()
     if active:
         data["active"] = active in TRUE
-    return data
+    return data, errors
 
 
 def validate_rows(rows: Iterable[dict], progress: Callable[[int], None] | None = None):
@@ -68,10 +70,15 @@ def validate_rows(rows: Iterable[dict], progress: Callable[[int], None] | None =
     good, errors = [], []
     schema = VolunteerIn()
     for number, row in enumerate(rows, start=2):
+        data, found = to_input(row)
         try:
-            good.append((number, schema.load(to_input(row))))
+            loaded = schema.load(data)
         except ValidationError as exc:
-            errors.append({"row": number, "errors": exc.messages})
+            found = {**exc.messages, **found}
+        if found:
+            errors.append({"row": number, "errors": found})
+        else:
+            good.append((number, loaded))
         if progress:
             progress(1)
     return good, errors

@@ -452,7 +452,9 @@ class VolunteerImport(MethodView):
             rows = roster.read_rows(upload.filename, upload.read())
         except Exception as exc:  # not a CSV/XLSX at all
             abort(422, errors={"files": {"file": [f"Not a readable roster: {type(exc).__name__}"]}})
-        return import_roster(rows, partial=args["partial"])
+        report = import_roster(rows, partial=args["partial"])
+        # Bad rows and nothing imported: the whole file was refused.
+        return report, 422 if report["errors"] and not report["imported"] else 200
 
 
 def import_roster(rows: list[dict], partial: bool, progress=None) -> dict:
