@@ -63,13 +63,13 @@ def submitted(category="haircut", building="3", unit="1", **over):
 
 
 class World:
-    """One service app, its session, and a dispatcher at a chosen time."""
+    """One service app, a session of the test's own (HTTP requests to the
+    app keep theirs), and a dispatcher at a chosen time."""
 
     def __init__(self, app):
         self.app = app
-        self.ctx = app.app_context()
-        self.ctx.push()
-        self.session = app.extensions["db"].Session
+        # From the same factory, so the outbox's after-commit publish applies.
+        self.session = app.extensions["db"].Session.session_factory()
 
     def at(self, moment: datetime) -> Dispatcher:
         return Dispatcher(self.session, self.app.extensions["outbox"], self.app.config, now=moment)
@@ -105,8 +105,7 @@ class World:
 def world(matching):
     w = World(matching)
     yield w
-    w.session.remove()
-    w.ctx.pop()
+    w.session.close()
 
 
 # --- registry ---

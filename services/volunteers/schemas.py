@@ -98,6 +98,10 @@ class VolunteerIn(Schema):
             raise ValidationError(errors)
 
 
+class VolunteerPatch(VolunteerIn):
+    """The same fields, any subset (use with partial=True)."""
+
+
 class VolunteerQuery(Schema):
     skill = fields.String(validate=validate.OneOf(contract.VOLUNTEER_SKILLS))
     building = fields.String(validate=validate.Length(1, 16))

@@ -55,6 +55,7 @@ from .schemas import (
     StationSessionOut,
     VolunteerIn,
     VolunteerOut,
+    VolunteerPatch,
     VolunteerQuery,
 )
 
@@ -426,7 +427,7 @@ class VolunteerById(MethodView):
         """One volunteer."""
         return _volunteer(volunteer_id)
 
-    @api.arguments(VolunteerIn(partial=True))
+    @api.arguments(VolunteerPatch(partial=True))
     @api.response(200, VolunteerOut)
     def patch(self, data, volunteer_id):
         """Update some fields; `active: false` deactivates (no new offers)."""
