@@ -175,6 +175,11 @@ class Dispatcher:
     def accept(self, offer: Offer) -> str:
         """Take an offer: accepted, full (at capacity), closed (no longer
         open) or taken (someone else won a broadcast)."""
+        # Acceptances of one request queue up on its row (PostgreSQL; SQLite
+        # serialises writers anyway): the winner withdraws the others'
+        # offers without deadlocking against their claims.
+        self.session.execute(select(ServiceRequest.id).where(ServiceRequest.id == offer.request_id)
+                             .with_for_update())
         claimed = self.session.execute(
             update(Offer).where(Offer.id == offer.id, Offer.status == "open")
             .values(status="accepted", responded_at=self.now)
