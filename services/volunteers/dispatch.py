@@ -271,19 +271,9 @@ class Dispatcher:
                 continue
             if req.window_end and starts_at > req.window_end:
                 continue
-            day = starts_at.astimezone(engine.SHANGHAI).date()
-            taken = self.session.scalar(select(func.count()).select_from(Booking).where(
-                Booking.session_id == sess.id, Booking.day == day, Booking.status == "booked"))
-            if taken >= sess.slots:
+            booking = self._take_slot(req, sess, starts_at)
+            if booking is None:
                 continue
-            try:
-                with self.session.begin_nested():
-                    booking = Booking(session_id=sess.id, day=day, slot=taken + 1, request_id=req.id,
-                                      starts_at=starts_at)
-                    self.session.add(booking)
-                    self.session.flush()
-            except IntegrityError:
-                continue  # a concurrent booking took that slot: try the next occurrence
             self._new_assignment(req.id, sess.volunteer_id, actor="station", booking_id=booking.id)
             req.status = "assigned"
             place = f"{sess.station.name}（{sess.station.place}）"
@@ -291,6 +281,27 @@ class Dispatcher:
                              appointment_at=starts_at, place=place)
             log.info("station slot booked", extra={"request_id": req.id, "session_id": sess.id, "slot": booking.slot})
             return booking
+        return None
+
+    def _take_slot(self, req: ServiceRequest, sess: StationSession, starts_at: datetime) -> Booking | None:
+        """The lowest free slot of one occurrence. A concurrent booking of
+        the same slot loses on the unique index and looks again."""
+        day = starts_at.astimezone(engine.SHANGHAI).date()
+        for _ in range(sess.slots + 1):
+            used = set(self.session.scalars(select(Booking.slot).where(
+                Booking.session_id == sess.id, Booking.day == day, Booking.status == "booked")))
+            free = [n for n in range(1, sess.slots + 1) if n not in used]
+            if not free:
+                return None
+            try:
+                with self.session.begin_nested():
+                    booking = Booking(session_id=sess.id, day=day, slot=free[0], request_id=req.id,
+                                      starts_at=starts_at)
+                    self.session.add(booking)
+                    self.session.flush()
+                return booking
+            except IntegrityError:
+                continue
         return None
 
     def _occurrences(self, sessions, weeks: int):

@@ -286,12 +286,17 @@ class StationSession(Base):
     volunteer: Mapped[Volunteer] = relationship(lazy="joined")
 
 
+LIVE_BOOKING = text("status = 'booked'")
+
+
 class Booking(Base):
-    """A resident's slot in one occurrence of a session. The unique slot
-    number per occurrence makes overbooking impossible under races."""
+    """A resident's slot in one occurrence of a session. A slot number is
+    held by one live booking per occurrence (partial unique index), so
+    overbooking is impossible under races and a cancelled slot is free again."""
 
     __tablename__ = "booking"
-    __table_args__ = (UniqueConstraint("session_id", "day", "slot"),)
+    __table_args__ = (Index("one_booking_per_slot", "session_id", "day", "slot", unique=True,
+                            sqlite_where=LIVE_BOOKING, postgresql_where=LIVE_BOOKING),)
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("station_session.id"), index=True)
     day: Mapped[date] = mapped_column(Date)

@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 1a8e1886cc7f
+Revision ID: 02e9b522f1d6
 Revises: 
-Create Date: 2026-11-27 08:07:33.203832
+Create Date: 2026-11-27 08:28:52.106862
 """
 from alembic import op
 import sqlalchemy as sa
 import services.common.db
 
 
-revision = '1a8e1886cc7f'
+revision = '02e9b522f1d6'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -248,11 +248,11 @@ def upgrade():
     sa.ForeignKeyConstraint(['request_id'], ['service_request.id'], ),
     sa.ForeignKeyConstraint(['session_id'], ['station_session.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('request_id'),
-    sa.UniqueConstraint('session_id', 'day', 'slot')
+    sa.UniqueConstraint('request_id')
     )
     with op.batch_alter_table('booking', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_booking_session_id'), ['session_id'], unique=False)
+        batch_op.create_index('one_booking_per_slot', ['session_id', 'day', 'slot'], unique=True, sqlite_where=sa.text("status = 'booked'"), postgresql_where=sa.text("status = 'booked'"))
 
     op.create_table('assignment',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -339,6 +339,7 @@ def downgrade():
 
     op.drop_table('assignment')
     with op.batch_alter_table('booking', schema=None) as batch_op:
+        batch_op.drop_index('one_booking_per_slot', sqlite_where=sa.text("status = 'booked'"), postgresql_where=sa.text("status = 'booked'"))
         batch_op.drop_index(batch_op.f('ix_booking_session_id'))
 
     op.drop_table('booking')
