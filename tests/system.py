@@ -32,7 +32,7 @@ def procfile() -> dict[str, str]:
 
 
 class System:
-    def __init__(self, workdir: Path, backend: str, redis_url: str, community: dict):
+    def __init__(self, workdir: Path, backend: str, redis_url: str, community: dict, env: dict | None = None):
         self.workdir = workdir
         self.backend = backend
         self.redis_url = redis_url
@@ -54,6 +54,7 @@ class System:
             "LINLI_COMMUNITY_FILE": str(community_file),
             "LINLI_WEB_WORKERS": "2",
             "FLASK_SKIP_DOTENV": "1",
+            **(env or {}),
         }
         self.databases = []
         for s in SERVICES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 
 import pytest
 import redis
@@ -17,6 +18,7 @@ import requests
 
 from services.common.community import load as load_community
 from services.common.settings import base_config
+from services.common.web import SHANGHAI
 from tests.conftest import csrf_token
 from tests.receivers import SmtpReceiver, WebhookReceiver, wait_for
 from tests.system import System, extract
@@ -40,7 +42,11 @@ def system(request, tmp_path_factory):
     with WebhookReceiver() as hook, SmtpReceiver() as smtp:
         grid1 = next(g for g in community["grids"] if g["code"] == "G1")
         grid1["leader"]["channels"] = [smtp.url("grid1@example.org")]
-        sys_ = System(tmp_path_factory.mktemp(f"linli-{request.param}"), request.param, IT_REDIS_URL, community)
+        building7 = next(b for b in community["buildings"] if b["code"] == "7")
+        building7["hallway_leaders"]["2"]["channels"] = [hook.url("/hallway-7-2")]
+        # Bicycle offers expire after 6 s here, so that expiry can be watched.
+        env = {"LINLI_DISPATCH_POLICIES": json.dumps({"bicycle_repair": {"offer_minutes": 0.1}})}
+        sys_ = System(tmp_path_factory.mktemp(f"linli-{request.param}"), request.param, IT_REDIS_URL, community, env)
         sys_.hook, sys_.smtp = hook, smtp
         try:
             yield sys_.start()
@@ -112,6 +118,69 @@ def test_staff_only_request_is_escalated_to_the_grid_leader(system):
     assert tracked["history"][-1]["note"] == "staff_only"
     page = requests.get(f"{system.urls['requests']}/track/{code}", timeout=5).text
     assert "已转社区工作人员处理" in page
+
+
+def offers_at(system, path):
+    return [r["body"]["message"] for r in system.hook.received if r["path"] == path]
+
+
+def test_sequential_dispatch_decline_then_expiry_reaches_the_third_volunteer(system):
+    urls = system.urls
+    for path, building, unit in (("/bike-1", "8", "1"), ("/bike-2", "8", "2"), ("/bike-3", "9", "1")):
+        resp = requests.post(f"{urls['volunteers']}/api/v1/volunteers", headers=system.admin(), timeout=5, json={
+            "name": f"车师傅{path[-1]}", "phone": f"1370000000{path[-1]}",
+            "building": building, "unit": unit, "skills": ["bicycle_repair"], "channels": [system.hook.url(path)]})
+        assert resp.status_code == 201, resp.text
+    resp = requests.post(f"{urls['requests']}/api/v1/requests", timeout=10, json={
+        **RESIDENT, "consent": True, "category": "bicycle_repair", "building": "8", "unit": "1",
+        "description": "车胎没气了"})
+    code = resp.json()["tracking_code"]
+    first = wait_for(lambda: offers_at(system, "/bike-1"), timeout=30, what="the first offer")[0]
+    link = extract(r"(http://127\.0\.0\.1:\d+/offers/[\w-]+)", first)
+    volunteer = requests.Session()
+    page = volunteer.get(link, timeout=5).text
+    declined = volunteer.post(link, timeout=10, data={"decision": "decline", "reason": "今天不在家",
+                                                      "csrf_token": csrf_token(page)})
+    assert declined.status_code == 200
+    wait_for(lambda: offers_at(system, "/bike-2"), timeout=30, what="the second offer")
+    # Nobody answers the second: beat's sweep expires it and asks the third.
+    wait_for(lambda: offers_at(system, "/bike-3"), timeout=40, what="the third offer after expiry")
+    assert len(offers_at(system, "/bike-1")) == 1 and len(offers_at(system, "/bike-2")) == 1
+    assert system.tracking(code)["status"] == "offered"
+
+
+def test_no_candidate_escalates_to_the_hallway_leaders_channel(system):
+    resp = requests.post(f"{system.urls['requests']}/api/v1/requests", timeout=10, json={
+        **RESIDENT, "consent": True, "category": "umbrella_repair", "building": "7", "unit": "2",
+        "description": "伞骨断了"})
+    code = resp.json()["tracking_code"]
+    message = wait_for(lambda: offers_at(system, "/hallway-7-2"), timeout=30, what="the hallway leader's message")[0]
+    assert "修雨伞" in message and "138****1234" in message and "13812341234" not in message
+    assert system.wait_status(code, "escalated")["history"][-1]["note"] == "no_candidate"
+
+
+def test_station_booking_fills_slots_in_order_and_overflows(system):
+    urls, staff = system.urls, system.admin()
+    barber = requests.post(f"{urls['volunteers']}/api/v1/volunteers", headers=staff, timeout=5, json={
+        "name": "理发张师傅", "phone": "13900003333", "building": "1", "skills": ["alterations"]}).json()["id"]
+    station = requests.post(f"{urls['volunteers']}/api/v1/stations", headers=staff, timeout=5, json={
+        "code": "cuilinli", "name": "翠邻里服务站", "place": "1幢一楼"}).json()["id"]
+    tomorrow = (datetime.now(SHANGHAI) + timedelta(days=1)).weekday()
+    resp = requests.post(f"{urls['volunteers']}/api/v1/stations/{station}/sessions", headers=staff, timeout=5,
+                         json={"category": "alterations", "weekday": tomorrow, "start": "09:00", "end": "11:00",
+                               "volunteer_id": barber, "slots": 2})
+    assert resp.status_code == 201, resp.text
+    codes = []
+    for i in range(3):
+        resp = requests.post(f"{urls['requests']}/api/v1/requests", timeout=10, json={
+            **RESIDENT, "consent": True, "category": "alterations", "mode": "station", "description": f"裤脚改短{i}"})
+        codes.append(resp.json()["tracking_code"])
+    booked = [system.wait_status(code, "assigned") for code in codes]
+    days = sorted(datetime.fromisoformat(b["appointment_at"]).astimezone(SHANGHAI).date() for b in booked)
+    assert days[0] == days[1] and days[2] == days[0] + timedelta(days=7)
+    assert all(b["place"] == "翠邻里服务站（1幢一楼）" and b["volunteer_name"] == "理发张师傅" for b in booked)
+    page = requests.get(f"{urls['requests']}/track/{codes[0]}", timeout=5).text
+    assert "翠邻里服务站" in page
 
 
 def test_no_personal_data_in_any_log(system):

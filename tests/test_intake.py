@@ -1,7 +1,7 @@
 """Intake: the web form and the JSON API, on SQLite and PostgreSQL."""
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -174,3 +174,80 @@ def test_health_and_readiness(intake):
     client = intake.test_client()
     assert client.get("/healthz").json["status"] == "ok"
     assert client.get("/readyz").json == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def status_event(request_id, status, **over):
+    from services.common import contract as c
+    data = {"request_id": request_id, "status": status, "actor": "volunteer:1", "note": "",
+            "volunteer_name": "王建国", **over}
+    return c.envelope(c.STATUS_CHANGED, data, source="volunteers")
+
+
+def apply_event(app, message):
+    from services.requests import tasks
+    with app.app_context():
+        return tasks.status_changed.apply(args=[message]).get()
+
+
+def outbox_events(app, task_name):
+    with app.app_context():
+        rows = app.extensions["db"].Session.scalars(
+            select(OutboxMessage).where(OutboxMessage.task_name == task_name).order_by(OutboxMessage.created_at))
+        return [r.envelope["data"] for r in rows]
+
+
+def test_the_resident_cancels_with_the_tracking_code(intake):
+    client = intake.test_client()
+    created = client.post("/api/v1/requests", json=GOOD).json
+    code, request_id = created["tracking_code"], created["id"]
+    page = client.get(f"/track/{code}").get_data(as_text=True)
+    resp = client.post(f"/track/{code}/cancel", data={"reason": "邻居帮我理了", "csrf_token": csrf_token(page)})
+    assert resp.status_code == 303
+    tracked = client.get(f"/api/v1/requests/{code}").json
+    assert tracked["status"] == "cancelled" and tracked["history"][-1]["note"] == "邻居帮我理了"
+    [event] = outbox_events(intake, contract.REQUEST_CANCELLED)
+    assert event == {"request_id": request_id, "actor": "resident", "reason": "邻居帮我理了"}
+    # The contact is no longer given out, and a second cancel is refused.
+    contact = client.get(f"/api/v1/internal/requests/{request_id}/contact",
+                         headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
+    assert contact.status_code == 410
+    assert client.post(f"/api/v1/requests/{code}/cancel", json={}).status_code == 409
+
+
+def test_station_appointment_and_completion_then_feedback_once(intake):
+    client = intake.test_client()
+    created = client.post("/api/v1/requests", json={**GOOD, "mode": "station"}).json
+    code, request_id = created["tracking_code"], created["id"]
+    apply_event(intake, status_event(request_id, "assigned",
+                                     appointment_at=datetime(2026, 11, 28, 1, tzinfo=timezone.utc),
+                                     place="翠邻里服务站（12幢一楼服务大厅）"))
+    tracked = client.get(f"/api/v1/requests/{code}").json
+    assert tracked["appointment_at"] == "2026-11-28T01:00:00+00:00" and tracked["place"].startswith("翠邻里")
+    page = client.get(f"/track/{code}").get_data(as_text=True)
+    assert "2026-11-28 09:00" in page and "翠邻里服务站" in page  # shown in Hangzhou time
+    told = outbox_events(intake, contract.NOTIFY_SEND)
+    assert told[-1]["template"] == "assigned" and "周六" in told[-1]["context"]["appointment"]
+
+    page = client.get(f"/track/{code}").get_data(as_text=True)
+    too_early = client.post(f"/track/{code}/feedback", data={"rating": "5", "csrf_token": csrf_token(page)})
+    assert too_early.status_code == 409
+    apply_event(intake, status_event(request_id, "completed"))
+    assert outbox_events(intake, contract.NOTIFY_SEND)[-1]["template"] == "completed"
+    page = client.get(f"/track/{code}").get_data(as_text=True)
+    bad = client.post(f"/track/{code}/feedback", data={"rating": "9", "csrf_token": csrf_token(page)})
+    assert bad.status_code == 422 and 'id="rating-error"' in bad.get_data(as_text=True)
+    good = client.post(f"/track/{code}/feedback", data={"rating": "5", "thanks": "true", "comment": "谢谢",
+                                                        "csrf_token": csrf_token(page)})
+    assert good.status_code == 303
+    [event] = outbox_events(intake, contract.FEEDBACK_RECEIVED)
+    assert event == {"request_id": request_id, "rating": 5, "thanks": True, "comment": "谢谢"}
+    assert client.post(f"/api/v1/requests/{code}/feedback", json={"rating": 4}).status_code == 409
+    assert client.get(f"/api/v1/requests/{code}").json["feedback_given"] is True
+
+
+def test_priority_and_requester_digest_travel_with_the_request(intake):
+    intake.test_client().post("/api/v1/requests", json={**GOOD, "elderly": True, "disability": True})
+    [event] = outbox_events(intake, contract.REQUEST_SUBMITTED)
+    assert event["elderly"] is True and event["disability"] is True
+    assert event["requester_digest"] == contract.phone_digest(GOOD["contact_phone"], intake.config["PHONE_DIGEST_KEY"])
+    assert GOOD["contact_phone"] not in json.dumps(event)

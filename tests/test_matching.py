@@ -133,15 +133,18 @@ def test_registry_api_needs_the_staff_token_and_masks_secrets(matching):
     ({"capacity": 0}, "capacity"),
     ({"channels": ["not a url"]}, "channels"),
     ({"verified": ["health_check"]}, "verified"),  # not one of their skills
+    ({"phone": "13900001111"}, "phone"),  # registered already (see below)
     ({"windows": [{"weekday": 7, "start": "09:00", "end": "11:00"}]}, "windows"),
     ({"windows": [{"weekday": 1, "start": "11:00", "end": "09:00"}]}, "windows"),
 ])
 def test_registry_rejects_bad_input_field_by_field(matching, changes, field):
+    if changes.get("phone") == "13900001111":
+        register(matching, phone="13900001111")
+    before = matching.test_client().get("/api/v1/volunteers", headers=STAFF).json
     resp = matching.test_client().post("/api/v1/volunteers", json={**NEW_VOLUNTEER, **changes}, headers=STAFF)
     assert resp.status_code == 422
     assert field in resp.json["errors"]["json"]
-    with matching.app_context():
-        assert matching.extensions["db"].Session.scalar(select(func.count()).select_from(Volunteer)) == 0
+    assert matching.test_client().get("/api/v1/volunteers", headers=STAFF).json == before
 
 
 def test_list_filters_update_and_deactivate(matching):
@@ -510,3 +513,18 @@ def test_offer_page_shows_building_only_and_takes_accept_by_post(world):
     sends = [e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "offer"]
     assert "unit" not in sends[0]["context"]  # the building only, before acceptance
     assert world.count(HoursEntry) == 0
+
+
+def test_the_demo_community_seeds_once(make_app):
+    app = make_app("volunteers", DEMO=True)
+    client = app.test_client()
+    vols = client.get("/api/v1/volunteers", headers=STAFF).json
+    assert len(vols) == 60
+    doctors = [v for v in vols if "达式华医疗服务队" in v["teams"]]
+    assert doctors and all(set(v["verified"]) == set(v["skills"]) for v in doctors)
+    [station] = client.get("/api/v1/stations", headers=STAFF).json
+    sessions = client.get(f"/api/v1/stations/{station['id']}/sessions", headers=STAFF).json
+    assert {s["category"] for s in sessions} >= {"haircut", "sharpening", "umbrella_repair"}
+    assert app.test_cli_runner().invoke(args=["init-db"]).exit_code == 0  # again: nothing doubled
+    assert len(client.get("/api/v1/volunteers", headers=STAFF).json) == 60
+    assert len(client.get("/api/v1/stations", headers=STAFF).json) == 1

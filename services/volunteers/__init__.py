@@ -59,7 +59,7 @@ def import_volunteers(path, partial):
 def seed(session, cfg) -> str:
     """Grids, buildings and leaders from the community data file (updated in
     place); demo volunteers once, into an empty registry, unless LINLI_DEMO=0."""
-    from .models import Building, Grid, Leader, Volunteer, VolunteerSkill
+    from .models import Building, Grid, Leader, Volunteer
 
     data = load_community(cfg["COMMUNITY_FILE"])
     for g in data["grids"]:
@@ -83,9 +83,32 @@ def seed(session, cfg) -> str:
     leader_count = 1 + len(data["grids"]) + sum(len(b["hallway_leaders"]) for b in data["buildings"])
     added = 0
     if cfg["DEMO"] and session.scalar(select(Volunteer.id).limit(1)) is None:
-        for v in data["demo_volunteers"]:
-            session.add(Volunteer(name=v["name"], display_name=v["name"], phone=v["phone"], building=v["building"],
-                                  unit=v["unit"], capacity=v["capacity"], channels=v.get("channels", []),
-                                  skills=[VolunteerSkill(category=s) for s in v["skills"]]))
-            added += 1
+        added = seed_demo(session, data, cfg)
     return f"{len(data['buildings'])} buildings, {leader_count} leaders, {added} demo volunteers added"
+
+
+def seed_demo(session, data: dict, cfg) -> int:
+    """Demo volunteers (through the registry schema, as the API would take
+    them) and the 翠邻里 station with its weekly sessions."""
+    from .models import Station, StationSession, Volunteer
+    from .schemas import StationSessionIn, VolunteerIn
+
+    vols = []
+    for v in data["demo_volunteers"]:
+        vol = Volunteer()
+        vol.apply(VolunteerIn().load(v), cfg["PHONE_DIGEST_KEY"])
+        session.add(vol)
+        vols.append(vol)
+    session.flush()
+    for s in data.get("demo_stations", []):
+        station = Station(code=s["code"], name=s["name"], place=s["place"])
+        session.add(station)
+        session.flush()
+        for spec in s["sessions"]:
+            barber = next(v for v in vols if spec["category"] in v.skill_codes)
+            station.lead_volunteer_id = station.lead_volunteer_id or barber.id
+            slot = StationSessionIn().load({**spec, "volunteer_id": barber.id})
+            session.add(StationSession(station_id=station.id, category=slot["category"], weekday=slot["weekday"],
+                                       start_time=slot["start"], end_time=slot["end"], volunteer_id=barber.id,
+                                       slots=slot["slots"]))
+    return len(vols)

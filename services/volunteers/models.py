@@ -77,7 +77,7 @@ class Volunteer(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str] = mapped_column(String(64))  # what residents see
-    phone: Mapped[str] = mapped_column(String(20))
+    phone: Mapped[str] = mapped_column(String(20), unique=True)  # how a volunteer signs in
     building: Mapped[str] = mapped_column(ForeignKey("building.code"), index=True)
     unit: Mapped[str | None] = mapped_column(String(8), nullable=True)
     capacity: Mapped[int] = mapped_column(Integer, default=1)

@@ -388,6 +388,11 @@ def _volunteer(volunteer_id: int) -> Volunteer:
     return vol
 
 
+def _phone_free(phone: str) -> None:
+    if _db().scalar(select(Volunteer.id).where(Volunteer.phone == phone)) is not None:
+        abort(422, errors={"json": {"phone": ["A volunteer with this phone number is registered already."]}})
+
+
 @api.route("/volunteers")
 class Volunteers(MethodView):
     @api.arguments(VolunteerQuery, location="query")
@@ -411,7 +416,8 @@ class Volunteers(MethodView):
     @api.arguments(VolunteerIn)
     @api.response(201, VolunteerOut)
     def post(self, data):
-        """Register a volunteer."""
+        """Register a volunteer (one per phone number)."""
+        _phone_free(data["phone"])
         vol = Volunteer()
         vol.apply(data, current_app.config["PHONE_DIGEST_KEY"])
         _db().add(vol)
@@ -432,6 +438,8 @@ class VolunteerById(MethodView):
     def patch(self, data, volunteer_id):
         """Update some fields; `active: false` deactivates (no new offers)."""
         vol = _volunteer(volunteer_id)
+        if "phone" in data and data["phone"] != vol.phone:
+            _phone_free(data["phone"])
         if "building" not in data and "unit" in data and data["unit"] not in vol.home.units:
             abort(422, errors={"json": {"unit": ["That building has no such unit."]}})
         vol.apply(data, current_app.config["PHONE_DIGEST_KEY"])

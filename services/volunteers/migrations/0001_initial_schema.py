@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 02e9b522f1d6
+Revision ID: 364562983d67
 Revises: 
-Create Date: 2026-11-27 08:28:52.106862
+Create Date: 2026-11-27 08:30:12.065139
 """
 from alembic import op
 import sqlalchemy as sa
 import services.common.db
 
 
-revision = '02e9b522f1d6'
+revision = '364562983d67'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -124,7 +124,8 @@ def upgrade():
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
     sa.CheckConstraint('active_tasks >= 0 AND active_tasks <= capacity', name='within_capacity'),
     sa.ForeignKeyConstraint(['building'], ['building.code'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('phone')
     )
     with op.batch_alter_table('volunteer', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_volunteer_building'), ['building'], unique=False)
