@@ -6,7 +6,7 @@ export LINLI_DATA_DIR ?= $(CURDIR)/var/data
 # The Procfile's commands (gunicorn, celery, flask) come from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run seed lint test test-unit translations translations-update clean
+.PHONY: install run seed lint test test-unit bench-matching translations translations-update clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,10 @@ test: install lint
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+# Prints figures and writes bench/results/matching.json; asserts nothing about time.
+bench-matching: install
+	$(BIN)/python -m bench.matching
 
 clean:
 	rm -rf var $(VENV)

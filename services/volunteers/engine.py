@@ -18,6 +18,7 @@ and stops early once nearness alone decides the top `limit`.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Iterable, Iterator
@@ -148,9 +149,7 @@ def eligible(req: RequestFacts, vol: VolunteerFacts, tasks: int | None = None) -
     return busy < vol.capacity and qualified(req, vol)
 
 
-def score(req: RequestFacts, vol: VolunteerFacts, now: datetime, weights: Weights,
-          tasks: int | None = None) -> Candidate:
-    busy = vol.active_tasks if tasks is None else tasks
+def _parts(req: RequestFacts, vol: VolunteerFacts, now: datetime, weights: Weights, busy: int):
     near = nearness(req.place, vol.place)
     free = 1.0 - busy / vol.capacity
     if vol.last_task_at is None:
@@ -161,38 +160,58 @@ def score(req: RequestFacts, vol: VolunteerFacts, now: datetime, weights: Weight
     rating = ((vol.rating if vol.rating is not None else 4.0) - 1.0) / 4.0
     total = (weights.nearness * near + weights.load * free + weights.fairness * idle
              + weights.reliability * reliability + weights.rating * rating)
+    return round(total, 6), near, free, idle, reliability, rating
+
+
+def score(req: RequestFacts, vol: VolunteerFacts, now: datetime, weights: Weights,
+          tasks: int | None = None) -> Candidate:
+    """The score with its reasons (why this volunteer, in this place)."""
+    total, near, free, idle, reliability, rating = _parts(
+        req, vol, now, weights, vol.active_tasks if tasks is None else tasks)
     reasons = (NEARNESS_REASON[near], f"free:{free:.2f}", f"idle:{idle:.2f}", f"reliability:{reliability:.2f}",
                f"rating:{rating:.2f}")
-    return Candidate(vol.id, round(total, 6), reasons)
+    return Candidate(vol.id, total, reasons)
 
 
-def _order(c: Candidate):
-    return (-c.score, c.volunteer_id)
+def _best(req, scored: list[tuple[float, int, VolunteerFacts, int]], now, weights, limit) -> list[Candidate]:
+    """Highest score first, ties to the lower id; reasons only for those returned."""
+    key = (lambda s: (-s[0], s[1]))
+    chosen = sorted(scored, key=key) if limit is None else heapq.nsmallest(limit, scored, key=key)
+    return [score(req, v, now, weights, busy) for _, _, v, busy in chosen]
 
 
 def rank(req: RequestFacts, volunteers: Iterable[VolunteerFacts], now: datetime, weights: Weights = Weights(),
          exclude: frozenset[int] = frozenset(), limit: int | None = None,
          tasks: dict[int, int] | None = None) -> list[Candidate]:
     """Rank every eligible volunteer (the reference: scans them all)."""
-    found = [
-        score(req, v, now, weights, tasks.get(v.id) if tasks else None)
-        for v in volunteers
-        if v.id not in exclude and eligible(req, v, tasks.get(v.id) if tasks else None)
-    ]
-    found.sort(key=_order)
-    return found[:limit] if limit is not None else found
+    scored = []
+    for v in volunteers:
+        busy = tasks.get(v.id, v.active_tasks) if tasks else v.active_tasks
+        if v.id not in exclude and eligible(req, v, busy):
+            scored.append((_parts(req, v, now, weights, busy)[0], v.id, v, busy))
+    return _best(req, scored, now, weights, limit)
+
+
+def static_part(vol: VolunteerFacts, weights: Weights) -> float:
+    """The part of the score that does not change from request to request."""
+    reliability = (vol.accepts + 1) / (vol.offers + 2)
+    rating = ((vol.rating if vol.rating is not None else 4.0) - 1.0) / 4.0
+    return weights.reliability * reliability + weights.rating * rating
 
 
 @dataclass
 class VolunteerIndex:
-    """Volunteers bucketed by skill → grid → building → stairwell."""
+    """Volunteers bucketed by skill → grid → building → stairwell, and per
+    skill in order of the static part of their score (for the far tier)."""
 
+    weights: Weights = field(default_factory=Weights)
     volunteers: dict[int, VolunteerFacts] = field(default_factory=dict)
     buckets: dict[str, dict[str, dict[str, dict[str | None, list[VolunteerFacts]]]]] = field(default_factory=dict)
+    by_static: dict[str, list[tuple[float, VolunteerFacts]]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, volunteers: Iterable[VolunteerFacts]) -> VolunteerIndex:
-        index = cls()
+    def build(cls, volunteers: Iterable[VolunteerFacts], weights: Weights = Weights()) -> VolunteerIndex:
+        index = cls(weights=weights)
         for v in sorted(volunteers, key=lambda v: v.id):
             if not v.active:
                 continue
@@ -200,18 +219,22 @@ class VolunteerIndex:
             for skill in v.skills:
                 (index.buckets.setdefault(skill, {}).setdefault(v.place.grid, {})
                  .setdefault(v.place.building, {}).setdefault(v.place.unit, []).append(v))
+                index.by_static.setdefault(skill, []).append((static_part(v, weights), v))
+        for ranked in index.by_static.values():
+            ranked.sort(key=lambda pair: (-pair[0], pair[1].id))
         return index
 
-    def tiers(self, skill: str, place: Place) -> Iterator[list[VolunteerFacts]]:
-        """Volunteers with the skill, nearest tier first."""
+    def tiers(self, skill: str, place: Place) -> Iterator[Iterable[VolunteerFacts]]:
+        """Volunteers with the skill, nearest tier first (lazily: a tier
+        that is never reached costs nothing)."""
         grids = self.buckets.get(skill, {})
         buildings = grids.get(place.grid, {})
         units = buildings.get(place.building, {})
         yield units.get(place.unit, []) if place.unit else []
-        yield [v for unit, vols in units.items() if not (place.unit and unit == place.unit) for v in vols]
-        yield [v for b, us in buildings.items() if b != place.building for vols in us.values() for v in vols]
-        yield [v for g, bs in grids.items() if g != place.grid for us in bs.values() for vols in us.values()
-               for v in vols]
+        yield (v for unit, vols in units.items() if not (place.unit and unit == place.unit) for v in vols)
+        yield (v for b, us in buildings.items() if b != place.building for vols in us.values() for v in vols)
+        yield (v for g, bs in grids.items() if g != place.grid for us in bs.values() for vols in us.values()
+               for v in vols)
 
 
 def rank_indexed(req: RequestFacts, index: VolunteerIndex, now: datetime, weights: Weights = Weights(),
@@ -219,16 +242,35 @@ def rank_indexed(req: RequestFacts, index: VolunteerIndex, now: datetime, weight
                  tasks: dict[int, int] | None = None) -> list[Candidate]:
     """Same answer as rank() over the index's volunteers, without looking at
     farther tiers once nearness alone decides the top `limit`."""
-    found: list[Candidate] = []
-    for tier in index.tiers(req.category, req.place):
+    def consider(v):
+        busy = tasks.get(v.id, v.active_tasks) if tasks is not None else v.active_tasks
+        if v.id not in exclude and eligible(req, v, busy):
+            scored.append((_parts(req, v, now, weights, busy)[0], v.id, v, busy))
+
+    scored: list = []
+    bounded = limit is not None and weights.nearness_decides and weights == index.weights
+    tiers = list(index.tiers(req.category, req.place))
+    for tier in tiers[:3]:
         for v in tier:
-            busy = tasks.get(v.id, v.active_tasks) if tasks is not None else None
-            if v.id not in exclude and eligible(req, v, busy):
-                found.append(score(req, v, now, weights, busy))
-        if limit is not None and weights.nearness_decides and len(found) >= limit:
-            break
-    found.sort(key=_order)
-    return found[:limit] if limit is not None else found
+            consider(v)
+        if bounded and len(scored) >= limit:
+            return _best(req, scored, now, weights, limit)
+    if not bounded:
+        for v in tiers[3]:
+            consider(v)
+        return _best(req, scored, now, weights, limit)
+    # The rest of the community, best static part first: stop once even a
+    # free, long-idle volunteer further down could not enter the top `limit`.
+    headroom = weights.load + weights.fairness
+    for static, v in index.by_static.get(req.category, ()):
+        if v.place.grid == req.place.grid:
+            continue
+        if len(scored) >= limit:
+            kth = heapq.nsmallest(limit, scored, key=lambda s: (-s[0], s[1]))[-1][0]
+            if static + headroom < kth:
+                break
+        consider(v)
+    return _best(req, scored, now, weights, limit)
 
 
 def assign_batch(requests: list[RequestFacts], index: VolunteerIndex, now: datetime,
