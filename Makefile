@@ -39,7 +39,7 @@ run: seed
 	$(BIN)/honcho start
 
 lint: install
-	$(BIN)/ruff check services tests
+	$(BIN)/ruff check services tests bench
 
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

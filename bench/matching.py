@@ -1,3 +1,4 @@
+# ruff: noqa: B023  (each lambda runs at once, inside its loop iteration)
 """make bench-matching: the matching engine on synthetic communities.
 
 Prints figures and writes bench/results/matching.json; asserts nothing

@@ -450,6 +450,9 @@ def test_completion_counts_hours_in_half_hour_steps_and_coins_follow_confirmatio
     assert ranking == [{"rank": 1, "volunteer_id": vid, "name": "王建国", "hours": "1.5", "tasks": 1}]
     csv_text = client.get("/api/v1/hours/ranking?month=2026-11&format=csv", headers=STAFF).data.decode("utf-8-sig")
     assert "王建国,1.5,1" in csv_text
+    record = client.get("/api/v1/hours/export?month=2026-11&format=xlsx", headers=STAFF)
+    sheet = load_workbook(io.BytesIO(record.data)).active
+    assert [c.value for c in sheet[2]][1:5] == ["王建国", "2026-11-27 11:30", "haircut", "1.5"]
     assert client.get("/api/v1/hours/ranking?month=2026-13", headers=STAFF).status_code == 422
     assert req.id
 

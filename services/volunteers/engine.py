@@ -173,10 +173,13 @@ def score(req: RequestFacts, vol: VolunteerFacts, now: datetime, weights: Weight
     return Candidate(vol.id, total, reasons)
 
 
+def _order(scored):
+    return (-scored[0], scored[1])  # highest score first, ties to the lower id
+
+
 def _best(req, scored: list[tuple[float, int, VolunteerFacts, int]], now, weights, limit) -> list[Candidate]:
-    """Highest score first, ties to the lower id; reasons only for those returned."""
-    key = (lambda s: (-s[0], s[1]))
-    chosen = sorted(scored, key=key) if limit is None else heapq.nsmallest(limit, scored, key=key)
+    """The best `limit` (or all), with reasons only for those returned."""
+    chosen = sorted(scored, key=_order) if limit is None else heapq.nsmallest(limit, scored, key=_order)
     return [score(req, v, now, weights, busy) for _, _, v, busy in chosen]
 
 
@@ -266,7 +269,7 @@ def rank_indexed(req: RequestFacts, index: VolunteerIndex, now: datetime, weight
         if v.place.grid == req.place.grid:
             continue
         if len(scored) >= limit:
-            kth = heapq.nsmallest(limit, scored, key=lambda s: (-s[0], s[1]))[-1][0]
+            kth = heapq.nsmallest(limit, scored, key=_order)[-1][0]
             if static + headroom < kth:
                 break
         consider(v)

@@ -585,6 +585,25 @@ class Hours(MethodView):
         return _db().scalars(stmt).all()
 
 
+@api.route("/hours/export")
+class HoursExport(MethodView):
+    @api.arguments(RankingArgs, location="query")
+    @api.response(200)
+    def get(self, args):
+        """Every confirmed hours entry of a month, as CSV or XLSX: the record
+        the residents' committee certifies (Linli issues no certificate)."""
+        start, end = _month_bounds(args["month"])
+        entries = _db().scalars(select(HoursEntry).where(
+            HoursEntry.status == "confirmed", HoursEntry.completed_at >= start, HoursEntry.completed_at < end)
+            .order_by(HoursEntry.volunteer_id, HoursEntry.completed_at)).all()
+        header = ("volunteer_id", "name", "completed_at", "category", "hours", "confirmed_by", "confirmed_at")
+        rows = [[e.volunteer_id, e.volunteer.name, e.completed_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
+                 e.assignment.request.category, str(e.hours), e.confirmed_by,
+                 e.confirmed_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")] for e in entries]
+        fmt = "csv" if args["format"] == "json" else args["format"]
+        return _download(roster.table(header, rows, fmt), f"hours-record-{args['month']}.{fmt}", fmt)
+
+
 @api.route("/hours/<int:entry_id>/confirm")
 class HoursConfirm(MethodView):
     @api.arguments(ConfirmIn)
