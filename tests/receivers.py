@@ -9,6 +9,7 @@ import threading
 import time
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 from aiosmtpd.controller import Controller
 
@@ -30,12 +31,17 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str 
 
 
 class WebhookReceiver:
-    """Records every POST (path, parsed JSON or raw text). `status` sets
-    the HTTP status it answers with, to imitate a failing channel."""
+    """Records every POST (path, query, headers, parsed JSON or raw text).
+    `status`, `answer` and `delay` set how it replies — to imitate a
+    failing channel, a bot that says 200 but rejects, or one that hangs;
+    `routes` sets them per path prefix."""
 
     def __init__(self):
         self.received: list[dict] = []
         self.status = 200
+        self.answer: dict = {"ok": True}
+        self.delay = 0.0
+        self.routes: dict[str, tuple[int, dict, float]] = {}
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,11 +51,20 @@ class WebhookReceiver:
                     payload = json.loads(body)
                 except ValueError:
                     payload = body.decode("utf-8", "replace")
-                receiver.received.append({"path": self.path, "body": payload})
-                self.send_response(receiver.status)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"ok": true}')
+                path, _, query = self.path.partition("?")
+                receiver.received.append({"path": path, "query": parse_qs(query), "body": payload,
+                                          "headers": dict(self.headers)})
+                status, answer, delay = next(
+                    (r for prefix, r in receiver.routes.items() if path.startswith(prefix)),
+                    (receiver.status, receiver.answer, receiver.delay))
+                time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(json.dumps(answer).encode())
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender gave up waiting
 
             def log_message(self, *args):
                 pass
@@ -60,6 +75,10 @@ class WebhookReceiver:
 
     def url(self, path: str = "/hook") -> str:
         return f"json://127.0.0.1:{self.port}{path}"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self):
         self.thread.start()

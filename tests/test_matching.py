@@ -531,3 +531,55 @@ def test_the_demo_community_seeds_once(make_app):
     assert app.test_cli_runner().invoke(args=["init-db"]).exit_code == 0  # again: nothing doubled
     assert len(client.get("/api/v1/volunteers", headers=STAFF).json) == 60
     assert len(client.get("/api/v1/stations", headers=STAFF).json) == 1
+
+
+def failed(key, template):
+    return contract.envelope(contract.DELIVERY_FAILED, {"dedupe_key": key, "recipient": "volunteer:1",
+                                                        "template": template, "error": "HTTP 500"},
+                             source="notify")
+
+
+def test_an_unreachable_volunteer_is_skipped_and_an_unreachable_leader_bypassed(world):
+    first = register(world.app)
+    second = register(world.app, unit="2")
+    world.receive(submitted())
+    [o1] = world.offers()
+    assert world.events(contract.NOTIFY_SEND)[0]["reply_to"] == "volunteers"
+    assert matching_tasks.delivery_failed.apply(args=[failed(f"offer:{o1.id}", "offer")]).get() == "done"
+    o1, o2 = world.offers()
+    assert (o1.status, o1.decline_reason, o2.volunteer_id) == ("expired", "unreachable", second)
+    assert first != second
+
+    req = world.receive(submitted(category="bicycle_repair", building="7", unit="2"))
+    esc = world.session.scalar(select(Escalation).where(Escalation.request_id == req.id))
+    matching_tasks.delivery_failed.apply(args=[failed(f"escalation:{esc.id}", "escalation")]).get()
+    world.session.expire_all()
+    levels = [e.level for e in world.session.scalars(select(Escalation).where(Escalation.request_id == req.id))]
+    assert levels == [1, 2]
+
+
+def test_a_reminder_a_day_before_the_deadline_once(world):
+    register(world.app)
+    world.receive(submitted())
+    world.at(NOW).accept(world.offers()[0])
+    world.session.commit()
+    world.sweep(NOW + timedelta(days=5))
+    assert [e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "reminder"] == []
+    world.sweep(NOW + timedelta(days=6, hours=1))
+    world.sweep(NOW + timedelta(days=6, hours=2))
+    [reminder] = [e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "reminder"]
+    assert reminder["context"]["due"] == "12-04 10:00"
+
+
+def test_grid_leaders_get_a_daily_digest(world):
+    register(world.app, capacity=1)
+    world.receive(submitted())                                   # offered, in G1
+    world.receive(submitted(category="parking"))                 # escalated, in G1
+    world.receive(submitted(category="parking", building="40"))  # escalated, in G4
+    assert world.at(NOW + timedelta(hours=3)).digest() == 6
+    world.session.commit()
+    digests = {e["context"]["grid_name"]: e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "digest"}
+    g1 = digests["第1网格"]["context"]
+    assert (g1["open"], g1["overdue"], g1["escalated"]) == (2, 1, 1)
+    assert digests["第4网格"]["context"]["escalated"] == 1 and digests["第2网格"]["context"]["open"] == 0
+    assert digests["第1网格"]["dedupe_key"] == "digest:G1:2026-11-27"

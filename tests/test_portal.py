@@ -143,3 +143,14 @@ def test_a_station_lead_confirms_hours_of_their_station(world):
     sign_in(world, other, "13900006666")
     page = other.get("/me").get_data(as_text=True)
     assert other.post(f"/me/hours/{entry.id}/confirm", data={"csrf_token": csrf_token(page)}).status_code == 404
+
+
+def test_marking_messages_read_goes_to_notify_as_a_task(world):
+    vid = register(world.app, phone="13900007777")
+    client = world.app.test_client()
+    sign_in(world, client, "13900007777")
+    token = csrf_token(client.get("/me").get_data(as_text=True))
+    assert client.post("/me/inbox/read", data={"up_to": "42", "csrf_token": token}).status_code == 303
+    world.session.expire_all()
+    rows = world.session.scalars(select(OutboxMessage).where(OutboxMessage.task_name == contract.INBOX_READ)).all()
+    assert [r.envelope["data"] for r in rows] == [{"recipient": f"volunteer:{vid}", "up_to_id": 42}]

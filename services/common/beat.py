@@ -1,6 +1,7 @@
 """The one beat process: sends each service its periodic housekeeping by
 name (outbox relays, delivery retries). Beat imports no service."""
 from celery import Celery
+from celery.schedules import crontab
 
 from . import contract
 from .queueing import celery_settings
@@ -13,9 +14,12 @@ celery_app.config_from_object(celery_settings(redis_url(), None))
 EVERY = 5.0
 celery_app.conf.beat_schedule = {
     name: {"task": name, "schedule": EVERY, "options": {"expires": EVERY * 2}}
-    for name in (contract.RELAY_REQUESTS_OUTBOX, contract.RELAY_VOLUNTEERS_OUTBOX, contract.RETRY_DELIVERIES,
-                 contract.SWEEP_DISPATCH)
+    for name in (contract.RELAY_REQUESTS_OUTBOX, contract.RELAY_VOLUNTEERS_OUTBOX, contract.RELAY_NOTIFY_OUTBOX,
+                 contract.RETRY_DELIVERIES, contract.SWEEP_DISPATCH)
 }
+# 08:00 in Hangzhou: the grid leaders' digest of open, overdue and escalated requests.
+celery_app.conf.beat_schedule["daily-digest"] = {"task": contract.DAILY_DIGEST, "schedule": crontab(hour=0, minute=0),
+                                                 "options": {"expires": 3600}}
 # Kept with the data; written every tick, so its age tells a healthcheck
 # that beat is alive.
 data_dir().mkdir(parents=True, exist_ok=True)

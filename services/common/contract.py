@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,12 +32,17 @@ REQUEST_CANCELLED = "volunteers.request_cancelled"
 FEEDBACK_RECEIVED = "volunteers.feedback_received"
 STATUS_CHANGED = "requests.status_changed"
 NOTIFY_SEND = "notify.send"
+INBOX_READ = "notify.inbox_read"
 # Periodic housekeeping, sent by the one beat process to each service. They
 # carry no envelope: running one twice is harmless by construction.
 RELAY_REQUESTS_OUTBOX = "requests.relay_outbox"
 RELAY_VOLUNTEERS_OUTBOX = "volunteers.relay_outbox"
 RETRY_DELIVERIES = "notify.retry_deliveries"
 SWEEP_DISPATCH = "volunteers.sweep"  # offer expiry, waiting requests, deadlines, escalation steps
+DAILY_DIGEST = "volunteers.daily_digest"  # grid leaders' morning summary
+RELAY_NOTIFY_OUTBOX = "notify.relay_outbox"
+# Notify tells the service that asked when a notification could not be delivered.
+DELIVERY_FAILED = "volunteers.delivery_failed"
 
 
 def queue_for(task_name: str) -> str:
@@ -94,7 +100,8 @@ STATUSES = (
 URGENCIES = ("normal", "urgent")
 MODES = ("home", "station")
 LANGUAGES = ("zh-CN", "en")
-TEMPLATES = ("offer", "offer_withdrawn", "assigned", "completed", "escalation", "magic_link", "thanks")
+TEMPLATES = ("offer", "offer_withdrawn", "assigned", "reminder", "completed", "escalation", "magic_link", "thanks",
+             "digest")
 
 
 # --- Envelope and payloads ---
@@ -156,6 +163,9 @@ class StatusChanged(Schema):
     place = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 100))
 
 
+RECIPIENT_KEY = re.compile(r"^[a-z]+:[A-Za-z0-9_-]{1,64}$")  # volunteer:12, leader:3, resident:<request id>
+
+
 class NotificationRequested(Schema):
     """Ask the notify service to tell one recipient something, once.
 
@@ -165,12 +175,28 @@ class NotificationRequested(Schema):
     """
 
     dedupe_key = fields.String(required=True, validate=validate.Length(1, 200))
-    recipient = fields.String(required=True, validate=validate.Regexp(r"^[a-z]+:[A-Za-z0-9_-]{1,64}$"))
+    recipient = fields.String(required=True, validate=validate.Regexp(RECIPIENT_KEY))
     channels = fields.List(fields.String(validate=validate.Length(1, 2000)), load_default=None, allow_none=True)
     language = fields.String(load_default="zh-CN", validate=validate.OneOf(LANGUAGES))
     template = fields.String(required=True, validate=validate.OneOf(TEMPLATES))
     context = fields.Dict(keys=fields.String(), load_default=dict)
-    urgent = fields.Boolean(load_default=False)
+    urgent = fields.Boolean(load_default=False)  # urgent and escalation messages ignore quiet hours
+    # Who hears of a delivery that failed for good (its `<reply_to>.delivery_failed` task).
+    reply_to = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(("volunteers",)))
+
+
+class InboxRead(Schema):
+    """The recipient has seen their in-app messages up to this one."""
+
+    recipient = fields.String(required=True, validate=validate.Regexp(RECIPIENT_KEY))
+    up_to_id = fields.Integer(required=True, strict=True, validate=validate.Range(1))
+
+
+class DeliveryFailed(Schema):
+    dedupe_key = fields.String(required=True, validate=validate.Length(1, 200))
+    recipient = fields.String(required=True, validate=validate.Length(1, 100))
+    template = fields.String(required=True, validate=validate.OneOf(TEMPLATES))
+    error = fields.String(load_default="", validate=validate.Length(0, 300))
 
 
 # (task name, version) → payload schema. An unknown version is rejected.
@@ -180,6 +206,8 @@ PAYLOADS: dict[tuple[str, int], type[Schema]] = {
     (FEEDBACK_RECEIVED, 1): FeedbackReceived,
     (STATUS_CHANGED, 1): StatusChanged,
     (NOTIFY_SEND, 1): NotificationRequested,
+    (DELIVERY_FAILED, 1): DeliveryFailed,
+    (INBOX_READ, 1): InboxRead,
 }
 
 

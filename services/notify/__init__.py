@@ -17,9 +17,9 @@ VERSIONS = Path(__file__).with_name("migrations")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    from .models import Base
+    from .models import Base, OutboxMessage
 
-    app = service_app(__name__, config.load(), test_config)
+    app = service_app(__name__, config.load(), test_config, outbox_model=OutboxMessage)
 
     from . import tasks, views  # noqa: F401  (tasks register with Celery)
 

@@ -1,24 +1,26 @@
-"""Getting a notification out: one attempt at a time through Apprise, with
-bounded retries (exponential backoff, full jitter) per channel, falling back
-to the recipient's next channel, and `dead` when none is left. The in-app
-inbox copy exists regardless."""
+"""Getting a notification out: one attempt at a time, with bounded retries
+(exponential backoff, full jitter) per channel, falling back to the
+recipient's next channel, and `dead` when none is left — then the service
+that asked is told. Non-urgent messages wait out the recipient's quiet
+hours. The in-app inbox copy exists regardless.
+
+`utcnow` is looked up at call time, so tests can move the clock."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-import apprise
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
-from services.common.db import utcnow
+from services.common import contract
+from services.common import db as common_db
 from services.common.inbox import backoff
+from services.common.web import SHANGHAI
 
-from .models import Delivery
+from . import channels
+from .models import Delivery, Recipient
 
 log = logging.getLogger(__name__)
-# Apprise logs target URLs at INFO and DEBUG; channel URLs are secrets.
-logging.getLogger("apprise").setLevel(logging.WARNING)
 
 ATTEMPTS_PER_CHANNEL = 3
 LEASE = timedelta(seconds=90)  # a worker that died mid-send loses its claim after this
@@ -27,20 +29,34 @@ RETRY_CAP_SECONDS = 600.0
 DUE_STATUSES = ("queued", "failed", "sending")
 
 
-def send(url: str, title: str, body: str) -> str | None:
-    """One try on one channel; returns the error, or None when it went out."""
-    sender = apprise.Apprise()
-    if not sender.add(url):
-        return "channel URL not understood"
-    if sender.notify(title=title, body=body):
+def utcnow() -> datetime:
+    return common_db.utcnow()
+
+
+def quiet_until(recipient: Recipient, moment: datetime) -> datetime | None:
+    """The end of the recipient's quiet hours if `moment` falls inside them
+    (21:00–07:00 Asia/Shanghai by default), else None."""
+    local = moment.astimezone(SHANGHAI)
+    start, end = recipient.quiet_start, recipient.quiet_end
+    if start == end:
         return None
-    return "channel refused or unreachable"
+    now_t = local.time()
+    inside = (start <= now_t or now_t < end) if start > end else (start <= now_t < end)
+    if not inside:
+        return None
+    release = datetime.combine(local.date(), end, SHANGHAI)
+    if release <= local:
+        release += timedelta(days=1)
+    return release.astimezone(moment.tzinfo)
 
 
-def _claim(session: Session, delivery_id: int) -> bool:
+def first_attempt_at(recipient: Recipient, urgent: bool, moment: datetime) -> datetime:
+    return moment if urgent else (quiet_until(recipient, moment) or moment)
+
+
+def _claim(session, delivery_id: int, now: datetime) -> bool:
     """Conditional UPDATE: two workers (the first try and the retry sweep, or
     a redelivered task) never send the same delivery at the same time."""
-    now = utcnow()
     return bool(session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.status.in_(DUE_STATUSES), Delivery.next_attempt_at <= now)
@@ -48,10 +64,12 @@ def _claim(session: Session, delivery_id: int) -> bool:
     ).rowcount)
 
 
-def attempt(db, delivery_id: int) -> str | None:
+def attempt(db, outbox, delivery_id: int) -> str | None:
     """Try a due delivery once; returns its new status (None if not due)."""
-    with Session(db.engine) as session:
-        if not _claim(session, delivery_id):
+    now = utcnow()
+    session = db.Session.session_factory()  # the outbox's after-commit publish applies
+    try:
+        if not _claim(session, delivery_id, now):
             session.rollback()
             return None
         session.commit()
@@ -59,7 +77,7 @@ def attempt(db, delivery_id: int) -> str | None:
         note = delivery.notification
         url = delivery.channels[delivery.channel_index]
         body = note.full_body if url.startswith(("mailto:", "mailtos:")) else note.short_body
-        error = send(url, note.title, body)
+        error = channels.send(url, note.title, body, dedupe_key=note.dedupe_key)
         delivery.attempts += 1
         if error is None:
             delivery.status, delivery.sent_at, delivery.last_error = "sent", utcnow(), None
@@ -70,20 +88,28 @@ def attempt(db, delivery_id: int) -> str | None:
                 delivery.channel_index += 1
             if delivery.channel_index >= len(delivery.channels):
                 delivery.status = "dead"
+                if note.reply_to:
+                    outbox.emit(session, contract.DELIVERY_FAILED, {
+                        "dedupe_key": note.dedupe_key, "recipient": note.recipient_key, "template": note.template,
+                        "error": error})
             else:
                 delivery.status = "failed"
                 retry_in = backoff(tries_here % ATTEMPTS_PER_CHANNEL, RETRY_BASE_SECONDS, RETRY_CAP_SECONDS)
                 delivery.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
         session.commit()
         log.info("delivery attempt", extra={"delivery_id": delivery.id, "status": delivery.status,
-                                            "attempts": delivery.attempts, "channel_index": delivery.channel_index})
+                                            "attempts": delivery.attempts, "channel_index": delivery.channel_index,
+                                            "error": error})
         return delivery.status
+    finally:
+        session.close()
 
 
 def due(db, limit: int = 50) -> list[int]:
-    with Session(db.engine) as session:
+    with db.Session.session_factory() as session:
         return list(session.scalars(
             select(Delivery.id)
             .where(Delivery.status.in_(DUE_STATUSES), Delivery.next_attempt_at <= utcnow())
             .order_by(Delivery.next_attempt_at).limit(limit)
         ))
+

@@ -42,6 +42,30 @@ TEMPLATES = {
         "at {{ place }}, with {{ volunteer_name }}.{% else %}Your {{ category_name }} request (tracking code {{ tracking_code }}) "
         "was taken by {{ volunteer_name }}, who will contact you soon.{% endif %}\n\nTrack it: {{ tracking_url }}\n\n— Linli",
     ),
+    ("reminder", "zh-CN"): (
+        "邻里：任务提醒",
+        "【邻里】提醒：{{ building }}的{{ category_name }}请在{{ due }}前完成。查看：{{ portal_url }}",
+        "您好！\n\n提醒您：{{ building }}的{{ category_name }}任务请在{{ due }}前完成。"
+        "如有困难，请在志愿者页面说明，我们会另行安排。\n{{ portal_url }}\n\n——邻里",
+    ),
+    ("reminder", "en"): (
+        "Linli: a reminder",
+        "[Linli] Reminder: the {{ category_name }} in {{ building }} is due by {{ due }}. See: {{ portal_url }}",
+        "Hello,\n\nA reminder: the {{ category_name }} task in {{ building }} is due by {{ due }}. "
+        "If you cannot make it, say so in the portal and we will find someone else.\n{{ portal_url }}\n\n— Linli",
+    ),
+    ("digest", "zh-CN"): (
+        "邻里：{{ grid_name }}今日概况",
+        "【邻里】{{ grid_name }}：进行中{{ open }}件，超时{{ overdue }}件，待社区处理{{ escalated }}件。",
+        "{{ leader_name }}您好！\n\n{{ grid_name }}今日概况：进行中{{ open }}件，超时{{ overdue }}件，待社区处理{{ escalated }}件。\n"
+        "{% for line in items %}- {{ line }}\n{% endfor %}\n——邻里",
+    ),
+    ("digest", "en"): (
+        "Linli: {{ grid_name }} today",
+        "[Linli] {{ grid_name }}: {{ open }} open, {{ overdue }} overdue, {{ escalated }} escalated.",
+        "Dear {{ leader_name }},\n\n{{ grid_name }} today: {{ open }} open, {{ overdue }} overdue, "
+        "{{ escalated }} escalated.\n{% for line in items %}- {{ line }}\n{% endfor %}\n— Linli",
+    ),
     ("offer_withdrawn", "zh-CN"): (
         "邻里：这项邀请已结束",
         "【邻里】{{ building }}的{{ category_name }}邀请已结束（{{ reason_text }}），无需再处理。谢谢您！",

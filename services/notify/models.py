@@ -3,13 +3,14 @@ also an in-app inbox message), deliveries to outside channels, and the
 consumer's messaging tables."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, Time
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.common.db import UTCDateTime, utcnow
 from services.common.inbox import DeadMessageMixin, ProcessedMessageMixin
+from services.common.outbox import OutboxMixin
 
 
 class Base(DeclarativeBase):
@@ -23,6 +24,9 @@ class Recipient(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     channels: Mapped[list] = mapped_column(JSON, default=list)  # Apprise URLs, preferred first; secrets
     language: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    # Non-urgent messages wait out these hours (Asia/Shanghai).
+    quiet_start: Mapped[time] = mapped_column(Time, default=time(21, 0))
+    quiet_end: Mapped[time] = mapped_column(Time, default=time(7, 0))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -40,6 +44,7 @@ class Notification(Base):
     short_body: Mapped[str] = mapped_column(Text)  # SMS and IM
     full_body: Mapped[str] = mapped_column(Text)  # email
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    reply_to: Mapped[str | None] = mapped_column(String(16), nullable=True)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
@@ -63,6 +68,10 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     notification: Mapped[Notification] = relationship(back_populates="deliveries", lazy="joined")
+
+
+class OutboxMessage(OutboxMixin, Base):
+    __tablename__ = "outbox"
 
 
 class ProcessedMessage(ProcessedMessageMixin, Base):

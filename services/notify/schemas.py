@@ -1,8 +1,10 @@
-"""What the notify API returns: inbox messages and the delivery log, with
-channel URLs masked (they are secrets)."""
-from marshmallow import Schema, fields, validate
+"""What the notify API accepts and returns: inbox messages, the delivery
+log (channel URLs masked: they are secrets), previews, preferences."""
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.common import contract
+
+from . import channels
 
 
 class InboxMessageOut(Schema):
@@ -18,6 +20,7 @@ class InboxMessageOut(Schema):
 class DeliveryQuery(Schema):
     recipient = fields.String(validate=validate.Length(1, 100))
     status = fields.String(validate=validate.OneOf(("queued", "sending", "failed", "sent", "dead")))
+    since = fields.AwareDateTime()
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
 
 
@@ -27,8 +30,55 @@ class DeliveryOut(Schema):
     dedupe_key = fields.String(attribute="notification.dedupe_key")
     template = fields.String(attribute="notification.template")
     channel = fields.Function(lambda d: contract.mask_url(d.channels[min(d.channel_index, len(d.channels) - 1)]))
+    channels = fields.Function(lambda d: [contract.mask_url(u) for u in d.channels])
     status = fields.String()
     attempts = fields.Integer()
     last_error = fields.String(allow_none=True)
+    next_attempt_at = fields.AwareDateTime()
     created_at = fields.AwareDateTime()
     sent_at = fields.AwareDateTime(allow_none=True)
+
+
+class PreviewIn(Schema):
+    template = fields.String(required=True, validate=validate.OneOf(contract.TEMPLATES))
+    language = fields.String(load_default="zh-CN", validate=validate.OneOf(contract.LANGUAGES))
+    context = fields.Dict(keys=fields.String(), required=True)
+
+
+class PreviewOut(Schema):
+    title = fields.String()
+    short = fields.String()
+    full = fields.String()
+    short_length = fields.Integer()
+
+
+def channel_ok(url: str) -> None:
+    if not channels.valid(url):
+        raise ValidationError("Not a channel URL Linli understands (wecombot://, dingtalk://, feishu://, "
+                              "mailto://, json://, …).")
+
+
+class TestMessageIn(Schema):
+    channel = fields.String(required=True, validate=[validate.Length(1, 2000), channel_ok])
+    language = fields.String(load_default="zh-CN", validate=validate.OneOf(contract.LANGUAGES))
+
+
+class PreferencesIn(Schema):
+    language = fields.String(validate=validate.OneOf(contract.LANGUAGES))
+    quiet_start = fields.Time(format="%H:%M")
+    quiet_end = fields.Time(format="%H:%M")
+    channels = fields.List(fields.String(validate=[validate.Length(1, 2000), channel_ok]),
+                           validate=validate.Length(0, 5))
+
+    @validates_schema
+    def _both_ends(self, data, **kwargs):
+        if ("quiet_start" in data) != ("quiet_end" in data):
+            raise ValidationError({"quiet_end": ["Give both ends of the quiet hours."]})
+
+
+class PreferencesOut(Schema):
+    key = fields.String()
+    language = fields.String()
+    quiet_start = fields.Time(format="%H:%M")
+    quiet_end = fields.Time(format="%H:%M")
+    channels = fields.Function(lambda r: [contract.mask_url(u) for u in r.channels])

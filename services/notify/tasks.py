@@ -1,10 +1,11 @@
 """Notification's consumers: notification requests from the other
-services, and the periodic sweep that retries due deliveries."""
+services; and from beat, the sweep that retries due deliveries (and
+releases those that waited out quiet hours) and the outbox relay."""
 from __future__ import annotations
 
 from celery import shared_task
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from services.common import contract
 from services.common.inbox import consume
@@ -18,14 +19,13 @@ def send(self, message):
     db = current_app.extensions["db"]
     outcome = consume(self, message, handle_send, db=db, processed=ProcessedMessage, dead=DeadMessage)
     if outcome == "done":
-        # First try right away; failures wait for the retry sweep.
+        # First try right away (unless quiet hours hold it); failures wait for the sweep.
         key = message["data"]["dedupe_key"]
-        with db.Session() as session:
+        with db.Session.session_factory() as session:
             delivery_id = session.scalar(
                 select(Delivery.id).join(Notification).where(Notification.dedupe_key == key))
-        db.Session.remove()
         if delivery_id is not None:
-            delivery.attempt(db, delivery_id)
+            delivery.attempt(db, current_app.extensions["outbox"], delivery_id)
     return outcome
 
 
@@ -42,13 +42,32 @@ def handle_send(session, data, env) -> None:
     title, short, full = messages.render(data["template"], data["language"], data["context"])
     note = Notification(dedupe_key=key, recipient_key=recipient.key, template=data["template"],
                         language=data["language"], title=title, short_body=short, full_body=full,
-                        urgent=data["urgent"])
+                        urgent=data["urgent"], reply_to=data["reply_to"])
     session.add(note)
     if recipient.channels:
-        session.add(Delivery(notification=note, channels=list(recipient.channels)))
+        urgent = data["urgent"] or data["template"] == "escalation"
+        session.add(Delivery(notification=note, channels=list(recipient.channels),
+                             next_attempt_at=delivery.first_attempt_at(recipient, urgent, delivery.utcnow())))
+
+
+@shared_task(name=contract.INBOX_READ, bind=True)
+def inbox_read(self, message):
+    return consume(self, message, handle_inbox_read, db=current_app.extensions["db"],
+                   processed=ProcessedMessage, dead=DeadMessage)
+
+
+def handle_inbox_read(session, data, env) -> None:
+    session.execute(update(Notification).where(
+        Notification.recipient_key == data["recipient"], Notification.id <= data["up_to_id"],
+        Notification.read_at.is_(None)).values(read_at=delivery.utcnow()))
 
 
 @shared_task(name=contract.RETRY_DELIVERIES)
 def retry_deliveries():
-    db = current_app.extensions["db"]
-    return sum(1 for delivery_id in delivery.due(db) if delivery.attempt(db, delivery_id))
+    db, outbox = current_app.extensions["db"], current_app.extensions["outbox"]
+    return sum(1 for delivery_id in delivery.due(db) if delivery.attempt(db, outbox, delivery_id))
+
+
+@shared_task(name=contract.RELAY_NOTIFY_OUTBOX)
+def relay_outbox():
+    return current_app.extensions["outbox"].relay()

@@ -1,22 +1,38 @@
 """Notification's HTTP side: the in-app inbox (read by the tracking page
-and the volunteer portal with the service token) and the delivery log for
-staff."""
+and the volunteer portal with the service token), recipients' preferences,
+and for staff the delivery log, retries, template previews and test
+messages."""
 from __future__ import annotations
+
+import logging
 
 from flask import Blueprint as WebBlueprint
 from flask import current_app, render_template
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint, abort
+from jinja2 import TemplateError
 from sqlalchemy import select
 
+from services.common import contract
 from services.common.web import require_token
 
-from .models import Delivery, Notification
-from .schemas import DeliveryOut, DeliveryQuery, InboxMessageOut
+from . import channels, delivery, messages
+from .models import Delivery, Notification, Recipient
+from .schemas import (
+    DeliveryOut,
+    DeliveryQuery,
+    InboxMessageOut,
+    PreferencesIn,
+    PreferencesOut,
+    PreviewIn,
+    PreviewOut,
+    TestMessageIn,
+)
+
+log = logging.getLogger(__name__)
 
 web = WebBlueprint("web", __name__)
-api = Blueprint("api", __name__, url_prefix="/api/v1", description="In-app inbox and delivery log")
-
+api = Blueprint("api", __name__, url_prefix="/api/v1", description="In-app inbox, preferences, delivery log")
 
 def _session():
     return current_app.extensions["db"].Session
@@ -33,6 +49,10 @@ def _services_only():
     require_token("SERVICE_TOKEN", "ADMIN_TOKEN")
 
 
+def _staff_only():
+    require_token("ADMIN_TOKEN")
+
+
 @api.route("/inbox/<string:recipient>")
 class Inbox(MethodView):
     @api.response(200, InboxMessageOut(many=True))
@@ -44,15 +64,102 @@ class Inbox(MethodView):
         ).all()
 
 
+@api.route("/inbox/<string:recipient>/<int:message_id>/read")
+class InboxRead(MethodView):
+    @api.response(200, InboxMessageOut)
+    def post(self, recipient, message_id):
+        """Mark one in-app message read."""
+        note = _session().get(Notification, message_id)
+        if note is None or note.recipient_key != recipient:
+            abort(404, message="no such message")
+        note.read_at = note.read_at or delivery.utcnow()
+        _session().commit()
+        return note
+
+
+@api.route("/recipients/<string:recipient>/preferences")
+class Preferences(MethodView):
+    @api.response(200, PreferencesOut)
+    def get(self, recipient):
+        """Language, quiet hours and channels (masked) of a recipient."""
+        row = _session().get(Recipient, recipient)
+        if row is None:
+            abort(404, message="no such recipient")
+        return row
+
+    @api.arguments(PreferencesIn)
+    @api.response(200, PreferencesOut)
+    def put(self, data, recipient):
+        """Set language, quiet hours (non-urgent messages wait), channels in order."""
+        if not contract.RECIPIENT_KEY.match(recipient):
+            abort(422, errors={"path": {"recipient": ["Not a recipient key (kind:id)."]}})
+        row = _session().get(Recipient, recipient) or Recipient(key=recipient, channels=[])
+        for name, value in data.items():
+            setattr(row, name, value)
+        _session().add(row)
+        _session().commit()
+        return row
+
+
 @api.route("/deliveries")
 class Deliveries(MethodView):
     @api.arguments(DeliveryQuery, location="query")
     @api.response(200, DeliveryOut(many=True))
     def get(self, query):
-        """The delivery log, newest first, by recipient and status."""
+        """The delivery log, newest first, by recipient, status and time."""
+        _staff_only()
         stmt = select(Delivery).join(Notification).order_by(Delivery.id.desc()).limit(query["limit"])
         if "recipient" in query:
             stmt = stmt.where(Notification.recipient_key == query["recipient"])
         if "status" in query:
             stmt = stmt.where(Delivery.status == query["status"])
+        if "since" in query:
+            stmt = stmt.where(Delivery.created_at >= query["since"])
         return _session().scalars(stmt).unique().all()
+
+
+@api.route("/deliveries/<int:delivery_id>/retry")
+class DeliveryRetry(MethodView):
+    @api.response(200, DeliveryOut)
+    def post(self, delivery_id):
+        """Try a dead delivery again, from the recipient's first channel."""
+        _staff_only()
+        row = _session().get(Delivery, delivery_id)
+        if row is None:
+            abort(404, message="no such delivery")
+        if row.status != "dead":
+            abort(409, message="only a dead delivery is retried by hand")
+        row.status, row.channel_index, row.attempts = "queued", 0, 0
+        row.next_attempt_at = delivery.utcnow()
+        _session().commit()
+        delivery.attempt(current_app.extensions["db"], current_app.extensions["outbox"], row.id)
+        _session().expire_all()
+        return _session().get(Delivery, delivery_id)
+
+
+@api.route("/templates/preview")
+class Preview(MethodView):
+    @api.arguments(PreviewIn)
+    @api.response(200, PreviewOut)
+    def post(self, data):
+        """Render a template with a context, as it would be sent."""
+        _staff_only()
+        try:
+            title, short, full = messages.render(data["template"], data["language"], data["context"])
+        except TemplateError as exc:
+            abort(422, errors={"json": {"context": [f"Cannot render: {exc}"]}})
+        return {"title": title, "short": short, "full": full, "short_length": len(short)}
+
+
+@api.route("/test-message")
+class TestMessage(MethodView):
+    @api.arguments(TestMessageIn)
+    @api.response(200)
+    def post(self, data):
+        """Send a test message to a channel now and say what happened."""
+        _staff_only()
+        text = "邻里测试消息：这个渠道可以收到通知。" if data["language"] == "zh-CN" else \
+            "Linli test message: this channel receives notifications."
+        error = channels.send(data["channel"], "Linli", text)
+        log.info("test message", extra={"channel": contract.mask_url(data["channel"]), "error": error})
+        return {"sent": error is None, "error": error, "channel": contract.mask_url(data["channel"])}

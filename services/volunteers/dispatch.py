@@ -25,6 +25,7 @@ from .models import (
     Building,
     CoinEntry,
     Escalation,
+    Grid,
     HoursEntry,
     Leader,
     Offer,
@@ -157,7 +158,7 @@ class Dispatcher:
         first = req.status != "offered"
         req.status = "offered"
         self.notify(f"offer:{offer.id}", f"volunteer:{vol.id}", vol.channels, vol.language, "offer",
-                    urgent=req.urgency == "urgent", context={
+                    urgent=req.urgency == "urgent", reply=True, context={
                         # Before acceptance a volunteer learns the building only.
                         "category": req.category,
                         "building": req.home.name,
@@ -349,7 +350,7 @@ class Dispatcher:
         self.withdraw_offers(req, why="escalated")
         if leader is not None:
             self.notify(f"escalation:{esc.id}", f"leader:{leader.id}", leader.channels, "zh-CN", "escalation",
-                        urgent=True, context={
+                        urgent=True, reply=True, context={
                             "category": req.category, "building": req.home.name, "unit": req.unit or "",
                             "masked_phone": req.masked_phone, "summary": req.summary[:200], "reason": reason,
                             "leader_name": leader.name,
@@ -366,7 +367,7 @@ class Dispatcher:
         """Expire unanswered offers and offer onwards; dispatch waiting
         requests, most urgent first; escalate what missed its deadline;
         move unanswered escalations up the chain."""
-        counts = {"expired": 0, "dispatched": 0, "escalated": 0, "overdue": 0, "stepped_up": 0}
+        counts = {"expired": 0, "dispatched": 0, "escalated": 0, "overdue": 0, "stepped_up": 0, "reminded": 0}
         for offer in self.session.scalars(
             select(Offer).where(Offer.status == "open", Offer.expires_at <= self.now).order_by(Offer.id)
         ).all():
@@ -397,6 +398,7 @@ class Dispatcher:
             if last and last <= self.now - step:
                 self.escalate(req, "not_taken")
                 counts["stepped_up"] += 1
+        counts["reminded"] = self.remind()
         return counts
 
     # --- the task itself ---
@@ -522,9 +524,68 @@ class Dispatcher:
             "appointment_at": appointment_at.astimezone(timezone.utc) if appointment_at else None,
         })
 
-    def notify(self, key, recipient, channels, language, template, context, urgent=False):
+    def notify(self, key, recipient, channels, language, template, context, urgent=False, reply=False):
+        """`reply`: notify tells us (delivery_failed) if it cannot get this one out."""
         self.outbox.emit(self.session, contract.NOTIFY_SEND, {
             "dedupe_key": key, "recipient": recipient, "channels": list(channels or []), "language": language,
             "template": template, "context": context, "urgent": urgent,
+            "reply_to": "volunteers" if reply else None,
         })
+
+    def delivery_failed(self, data: dict) -> None:
+        """An offer that cannot reach its volunteer is as good as declined:
+        ask the next one now rather than after the offer's time. An
+        escalation that cannot reach its leader goes one level up."""
+        kind, _, ref = data["dedupe_key"].partition(":")
+        if kind == "offer" and ref.isdigit():
+            offer = self.session.get(Offer, int(ref))
+            if offer is not None and offer.status == "open":
+                offer.status, offer.responded_at, offer.decline_reason = "expired", self.now, "unreachable"
+                self.session.flush()
+                self._next_if_unanswered(offer.request)
+        elif kind == "escalation" and ref.isdigit():
+            esc = self.session.get(Escalation, int(ref))
+            req = self.session.get(ServiceRequest, esc.request_id) if esc else None
+            if req is not None and req.status == "escalated" and req.escalation_level == esc.level:
+                self.escalate(req, "unreachable", level=esc.level + 1)
+
+    def remind(self) -> int:
+        """A day before a task's completion deadline, remind its volunteer once."""
+        sent = 0
+        for task in self.session.scalars(select(Assignment).where(
+                Assignment.status.in_(("active", "started")), Assignment.reminded_at.is_(None),
+                Assignment.complete_by <= self.now + timedelta(hours=24))).all():
+            vol, req = task.volunteer, task.request
+            due = task.complete_by.astimezone(engine.SHANGHAI).strftime("%m-%d %H:%M")
+            self.notify(f"reminder:{task.id}", f"volunteer:{vol.id}", vol.channels, vol.language, "reminder",
+                        context={"category": req.category, "building": req.home.name, "due": due,
+                                 "portal_url": f"{self.base_url}/me"})
+            task.reminded_at = self.now
+            sent += 1
+        return sent
+
+    def digest(self) -> int:
+        """Each grid leader's morning summary: open, overdue and escalated
+        requests in their grid (sent even when all is quiet: no news is news)."""
+        day = self.now.astimezone(engine.SHANGHAI).date().isoformat()
+        live = self.session.scalars(select(ServiceRequest).where(
+            ServiceRequest.status.in_(("matching", "offered", "assigned", "in_progress", "escalated")))).all()
+        overdue_ids = set(self.session.scalars(select(Assignment.request_id).where(
+            Assignment.status.in_(("active", "started")), Assignment.complete_by <= self.now)))
+        sent = 0
+        for grid in self.session.scalars(select(Grid).order_by(Grid.code)).all():
+            leader = self.session.scalar(select(Leader).where(Leader.role == "grid", Leader.grid == grid.code))
+            if leader is None:
+                continue
+            mine = [r for r in live if r.home.grid == grid.code]
+            overdue = [r for r in mine if r.id in overdue_ids
+                       or (r.status in OPEN_REQUEST and r.accept_by and r.accept_by <= self.now)]
+            escalated = [r for r in mine if r.status == "escalated"]
+            items = [f"{r.home.name} {contract.CATEGORY_BY_CODE[r.category].zh}（{r.status}）"
+                     for r in (escalated + [o for o in overdue if o not in escalated])[:10]]
+            self.notify(f"digest:{grid.code}:{day}", f"leader:{leader.id}", leader.channels, "zh-CN", "digest",
+                        context={"leader_name": leader.name, "grid_name": grid.name, "open": len(mine),
+                                 "overdue": len(overdue), "escalated": len(escalated), "items": items})
+            sent += 1
+        return sent
 

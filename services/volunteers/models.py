@@ -235,6 +235,7 @@ class Assignment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     complete_by: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)  # as the volunteer reported
     note: Mapped[str] = mapped_column(String(500), default="")

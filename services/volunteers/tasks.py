@@ -47,6 +47,23 @@ def feedback_received(self, message):
         str(data["request_id"]), data["rating"], data["thanks"], data["comment"]))
 
 
+@shared_task(name=contract.DELIVERY_FAILED, bind=True)
+def delivery_failed(self, message):
+    return _consume(self, message, lambda session, data, env: dispatcher(session).delivery_failed(data))
+
+
+@shared_task(name=contract.DAILY_DIGEST)
+def daily_digest():
+    db = current_app.extensions["db"]
+    session = db.Session()
+    try:
+        sent = dispatcher(session).digest()
+        session.commit()  # dedupe keys carry the date: a repeated run sends nothing twice
+        return sent
+    finally:
+        db.Session.remove()
+
+
 @shared_task(name=contract.SWEEP_DISPATCH)
 def sweep():
     # One sweep at a time across all worker processes, or two could offer

@@ -288,11 +288,40 @@ def _portal(outcome=None, errors=None, status=200):
         to_confirm = [h for h in db.scalars(select(HoursEntry).where(HoursEntry.status != "confirmed")).all()
                       if h.assignment.booking_id and _station_of(h.assignment) in led]
     return render_template(
-        "portal.html", vol=vol, offers=offers, tasks=[(t, _contact(t.request_id, vol.id)) for t in tasks],
+        "portal.html", vol=vol, offers=offers, inbox=_inbox(vol.id),
+        tasks=[(t, _contact(t.request_id, vol.id)) for t in tasks],
         history=history, hours=hours, confirmed=confirmed, coins=_dispatcher().coin_balance(vol.id),
         to_confirm=to_confirm, outcome=outcome, errors=errors or {},
         categories=contract.CATEGORY_BY_CODE, reasons=REASONS,
     ), status
+
+
+def _inbox(volunteer_id: int) -> list[dict]:
+    """The volunteer's in-app messages, read from notify's API; the portal
+    works without them when notify is unreachable."""
+    token = current_app.config["SERVICE_TOKEN"]
+    if not token:
+        return []
+    try:
+        resp = http.get(f"{current_app.config['NOTIFY_API_URL']}/api/v1/inbox/volunteer:{volunteer_id}",
+                        headers={"Authorization": f"Bearer {token}"}, timeout=current_app.config["HTTP_TIMEOUT"])
+        resp.raise_for_status()
+        return resp.json()[:20]
+    except (http.RequestException, ValueError) as exc:
+        log.warning("inbox unavailable", extra={"volunteer_id": volunteer_id, "error": type(exc).__name__})
+        return []
+
+
+@web.post("/me/inbox/read")
+@volunteer_required
+def inbox_read():
+    """Mark messages read: a task for notify (it owns the inbox), not an HTTP write."""
+    up_to = request.form.get("up_to", "")
+    if up_to.isdigit() and int(up_to) > 0:
+        current_app.extensions["outbox"].emit(_db(), contract.INBOX_READ,
+                                              {"recipient": f"volunteer:{g.volunteer.id}", "up_to_id": int(up_to)})
+        _db().commit()
+    return redirect(url_for("web.portal"), 303)
 
 
 def _station_of(assignment: Assignment) -> int | None:

@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 10b6ccaf3985
+Revision ID: 362f48a1dc6b
 Revises: 
-Create Date: 2026-11-27 07:49:16.264925
+Create Date: 2026-11-27 08:41:11.320063
 """
 from alembic import op
 import sqlalchemy as sa
 import services.common.db
 
 
-revision = '10b6ccaf3985'
+revision = '362f48a1dc6b'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -29,6 +29,20 @@ def upgrade():
     with op.batch_alter_table('dead_message', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_dead_message_message_id'), ['message_id'], unique=False)
 
+    op.create_table('outbox',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('task_name', sa.String(length=100), nullable=False),
+    sa.Column('envelope', sa.JSON(), nullable=False),
+    sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
+    sa.Column('published_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.String(length=200), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_published_at'), ['published_at'], unique=False)
+
     op.create_table('processed_message',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('task_name', sa.String(length=100), nullable=False),
@@ -39,6 +53,8 @@ def upgrade():
     sa.Column('key', sa.String(length=100), nullable=False),
     sa.Column('channels', sa.JSON(), nullable=False),
     sa.Column('language', sa.String(length=8), nullable=False),
+    sa.Column('quiet_start', sa.Time(), nullable=False),
+    sa.Column('quiet_end', sa.Time(), nullable=False),
     sa.Column('updated_at', services.common.db.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
@@ -52,6 +68,7 @@ def upgrade():
     sa.Column('short_body', sa.Text(), nullable=False),
     sa.Column('full_body', sa.Text(), nullable=False),
     sa.Column('urgent', sa.Boolean(), nullable=False),
+    sa.Column('reply_to', sa.String(length=16), nullable=True),
     sa.Column('read_at', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['recipient_key'], ['recipient.key'], ),
@@ -98,6 +115,11 @@ def downgrade():
     op.drop_table('notification')
     op.drop_table('recipient')
     op.drop_table('processed_message')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbox_published_at'))
+        batch_op.drop_index(batch_op.f('ix_outbox_created_at'))
+
+    op.drop_table('outbox')
     with op.batch_alter_table('dead_message', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_dead_message_message_id'))
 

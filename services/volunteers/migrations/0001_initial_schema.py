@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 364562983d67
+Revision ID: 6aba0beff050
 Revises: 
-Create Date: 2026-11-27 08:30:12.065139
+Create Date: 2026-11-27 08:41:33.025644
 """
 from alembic import op
 import sqlalchemy as sa
 import services.common.db
 
 
-revision = '364562983d67'
+revision = '6aba0beff050'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -267,6 +267,7 @@ def upgrade():
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
     sa.Column('complete_by', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('started_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('reminded_at', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('completed_at', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('minutes', sa.Integer(), nullable=True),
     sa.Column('note', sa.String(length=500), nullable=False),

@@ -1,0 +1,126 @@
+"""Sending one message on one channel.
+
+WeCom group bots, DingTalk robots and Feishu/Lark bots answer HTTP 200 even
+when they reject a message, with the verdict in the body (`errcode` /
+`code` ≠ 0); Apprise looks only at the status and hard-codes their hosts.
+Linli sends to those three itself, with a configurable base URL (so that
+tests and private deployments can point them elsewhere) and reads the body.
+Every other scheme (email, JSON/form webhooks, SMS gateways, WeCom apps…)
+goes through Apprise.
+
+Beware: Apprise's `wecom://` is Pushplus, not WeCom; WeCom bots are
+`wecombot://KEY`.
+
+Errors returned here never contain the channel URL: it is a secret.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import time
+import urllib.parse
+
+import apprise
+import requests
+
+log = logging.getLogger(__name__)
+# Apprise logs target URLs at INFO and DEBUG; channel URLs are secrets.
+logging.getLogger("apprise").setLevel(logging.WARNING)
+
+OWN_SCHEMES = ("wecombot", "dingtalk", "feishu", "lark")
+
+
+def _base(name: str, default: str) -> str:
+    return os.environ.get(f"LINLI_{name}_BASE_URL", default).rstrip("/")
+
+
+def _timeout() -> float:
+    return float(os.environ.get("LINLI_CHANNEL_TIMEOUT", "10"))
+
+
+def valid(url: str) -> bool:
+    scheme, sep, rest = url.partition("://")
+    if scheme in OWN_SCHEMES:
+        return bool(sep and rest.strip("/"))
+    return apprise.Apprise.instantiate(url) is not None
+
+
+def send(url: str, title: str, body: str, dedupe_key: str = "") -> str | None:
+    """One try; returns the error, or None when the channel took the message."""
+    scheme, _, rest = url.partition("://")
+    try:
+        if scheme == "wecombot":
+            return _wecom_bot(rest, body)
+        if scheme == "dingtalk":
+            return _dingtalk(rest, title, body)
+        if scheme in ("feishu", "lark"):
+            return _feishu(scheme, rest, body)
+    except requests.Timeout:
+        return "timed out"
+    except requests.RequestException as exc:
+        return f"unreachable: {type(exc).__name__}"
+    return _apprise(url, title, body, dedupe_key)
+
+
+def _verdict(resp: requests.Response, *keys: str) -> str | None:
+    if resp.status_code != 200:
+        return f"HTTP {resp.status_code}"
+    try:
+        answer = resp.json()
+    except ValueError:
+        return "HTTP 200 without a JSON answer"
+    for key in keys:
+        if key in answer:
+            code = answer[key]
+            if code in (0, "0"):
+                return None
+            message = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or ""
+            return f"rejected: {key}={code} {message}"[:200]
+    return "HTTP 200 without a verdict"
+
+
+def _wecom_bot(rest: str, body: str) -> str | None:
+    key = rest.strip("/").split("/")[0].split("?")[0]
+    resp = requests.post(f"{_base('WECOM', 'https://qyapi.weixin.qq.com')}/cgi-bin/webhook/send",
+                         params={"key": key}, json={"msgtype": "text", "text": {"content": body}},
+                         timeout=_timeout())
+    return _verdict(resp, "errcode")
+
+
+def _dingtalk(rest: str, title: str, body: str) -> str | None:
+    """dingtalk://TOKEN or dingtalk://SECRET@TOKEN (signed robots)."""
+    credentials = rest.strip("/").split("/")[0].split("?")[0]
+    secret, _, token = credentials.rpartition("@")
+    params = {"access_token": token}
+    if secret:
+        timestamp = str(int(time.time() * 1000))
+        digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256).digest()
+        params.update(timestamp=timestamp, sign=base64.b64encode(digest).decode())
+    resp = requests.post(f"{_base('DINGTALK', 'https://oapi.dingtalk.com')}/robot/send", params=params,
+                         json={"msgtype": "text", "text": {"content": f"{title}\n{body}"}}, timeout=_timeout())
+    return _verdict(resp, "errcode")
+
+
+def _feishu(scheme: str, rest: str, body: str) -> str | None:
+    token = urllib.parse.quote(rest.strip("/").split("/")[0].split("?")[0])
+    default = "https://open.larksuite.com" if scheme == "lark" else "https://open.feishu.cn"
+    base = _base("LARK" if scheme == "lark" else "FEISHU", default)
+    resp = requests.post(f"{base}/open-apis/bot/v2/hook/{token}",
+                         json={"msg_type": "text", "content": {"text": body}}, timeout=_timeout())
+    return _verdict(resp, "code", "StatusCode")
+
+
+def _apprise(url: str, title: str, body: str, dedupe_key: str) -> str | None:
+    if dedupe_key and url.startswith(("json://", "jsons://")):
+        # Lets a receiving webhook drop a message it already has (a send
+        # repeated after a crash between sending and recording it).
+        url += ("&" if "?" in url else "?") + urllib.parse.urlencode({"+X-Linli-Dedupe-Key": dedupe_key})
+    sender = apprise.Apprise()
+    if not sender.add(url):
+        return "channel URL not understood"
+    if sender.notify(title=title, body=body):
+        return None
+    return "channel refused or unreachable"
