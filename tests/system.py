@@ -109,6 +109,19 @@ class System:
         for name in self.databases:
             drop_pg_database(name)
 
+    def kill(self, name: str) -> None:
+        """kill -9 a process and its children, as a crash would."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def restart(self, name: str) -> None:
+        """Start a process again with its Procfile command, as compose would."""
+        self.procs[name] = subprocess.Popen(
+            procfile()[name], shell=True, cwd=ROOT, env=self.env, start_new_session=True,
+            stdout=open(self.logdir / f"{name}.log", "ab"), stderr=subprocess.STDOUT,
+        )
+
     # --- looking at it ---
 
     def log(self, name: str) -> str:

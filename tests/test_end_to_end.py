@@ -45,7 +45,9 @@ def system(request, tmp_path_factory):
         building7 = next(b for b in community["buildings"] if b["code"] == "7")
         building7["hallway_leaders"]["2"]["channels"] = [hook.url("/hallway-7-2")]
         # Bicycle offers expire after 6 s here, so that expiry can be watched.
-        env = {"LINLI_DISPATCH_POLICIES": json.dumps({"bicycle_repair": {"offer_minutes": 0.1}})}
+        env = {"LINLI_DISPATCH_POLICIES": json.dumps({"bicycle_repair": {"offer_minutes": 0.1}}),
+               # A delivery whose worker died is tried again after 10 s instead of 90 s.
+               "LINLI_DELIVERY_LEASE_SECONDS": "10"}
         sys_ = System(tmp_path_factory.mktemp(f"linli-{request.param}"), request.param, IT_REDIS_URL, community, env)
         sys_.hook, sys_.smtp = hook, smtp
         try:
@@ -181,6 +183,34 @@ def test_station_booking_fills_slots_in_order_and_overflows(system):
     assert all(b["place"] == "翠邻里服务站（1幢一楼）" and b["volunteer_name"] == "理发张师傅" for b in booked)
     page = requests.get(f"{urls['requests']}/track/{codes[0]}", timeout=5).text
     assert "翠邻里服务站" in page
+
+
+def test_one_offer_delivery_even_when_the_notify_worker_is_killed_mid_delivery(system):
+    urls = system.urls
+    system.hook.routes["/slow"] = (200, {"ok": True}, 2.5)  # slow, yet within the sender's 4 s time-out
+    resp = requests.post(f"{urls['volunteers']}/api/v1/volunteers", headers=system.admin(), timeout=5, json={
+        "name": "磨刀刘师傅", "phone": "13700000009", "building": "20", "unit": "1", "skills": ["sharpening"],
+        "channels": [system.hook.url("/slow")]})
+    volunteer_id = resp.json()["id"]
+    form = requests.Session()
+    page = form.get(f"{urls['requests']}/", timeout=5).text
+    form.post(f"{urls['requests']}/", timeout=10, data={**RESIDENT, "category": "sharpening", "building": "20",
+                                                       "description": "菜刀钝了", "csrf_token": csrf_token(page)})
+    wait_for(lambda: offers_at(system, "/slow"), timeout=30, what="the offer reaching the slow webhook")
+    system.kill("notify-worker")  # mid-delivery: the webhook has it, the worker never hears back
+    system.restart("notify-worker")
+
+    def delivered():
+        rows = requests.get(f"{urls['notify']}/api/v1/deliveries", params={"recipient": f"volunteer:{volunteer_id}"},
+                            headers=system.admin(), timeout=5).json()
+        return rows if rows and rows[0]["status"] == "sent" else None
+
+    rows = wait_for(delivered, timeout=60, what="the delivery to be recorded as sent after the restart")
+    assert len(rows) == 1  # one Delivery for the one candidate, not one per redelivery
+    posts = [r for r in system.hook.received if r["path"] == "/slow"]
+    keys = {r["headers"]["X-Linli-Dedupe-Key"] for r in posts}
+    assert keys == {rows[0]["dedupe_key"]}  # the receiver can tell any repeat for what it is
+    assert 1 <= len(posts) <= 2
 
 
 def test_no_personal_data_in_any_log(system):

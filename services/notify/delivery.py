@@ -8,6 +8,7 @@ hours. The in-app inbox copy exists regardless.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -23,7 +24,10 @@ from .models import Delivery, Recipient
 log = logging.getLogger(__name__)
 
 ATTEMPTS_PER_CHANNEL = 3
-LEASE = timedelta(seconds=90)  # a worker that died mid-send loses its claim after this
+# A worker that died mid-send loses its claim after this; the sweep then
+# tries again (the receiver may get the message twice: the X-Linli-Dedupe-Key
+# header on webhooks lets it tell).
+LEASE = timedelta(seconds=float(os.environ.get("LINLI_DELIVERY_LEASE_SECONDS", "90")))
 RETRY_BASE_SECONDS = 5.0
 RETRY_CAP_SECONDS = 600.0
 DUE_STATUSES = ("queued", "failed", "sending")
