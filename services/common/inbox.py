@@ -14,16 +14,19 @@ import logging
 import random
 from datetime import datetime
 
+import redis
 from sqlalchemy import JSON, String, Text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from . import contract
 from .db import UTCDateTime, utcnow
+from .queueing import REDIS_TIMEOUT
 
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 5
+MAX_DELIVERIES = 5  # the same Celery message handed out this often: it is killing its worker
 
 
 class Permanent(Exception):
@@ -63,6 +66,9 @@ def consume(task, message, handler, *, db, processed, dead) -> str:
     except contract.ContractError as exc:
         _bury(db, dead, name, message, f"contract: {exc.messages}")
         return "dead"
+    if _deliveries(task) > MAX_DELIVERIES:
+        _bury(db, dead, name, message, f"delivered more than {MAX_DELIVERIES} times without finishing")
+        return "dead"
     message_id = str(env["id"])
     session = db.Session()
     try:
@@ -94,6 +100,24 @@ def consume(task, message, handler, *, db, processed, dead) -> str:
     finally:
         db.Session.remove()
     return "done"
+
+
+def _deliveries(task) -> int:
+    """How often this Celery message (its task id survives redeliveries and
+    retries count separately) has been handed to a worker; 1 when unknown."""
+    request_id = getattr(task.request, "id", None)
+    if not request_id or task.request.is_eager:
+        return 1
+    try:
+        client = redis.Redis.from_url(task.app.conf.broker_url, socket_timeout=REDIS_TIMEOUT,
+                                      socket_connect_timeout=REDIS_TIMEOUT)
+        key = f"linli:deliveries:{request_id}:{task.request.retries}"
+        count = client.incr(key)
+        client.expire(key, 86400)
+        client.close()
+        return count
+    except redis.RedisError:
+        return 1  # no count without Redis; the task came from Redis, so this is rare
 
 
 def _seen(db, processed, message_id: str) -> bool:

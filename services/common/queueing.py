@@ -11,18 +11,26 @@ Why each setting (see also STYLE.md):
 - Short socket timeouts: publishing to a frozen Redis fails fast and the
   event waits in the outbox, instead of hanging a resident's HTTP request.
 - visibility_timeout longer than the hard time limit, so Redis does not
-  hand a still-running task to a second worker.
+  hand a still-running task to a second worker; it is also how long a task
+  whose worker was killed waits before Redis hands it out again.
+- Soft shutdown: on a stop the worker finishes what it holds for a while
+  (below compose's stop grace period), then gives the rest back.
+- A redelivery cap (services.common.inbox): a message that keeps killing
+  its worker is recorded as dead after a few deliveries instead of looping.
 """
 from __future__ import annotations
+
+import os
 
 from celery import Celery, Task
 from kombu import Queue
 
 from . import contract
 
-TASK_TIME_LIMIT = 120  # seconds, hard
-VISIBILITY_TIMEOUT = 600  # > TASK_TIME_LIMIT
+TASK_TIME_LIMIT = int(os.environ.get("LINLI_TASK_TIME_LIMIT", "120"))  # seconds, hard
+VISIBILITY_TIMEOUT = max(int(os.environ.get("LINLI_VISIBILITY_TIMEOUT", "600")), TASK_TIME_LIMIT + 10)
 REDIS_TIMEOUT = 2.0  # seconds, socket and connect
+SOFT_SHUTDOWN_SECONDS = 10  # < stop_grace_period in docker-compose.yml
 
 
 def route(name, args, kwargs, options, task=None, **kw):
@@ -51,7 +59,10 @@ def celery_settings(redis_url: str, queue: str | None) -> dict:
         "task_default_queue": queue or contract.QUEUES[0],
         "task_routes": (route,),
         "task_time_limit": TASK_TIME_LIMIT,
-        "task_soft_time_limit": TASK_TIME_LIMIT - 20,
+        "task_soft_time_limit": max(1, TASK_TIME_LIMIT - 20),
+        "worker_soft_shutdown_timeout": SOFT_SHUTDOWN_SECONDS,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
         "enable_utc": True,
         "timezone": "UTC",
