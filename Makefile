@@ -6,7 +6,7 @@ export LINLI_DATA_DIR ?= $(CURDIR)/var/data
 # The Procfile's commands (gunicorn, celery, flask) come from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run seed lint test test-unit bench-matching translations translations-update clean
+.PHONY: install run seed lint test test-unit bench-matching chaos translations translations-update clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -50,6 +50,12 @@ test-unit: install
 # Prints figures and writes bench/results/matching.json; asserts nothing about time.
 bench-matching: install
 	$(BIN)/python -m bench.matching
+
+# The long chaos run: make chaos N=2000 [BACKEND=postgresql]
+N ?= 2000
+BACKEND ?= sqlite
+chaos: install
+	$(BIN)/python -m tests.chaos --n $(N) --backend $(BACKEND)
 
 clean:
 	rm -rf var $(VENV)

@@ -52,11 +52,11 @@ class WebhookReceiver:
                 except ValueError:
                     payload = body.decode("utf-8", "replace")
                 path, _, query = self.path.partition("?")
-                receiver.received.append({"path": path, "query": parse_qs(query), "body": payload,
-                                          "headers": dict(self.headers)})
                 status, answer, delay = next(
                     (r for prefix, r in receiver.routes.items() if path.startswith(prefix)),
                     (receiver.status, receiver.answer, receiver.delay))
+                receiver.received.append({"path": path, "query": parse_qs(query), "body": payload,
+                                          "headers": dict(self.headers), "status": status})
                 time.sleep(delay)
                 try:
                     self.send_response(status)

@@ -46,6 +46,12 @@ def celery_settings(redis_url: str, queue: str | None) -> dict:
             "socket_timeout": REDIS_TIMEOUT,
             "socket_connect_timeout": REDIS_TIMEOUT,
             "retry_on_timeout": False,
+            # Publishing gives up at once when Redis is down (the outbox keeps
+            # the message); without this kombu retries with pauses for seconds.
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.1,
+            "interval_max": 0.2,
         },
         "task_serializer": "json",
         "accept_content": ["json"],
