@@ -25,8 +25,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = service_app(__name__, config.load(), test_config, outbox_model=OutboxMessage)
 
     from . import tasks, views  # noqa: F401  (tasks register with Celery)
+    from .open311 import open311
 
     app.extensions["csrf"].exempt(views.api)  # the JSON API carries no cookie credentials
+    app.extensions["csrf"].exempt(open311)  # authorised by api_key, no cookie credentials
+    app.register_blueprint(open311)
     Api(app).register_blueprint(views.api)
     app.register_blueprint(views.web)
     register_db_commands(app, Base.metadata, VERSIONS, seed)

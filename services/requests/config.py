@@ -1,7 +1,12 @@
 """Intake's configuration: the shared defaults read from the environment
-(services.common.settings); intake adds nothing of its own yet."""
+(services.common.settings), and the Open311 keys given by the environment
+(staff issue more through the API)."""
+import os
+
 from services.common.settings import base_config
 
 
 def load() -> dict:
-    return base_config("requests")
+    cfg = base_config("requests")
+    cfg["OPEN311_API_KEYS"] = os.environ.get("LINLI_OPEN311_API_KEYS", "")
+    return cfg

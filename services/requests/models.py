@@ -76,7 +76,7 @@ class ServiceRequest(Base):
     elderly: Mapped[bool] = mapped_column(Boolean, default=False)  # over 80: dispatched first when scarce
     disability: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    channel: Mapped[str] = mapped_column(String(8))  # web, api
+    channel: Mapped[str] = mapped_column(String(8))  # web, api, open311
     language: Mapped[str] = mapped_column(String(8), default="zh-CN")  # for messages to the resident
     status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)
     volunteer_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -143,6 +143,17 @@ class Feedback(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     request: Mapped[ServiceRequest] = relationship(back_populates="feedback")
+
+
+class Open311Key(Base):
+    """An API key for posting through Open311, issued by staff; only its hash is kept."""
+
+    __tablename__ = "open311_key"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class OutboxMessage(OutboxMixin, Base):

@@ -165,3 +165,14 @@ class BuildingOut(Schema):
     name = fields.String()
     units = fields.List(fields.String())
     grid = fields.String()
+
+
+class Open311KeyIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 64))  # who it is for
+
+
+class Open311KeyOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    api_key = fields.String()
+    created_at = fields.AwareDateTime()

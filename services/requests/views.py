@@ -2,7 +2,9 @@
 JSON API (documented by OpenAPI through flask-smorest)."""
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 
 import requests as http
 from flask import Blueprint as WebBlueprint
@@ -14,16 +16,19 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 
 from services.common import contract
+from services.common.db import utcnow
 from services.common.web import current_lang, require_token
 
 from . import models
-from .models import Building, ServiceRequest, normalise_tracking_code
+from .models import Building, Open311Key, ServiceRequest, normalise_tracking_code
 from .schemas import (
     BuildingOut,
     CancelIn,
     CategoryOut,
     ContactOut,
     FeedbackIn,
+    Open311KeyIn,
+    Open311KeyOut,
     ServiceRequestCreated,
     ServiceRequestIn,
     TrackingOut,
@@ -236,6 +241,33 @@ class GiveFeedback(MethodView):
             abort(409, message="feedback is taken once, after completion")
         _session().commit()
         return req
+
+
+@api.route("/open311/keys")
+class Open311Keys(MethodView):
+    @api.arguments(Open311KeyIn)
+    @api.response(201, Open311KeyOut)
+    def post(self, data):
+        """Issue an Open311 API key (staff token); the key is shown this once."""
+        require_token("ADMIN_TOKEN")
+        key = secrets.token_urlsafe(24)
+        row = Open311Key(name=data["name"], key_hash=hashlib.sha256(key.encode()).hexdigest())
+        _session().add(row)
+        _session().commit()
+        return {"id": row.id, "name": row.name, "api_key": key, "created_at": row.created_at}
+
+
+@api.route("/open311/keys/<int:key_id>")
+class Open311KeyById(MethodView):
+    @api.response(204)
+    def delete(self, key_id):
+        """Revoke an Open311 API key (staff token)."""
+        require_token("ADMIN_TOKEN")
+        row = _session().get(Open311Key, key_id)
+        if row is None:
+            abort(404, message="no such key")
+        row.revoked_at = row.revoked_at or utcnow()
+        _session().commit()
 
 
 @api.route("/internal/requests/<uuid:request_id>/contact")

@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: d238e639a0f1
+Revision ID: 6a36a03debe2
 Revises: 
-Create Date: 2026-11-27 08:10:09.870268
+Create Date: 2026-11-27 08:56:58.434225
 """
 from alembic import op
 import sqlalchemy as sa
 import services.common.db
 
 
-revision = 'd238e639a0f1'
+revision = '6a36a03debe2'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -39,6 +39,15 @@ def upgrade():
     with op.batch_alter_table('dead_message', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_dead_message_message_id'), ['message_id'], unique=False)
 
+    op.create_table('open311_key',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('key_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
+    sa.Column('revoked_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('key_hash')
+    )
     op.create_table('outbox',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('task_name', sa.String(length=100), nullable=False),
@@ -142,6 +151,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_outbox_created_at'))
 
     op.drop_table('outbox')
+    op.drop_table('open311_key')
     with op.batch_alter_table('dead_message', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_dead_message_message_id'))
 
