@@ -6,7 +6,7 @@ export LINLI_DATA_DIR ?= $(CURDIR)/var/data
 # The Procfile's commands (gunicorn, celery, flask) come from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run seed lint test test-unit bench-matching chaos translations translations-update clean
+.PHONY: install run seed lint test test-unit bench-matching chaos openapi translations translations-update clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -56,6 +56,10 @@ N ?= 2000
 BACKEND ?= sqlite
 chaos: install
 	$(BIN)/python -m tests.chaos --n $(N) --backend $(BACKEND)
+
+# Refresh the committed OpenAPI snapshots after changing an API.
+openapi: install
+	$(BIN)/python deploy/openapi_snapshot.py
 
 clean:
 	rm -rf var $(VENV)

@@ -281,8 +281,9 @@ def run(n: int = 200, rate: float = 10.0, seed: int = 7, backend: str = "sqlite"
             system.start()
             staff = system.admin()
             skills = ["haircut", "bicycle_repair", "umbrella_repair", "alterations"]
-            for i in range(24):
-                volunteer = {"name": f"志愿者{i}", "phone": f"1370000{i:04d}", "building": str(1 + (i * 3) % 69),
+            # Enough volunteers (10 tasks each) for every home visit of the run.
+            for i in range(max(24, n // 12)):
+                volunteer = {"name": f"志愿者{i}", "phone": f"137000{i:05d}", "building": str(1 + (i * 3) % 69),
                              "skills": [skills[i % 4], skills[(i + 1) % 4]], "capacity": 10,
                              "channels": [hook.url(f"/v/{i}")]}
                 resp = requests.post(f"{system.urls['volunteers']}/api/v1/volunteers", headers=staff, timeout=10,

@@ -106,6 +106,17 @@ TEMPLATES = ("offer", "offer_withdrawn", "assigned", "reminder", "completed", "e
 
 # --- Envelope and payloads ---
 
+# Row ids fit a signed 32-bit integer (PostgreSQL's INTEGER); a larger one
+# names nothing and must not reach the database.
+MAX_ID = 2**31 - 1
+
+
+def Id(**kwargs) -> fields.Integer:  # noqa: N802 - reads as a field type
+    """A row id in a payload or request: a positive 32-bit integer."""
+    return fields.Integer(strict=True, validate=validate.Range(1, MAX_ID), **kwargs)
+
+
+
 
 class Envelope(Schema):
     id = fields.UUID(required=True)
@@ -189,7 +200,7 @@ class InboxRead(Schema):
     """The recipient has seen their in-app messages up to this one."""
 
     recipient = fields.String(required=True, validate=validate.Regexp(RECIPIENT_KEY))
-    up_to_id = fields.Integer(required=True, strict=True, validate=validate.Range(1))
+    up_to_id = Id(required=True)
 
 
 class DeliveryFailed(Schema):

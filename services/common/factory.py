@@ -4,6 +4,7 @@ plumbing, CSRF, Celery, and the outbox for services that emit events."""
 from __future__ import annotations
 
 from flask import Flask, render_template
+from flask_smorest import Api
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from .db import Database
@@ -31,3 +32,14 @@ def service_app(import_name: str, config: dict, test_config: dict | None, outbox
     if outbox_model is not None:
         app.extensions["outbox"] = Outbox(outbox_model, db, celery_app, source=service)
     return app
+
+
+def register_api(app: Flask, blueprint) -> Api:
+    """The service's JSON API: bearer tokens or none, no cookie credentials
+    (so no CSRF); documented by OpenAPI from the same marshmallow schemas
+    that validate it, at /openapi.json and /docs."""
+    app.extensions["csrf"].exempt(blueprint)
+    api = Api(app)
+    api.register_blueprint(blueprint)
+    app.extensions["openapi"] = api
+    return api

@@ -65,7 +65,7 @@ def celery_settings(redis_url: str, queue: str | None) -> dict:
         "task_default_queue": queue or contract.QUEUES[0],
         "task_routes": (route,),
         "task_time_limit": TASK_TIME_LIMIT,
-        "task_soft_time_limit": max(1, TASK_TIME_LIMIT - 20),
+        "task_soft_time_limit": max(1, int(TASK_TIME_LIMIT * 0.8)),
         "worker_soft_shutdown_timeout": SOFT_SHUTDOWN_SECONDS,
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,

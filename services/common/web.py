@@ -13,10 +13,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import redis
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, render_template, request
 from flask_babel import Babel, format_datetime, get_locale
 from flask_smorest import abort
+from werkzeug.routing import IntegerConverter
 
+from .contract import MAX_ID
 from .queueing import REDIS_TIMEOUT
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -49,6 +51,16 @@ def readyz():
         checks["redis"] = type(exc).__name__
     ok = all(v == "ok" for v in checks.values())
     return jsonify(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503
+
+
+@common.get("/docs")
+def docs():
+    """A browsable page of the OpenAPI document, served from here (no
+    scripts from elsewhere: the CSP allows none, and the site may be offline)."""
+    api = current_app.extensions.get("openapi")
+    if api is None:
+        return render_template("not_found.html"), 404
+    return render_template("docs.html", spec=api.spec.to_dict())
 
 
 def select_locale():
@@ -115,9 +127,18 @@ def require_token(*names: str) -> None:
     abort(401, message="a valid bearer token is required")
 
 
+class IdConverter(IntegerConverter):
+    """`<id:…>` in a route: a positive integer that fits a database id;
+    anything larger is a 404, not an overflow in the database driver."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
 def init_web(app) -> None:
     """What every service's factory does to its Flask app."""
     configure_logging()
+    app.url_map.converters["id"] = IdConverter
     app.register_blueprint(common)
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(Path(__file__).with_name("translations")))
     Babel(app, locale_selector=select_locale)

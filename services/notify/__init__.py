@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
-from flask_smorest import Api
 
 from services.common.cli import register_db_commands
-from services.common.factory import service_app
+from services.common.factory import register_api, service_app
 
 from . import config
 
@@ -23,8 +22,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import tasks, views  # noqa: F401  (tasks register with Celery)
 
-    app.extensions["csrf"].exempt(views.api)  # bearer-token API, no cookie credentials
-    Api(app).register_blueprint(views.api)
+    register_api(app, views.api)
     app.register_blueprint(views.web)
     register_db_commands(app, Base.metadata, VERSIONS, seed)
     return app

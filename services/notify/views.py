@@ -64,7 +64,7 @@ class Inbox(MethodView):
         ).all()
 
 
-@api.route("/inbox/<string:recipient>/<int:message_id>/read")
+@api.route("/inbox/<string:recipient>/<id:message_id>/read")
 class InboxRead(MethodView):
     @api.response(200, InboxMessageOut)
     def post(self, recipient, message_id):
@@ -118,7 +118,7 @@ class Deliveries(MethodView):
         return _session().scalars(stmt).unique().all()
 
 
-@api.route("/deliveries/<int:delivery_id>/retry")
+@api.route("/deliveries/<id:delivery_id>/retry")
 class DeliveryRetry(MethodView):
     @api.response(200, DeliveryOut)
     def post(self, delivery_id):

@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
-from flask_smorest import Api
 from sqlalchemy import select
 
 from services.common.cli import register_db_commands
 from services.common.community import load as load_community
-from services.common.factory import service_app
+from services.common.factory import register_api, service_app
 
 from . import config
 
@@ -27,10 +26,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from . import tasks, views  # noqa: F401  (tasks register with Celery)
     from .open311 import open311
 
-    app.extensions["csrf"].exempt(views.api)  # the JSON API carries no cookie credentials
     app.extensions["csrf"].exempt(open311)  # authorised by api_key, no cookie credentials
     app.register_blueprint(open311)
-    Api(app).register_blueprint(views.api)
+    register_api(app, views.api)
     app.register_blueprint(views.web)
     register_db_commands(app, Base.metadata, VERSIONS, seed)
     return app

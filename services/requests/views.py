@@ -257,7 +257,7 @@ class Open311Keys(MethodView):
         return {"id": row.id, "name": row.name, "api_key": key, "created_at": row.created_at}
 
 
-@api.route("/open311/keys/<int:key_id>")
+@api.route("/open311/keys/<id:key_id>")
 class Open311KeyById(MethodView):
     @api.response(204)
     def delete(self, key_id):

@@ -9,12 +9,11 @@ from pathlib import Path
 import click
 from flask import Flask
 from flask.cli import with_appcontext
-from flask_smorest import Api
 from sqlalchemy import select
 
 from services.common.cli import register_db_commands
 from services.common.community import load as load_community
-from services.common.factory import service_app
+from services.common.factory import register_api, service_app
 
 from . import config
 
@@ -28,8 +27,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import tasks, views  # noqa: F401  (tasks register with Celery)
 
-    app.extensions["csrf"].exempt(views.api)  # bearer-token API, no cookie credentials
-    Api(app).register_blueprint(views.api)
+    register_api(app, views.api)
     app.register_blueprint(views.web)
     register_db_commands(app, Base.metadata, VERSIONS, seed)
     app.cli.add_command(import_volunteers)

@@ -374,30 +374,33 @@ class Dispatcher:
             offer.status, offer.responded_at = "expired", self.now
             counts["expired"] += 1
         self.session.flush()
+        # Each step is one query for exactly the rows it acts on: the sweep
+        # runs every few seconds over a community's whole backlog.
         late = self.session.scalars(select(ServiceRequest).where(
             ServiceRequest.status.in_(OPEN_REQUEST), ServiceRequest.accept_by <= self.now)).all()
         for req in late:
             self.escalate(req, "not_taken")
             counts["escalated"] += 1
-        waiting = self.session.scalars(select(ServiceRequest).where(ServiceRequest.status.in_(OPEN_REQUEST))).all()
-        waiting = [r for r in waiting if not any(o.status == "open" for o in r.offers)]
+        has_open_offer = select(Offer.id).where(Offer.request_id == ServiceRequest.id, Offer.status == "open").exists()
+        waiting = self.session.scalars(select(ServiceRequest).where(
+            ServiceRequest.status.in_(OPEN_REQUEST), ~has_open_offer)).all()
         waiting.sort(key=lambda r: (-self.request_facts(r).priority, r.received_at, r.id))
         for req in waiting:
             if self.dispatch(req):
                 counts["dispatched"] += 1
-        for assignment in self.session.scalars(select(Assignment).where(
-                Assignment.status.in_(("active", "started")), Assignment.complete_by <= self.now)).all():
-            req = assignment.request
-            if req.escalation_level == 0:
-                self.escalate(req, "overdue")
-                counts["overdue"] += 1
+        for req in self.session.scalars(select(ServiceRequest).join(Assignment).where(
+                Assignment.status.in_(("active", "started")), Assignment.complete_by <= self.now,
+                ServiceRequest.escalation_level == 0)).all():
+            self.escalate(req, "overdue")
+            counts["overdue"] += 1
         step = timedelta(minutes=self.cfg["ESCALATION_STEP_MINUTES"])
-        for req in self.session.scalars(select(ServiceRequest).where(
-                ServiceRequest.status == "escalated", ServiceRequest.escalation_level < 3)).all():
-            last = self.session.scalar(select(func.max(Escalation.created_at)).where(Escalation.request_id == req.id))
-            if last and last <= self.now - step:
-                self.escalate(req, "not_taken")
-                counts["stepped_up"] += 1
+        last = (select(Escalation.request_id, func.max(Escalation.created_at).label("at"))
+                .group_by(Escalation.request_id).subquery())
+        for req in self.session.scalars(select(ServiceRequest).join(last, last.c.request_id == ServiceRequest.id).where(
+                ServiceRequest.status == "escalated", ServiceRequest.escalation_level < 3,
+                last.c.at <= self.now - step)).all():
+            self.escalate(req, "not_taken")
+            counts["stepped_up"] += 1
         counts["reminded"] = self.remind()
         return counts
 

@@ -4,6 +4,7 @@ the same schema as the API."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import apprise
 from flask import current_app
@@ -19,6 +20,7 @@ WEEKDAYS = {
     **{name: i for i, name in enumerate(("周一", "周二", "周三", "周四", "周五", "周六", "周日"))},
     "周天": 6,
 }
+MONTH = re.compile(r"^20\d{2}-(0[1-9]|1[0-2])$")  # e.g. 2026-11
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 WINDOW_TEXT = re.compile(r"^\s*(\S+)\s+(\d{1,2}:\d{2})\s*[-–~至]\s*(\d{1,2}:\d{2})\s*$")
 
@@ -152,7 +154,7 @@ class StationIn(Schema):
     code = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]{1,32}$"))
     name = fields.String(required=True, validate=validate.Length(1, 64))
     place = fields.String(required=True, validate=validate.Length(1, 100))
-    lead_volunteer_id = fields.Integer(load_default=None, allow_none=True)
+    lead_volunteer_id = contract.Id(load_default=None, allow_none=True)
 
 
 class StationSessionIn(Schema):
@@ -160,7 +162,7 @@ class StationSessionIn(Schema):
     weekday = fields.Integer(required=True, strict=True, validate=validate.Range(0, 6))
     start = fields.Time(required=True, format="%H:%M")
     end = fields.Time(required=True, format="%H:%M")
-    volunteer_id = fields.Integer(required=True)
+    volunteer_id = contract.Id(required=True)
     slots = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100))
 
     @validates_schema
@@ -189,14 +191,14 @@ class StationOut(Schema):
 
 
 class AssignIn(Schema):
-    volunteer_id = fields.Integer(required=True)
+    volunteer_id = contract.Id(required=True)
     actor = fields.String(load_default="staff", validate=validate.Length(1, 64))
 
 
 class HoursQuery(Schema):
     status = fields.String(validate=validate.OneOf(("pending", "confirmed", "correction")))
-    month = fields.String(validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$"))
-    volunteer_id = fields.Integer()
+    month = fields.String(validate=validate.Regexp(MONTH))
+    volunteer_id = contract.Id()
 
 
 class HoursOut(Schema):
@@ -213,10 +215,18 @@ class HoursOut(Schema):
     completed_at = fields.AwareDateTime()
 
 
+def decimal_between(low: str, high: str):
+    """A range check for Decimal fields (apispec would print a Range's
+    bounds as Decimals, which JSON cannot hold)."""
+    def check(value):
+        if value is not None and not Decimal(low) <= value <= Decimal(high):
+            raise ValidationError(f"Must be between {low} and {high}.")
+    return check
+
+
 class ConfirmIn(Schema):
     by = fields.String(load_default="staff", validate=validate.Length(1, 64))
-    hours = fields.Decimal(load_default=None, allow_none=True, places=1,
-                           validate=validate.Range(0.5, 24))
+    hours = fields.Decimal(load_default=None, allow_none=True, places=1, validate=decimal_between("0.5", "24"))
 
     @validates("hours")
     def _steps(self, value, **kwargs):
@@ -225,11 +235,11 @@ class ConfirmIn(Schema):
 
 
 class RankingArgs(Schema):
-    month = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$"))
+    month = fields.String(required=True, validate=validate.Regexp(MONTH))
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv", "xlsx")))
 
 
 class SpendIn(Schema):
-    volunteer_id = fields.Integer(required=True)
-    amount = fields.Decimal(required=True, places=1, validate=validate.Range(0.5, 1000))
+    volunteer_id = contract.Id(required=True)
+    amount = fields.Decimal(required=True, places=1, validate=decimal_between("0.5", "1000"))
     ref = fields.String(required=True, validate=validate.Length(1, 100))  # what service it bought

@@ -254,7 +254,7 @@ class CorrectionIn(Schema):
 
 
 class DonateIn(Schema):
-    to = fields.Integer(required=True)
+    to = contract.Id(required=True)
     amount = fields.Decimal(required=True, places=1, validate=validate.Range(0.5, 1000))
 
 
@@ -336,7 +336,7 @@ def _own_task(assignment_id: int) -> Assignment:
     return task
 
 
-@web.post("/me/tasks/<int:assignment_id>/start")
+@web.post("/me/tasks/<id:assignment_id>/start")
 @volunteer_required
 def task_start(assignment_id: int):
     ok = _dispatcher().start(_own_task(assignment_id))
@@ -344,7 +344,7 @@ def task_start(assignment_id: int):
     return redirect(url_for("web.portal", outcome="started" if ok else "refused"), 303)
 
 
-@web.post("/me/tasks/<int:assignment_id>/complete")
+@web.post("/me/tasks/<id:assignment_id>/complete")
 @volunteer_required
 def task_complete(assignment_id: int):
     task = _own_task(assignment_id)
@@ -357,7 +357,7 @@ def task_complete(assignment_id: int):
     return redirect(url_for("web.portal", outcome="completed" if ok else "refused"), 303)
 
 
-@web.post("/me/hours/<int:entry_id>/correction")
+@web.post("/me/hours/<id:entry_id>/correction")
 @volunteer_required
 def hours_correction(entry_id: int):
     entry = _db().get(HoursEntry, entry_id)
@@ -374,7 +374,7 @@ def hours_correction(entry_id: int):
     return redirect(url_for("web.portal", outcome="correction"), 303)
 
 
-@web.post("/me/hours/<int:entry_id>/confirm")
+@web.post("/me/hours/<id:entry_id>/confirm")
 @volunteer_required
 def hours_confirm_as_lead(entry_id: int):
     """A station lead confirms the hours of services at their station."""
@@ -455,7 +455,7 @@ class Volunteers(MethodView):
         return vol
 
 
-@api.route("/volunteers/<int:volunteer_id>")
+@api.route("/volunteers/<id:volunteer_id>")
 class VolunteerById(MethodView):
     @api.response(200, VolunteerOut)
     def get(self, volunteer_id):
@@ -548,7 +548,7 @@ class Stations(MethodView):
         return station
 
 
-@api.route("/stations/<int:station_id>/sessions")
+@api.route("/stations/<id:station_id>/sessions")
 class StationSessions(MethodView):
     @api.response(200, StationSessionOut(many=True))
     def get(self, station_id):
@@ -633,7 +633,7 @@ class HoursExport(MethodView):
         return _download(roster.table(header, rows, fmt), f"hours-record-{args['month']}.{fmt}", fmt)
 
 
-@api.route("/hours/<int:entry_id>/confirm")
+@api.route("/hours/<id:entry_id>/confirm")
 class HoursConfirm(MethodView):
     @api.arguments(ConfirmIn)
     @api.response(200, HoursOut)

@@ -1,0 +1,61 @@
+"""OpenAPI: the committed snapshot matches the code, and Schemathesis (a
+tool we did not write) finds no server error and no response that breaks
+the documented schema, on every JSON API of the three services."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+
+from deploy.openapi_snapshot import text
+from tests.conftest import ADMIN_TOKEN
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("requests", "volunteers", "notify")
+EXAMPLES = int(os.environ.get("LINLI_SCHEMATHESIS_EXAMPLES", "25"))  # per operation
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_committed_snapshot_is_in_sync(service, monkeypatch, tmp_path):
+    monkeypatch.setenv("LINLI_DATA_DIR", str(tmp_path))
+    committed = (ROOT / "docs" / "openapi" / f"{service}.json").read_text(encoding="utf-8")
+    assert text(service) == committed, f"run `make openapi` and commit docs/openapi/{service}.json"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_document_is_served_with_a_browsable_page(make_app, service):
+    client = make_app(service).test_client()
+    doc = client.get("/openapi.json").json
+    assert doc["openapi"].startswith("3.") and doc["paths"]
+    page = client.get("/docs").get_data(as_text=True)
+    first = next(iter(doc["paths"]))
+    assert first in page
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(make_app, service):
+    """Every operation of the service's own OpenAPI document, through its
+    WSGI app with a fresh database, the staff token on every call."""
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", make_app(service))
+    failures, tried = [], 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        tried += 1
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def check(case):
+            case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                                   checks=[not_a_server_error, response_schema_conformance, status_code_conformance])
+
+        try:
+            check()
+        except Exception as exc:  # collect them all: one report per service
+            failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+    assert tried > 0
+    assert not failures, "\n\n".join(failures)
