@@ -6,7 +6,7 @@ export LINLI_DATA_DIR ?= $(CURDIR)/var/data
 # The Procfile's commands (gunicorn, celery, flask) come from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run seed lint test test-unit bench-matching chaos openapi translations translations-update clean
+.PHONY: install run seed lint test test-unit bench bench-matching chaos openapi translations translations-update clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,13 @@ test: install lint
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+# The whole path against its baselines (both databases); prints a summary and
+# writes bench/results/latest.json, a Markdown report and a plot. Asserts nothing.
+bench: install
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python -m bench.run --backend sqlite
+	$(BIN)/python -m bench.run --backend postgresql
 
 # Prints figures and writes bench/results/matching.json; asserts nothing about time.
 bench-matching: install

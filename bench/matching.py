@@ -66,7 +66,7 @@ def pct(samples, q):
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> None:
+def measure() -> dict:
     results = {"machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}",
                "communities": {}}
     for residents in (10_000, 100_000, 1_000_000):
@@ -107,7 +107,12 @@ def main() -> None:
     ten_k = results["communities"][10_000]
     results["rank_10k_p50_ms"] = ten_k["rank_10k_indexed_p50_ms"]
     results["batch_1000x5000_ms"] = ten_k["batch_1000x5000_ms"]
+    return results
 
+
+def main() -> None:
+    results = measure()
+    growth = results["indexed_rank_p50_ms_by_volunteers"]
     print(f"matching engine — {results['machine']} (goals: rank 10k ≤ 5 ms p50, batch ≤ 150 ms)")
     print(f"{'residents':>10} {'bldgs':>6} {'full p50':>9} {'full p99':>9} {'index p50':>10} {'index p99':>10} "
           f"{'batch ms':>9} {'assigned':>9}")

@@ -56,7 +56,7 @@ class WebhookReceiver:
                     (r for prefix, r in receiver.routes.items() if path.startswith(prefix)),
                     (receiver.status, receiver.answer, receiver.delay))
                 receiver.received.append({"path": path, "query": parse_qs(query), "body": payload,
-                                          "headers": dict(self.headers), "status": status})
+                                          "headers": dict(self.headers), "status": status, "at": time.time()})
                 time.sleep(delay)
                 try:
                     self.send_response(status)

@@ -5,6 +5,8 @@ module imports; the Dockerfile builds one image for all."""
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import runpy
 import shlex
 import shutil
@@ -75,11 +77,16 @@ def argv(command) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else list(command)
 
 
+def interpolate(command: str) -> str:
+    """${VAR:-default} as both the shell (honcho) and compose resolve it."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m.group(1)) or m.group(2), command)
+
+
 def test_procfile_and_compose_start_the_same_commands(compose):
     procs = procfile()
     assert set(procs) == LINLI_PROCESSES
     for name, command in procs.items():
-        assert argv(compose["services"][name]["command"]) == shlex.split(command), name
+        assert argv(compose["services"][name]["command"]) == shlex.split(interpolate(command)), name
     assert argv(compose["services"]["init"]["command"]) == ["sh", "deploy/init-all.sh"]
     assert "deploy/init-all.sh" in (ROOT / "Makefile").read_text()
 
@@ -87,7 +94,7 @@ def test_procfile_and_compose_start_the_same_commands(compose):
 def test_every_command_names_something_that_imports(monkeypatch, tmp_path):
     monkeypatch.setenv("LINLI_DATA_DIR", str(tmp_path))
     for name, command in procfile().items():
-        argv = shlex.split(command)
+        argv = shlex.split(interpolate(command))
         if argv[0] == "gunicorn":
             module, call = argv[-1].split(":")
             factory = getattr(importlib.import_module(module), call.removesuffix("()"))

@@ -1,0 +1,382 @@
+"""make bench: the whole path against its own limits, measured in one run.
+
+Starts Linli as real processes (tests.system: the Procfile's gunicorn web
+services, Celery workers and beat) on its own Redis database, with the load
+generator on the same machine, and measures open-loop at fixed rates
+(coordinated-omission-safe: each request is timed from its planned send
+time):
+
+1. intake: POST /api/v1/requests at saturation (closed loop) and p50/p99 at
+   50, 100 and 200 requests/s;
+2. end to end: from a submit's planned send time to the first offer at a
+   local webhook (the planned time travels in the message), at 50 and 100/s;
+3. baselines in the same run: a bare Flask JSON echo under the same gunicorn
+   settings, and a bare three-hop Celery chain on the same Redis;
+4. the ratios; queue depth during 60 s sustained at 100/s; peak RSS per
+   process; the same end to end with 1 and 2 worker processes per queue;
+5. the matching engine's figures (bench.matching).
+
+Writes bench/results/latest.json (intake_ratio, e2e_p50_ratio,
+e2e_p99_ratio, rank_10k_p50_ms, batch_1000x5000_ms, …), a Markdown report
+with a latency plot (PNG), and prints a summary. Asserts nothing about time.
+
+    python -m bench.run [--backend sqlite|postgresql] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import redis
+import requests
+
+from bench import matching
+from tests.receivers import WebhookReceiver, free_port, wait_for
+from tests.system import ROOT, System
+
+RESULTS = ROOT / "bench" / "results"
+REDIS_DB = "redis://127.0.0.1:6379/13"
+SKILLS = ("haircut", "alterations", "appliance_repair", "sharpening", "umbrella_repair", "bicycle_repair")
+_local = threading.local()
+
+
+def session() -> requests.Session:
+    if not hasattr(_local, "s"):
+        _local.s = requests.Session()
+    return _local.s
+
+
+def pct(values, q):
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(value):
+    return None if value is None else round(value * 1000, 1)
+
+
+def open_loop(send, rate: float, duration: float, threads: int = 48) -> dict:
+    """Send at `rate`/s for `duration` s; latency counts from the planned time."""
+    n = int(rate * duration)
+    start = time.time() + 0.5
+    latencies, errors = [], 0
+    lock = threading.Lock()
+
+    def one(i):
+        nonlocal errors
+        planned = start + i / rate
+        delay = planned - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        ok = send(i, planned)
+        with lock:
+            latencies.append(time.time() - planned)
+            errors += 0 if ok else 1
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(one, range(n)))
+    return {"rate": rate, "n": n, "errors": errors, "p50_ms": ms(pct(latencies, 0.5)),
+            "p99_ms": ms(pct(latencies, 0.99)), "max_ms": ms(max(latencies))}
+
+
+def closed_loop(send, clients: int, duration: float) -> float:
+    """Requests per second with `clients` senders back to back."""
+    stop = time.time() + duration
+    done = []
+
+    def client(_):
+        count = 0
+        while time.time() < stop:
+            if send(count, time.time()):
+                count += 1
+        done.append(count)
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(client, range(clients)))
+    return round(sum(done) / duration, 1)
+
+
+def request_body(i: int, planned: float) -> dict:
+    return {"category": SKILLS[i % len(SKILLS)], "description": f"bench planned={planned:.6f}",
+            "building": str(1 + i % 69), "unit": "1", "room": "101", "contact_name": "测试",
+            "contact_phone": "13812341234", "consent": True}
+
+
+def post_json(url: str):
+    def send(i, planned):
+        try:
+            return session().post(url, json=request_body(i, planned), timeout=10).status_code == 201
+        except requests.RequestException:
+            return False
+    return send
+
+
+# --- the baselines ---
+
+
+def gunicorn_echo(env: dict) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(["gunicorn", "-c", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+                             "bench.echo:app"], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/echo"
+    wait_for(lambda: _up(url), timeout=30, what="echo server")
+    return proc, url
+
+
+def _up(url):
+    try:
+        return requests.post(url, json={}, timeout=1).status_code == 201
+    except requests.RequestException:
+        return False
+
+
+def chain_baseline(env: dict, rate: float, duration: float) -> dict:
+    chain_env = {**env, "LINLI_REDIS_URL": REDIS_DB}
+    client = redis.Redis.from_url(REDIS_DB)
+    client.flushdb()
+    procs = [subprocess.Popen(["celery", "-A", "bench.chain:app", "worker", "-Q", q, "-n", f"{q}@%h", "--concurrency",
+                               "2", "--loglevel", "WARNING"], cwd=ROOT, env=chain_env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for q in ("hop1", "hop2", "hop3")]
+    try:
+        from bench.chain import app as chain_app
+        key = "bench:chain"
+        chain_app.send_task("hop1", args=[time.time(), "bench:warmup"], queue="hop1")
+        wait_for(lambda: client.llen("bench:warmup") > 0, timeout=60, what="the chain's workers")
+
+        def send(i, planned):
+            chain_app.send_task("hop1", args=[planned, key], queue="hop1")
+            return True
+
+        run = open_loop(send, rate, duration, threads=8)
+        wait_for(lambda: client.llen(key) >= run["n"], timeout=60, what="every chain to arrive")
+        latencies = [float(b) - float(a) for a, b in (x.decode().split() for x in client.lrange(key, 0, -1))]
+        return {"rate": rate, "n": run["n"], "p50_ms": ms(pct(latencies, 0.5)), "p99_ms": ms(pct(latencies, 0.99))}
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=30)
+
+
+# --- the system ---
+
+
+def roster_csv(volunteers: int, hook: WebhookReceiver) -> str:
+    lines = ["name,phone,building,unit,skills,capacity,channels"]
+    for i in range(volunteers):
+        skills = f"{SKILLS[i % len(SKILLS)]} {SKILLS[(i + 3) % len(SKILLS)]}"
+        lines.append(f"志愿者{i},136{i:08d},{1 + i % 69},1,{skills},10,{hook.url(f'/v/{i}')}")
+    return "\n".join(lines) + "\n"
+
+
+def start_system(workdir: Path, backend: str, hook: WebhookReceiver, concurrency: int) -> System:
+    from services.common.community import load as load_community
+    from services.common.settings import base_config
+    community = json.loads(json.dumps(load_community(base_config("requests")["COMMUNITY_FILE"])))
+    env = {"LINLI_WORKER_CONCURRENCY": str(concurrency),
+           # Unanswered offers expire after 30 s, so the volunteers' places
+           # free up during a long run (nobody accepts in the benchmark).
+           "LINLI_DISPATCH_DEFAULT": json.dumps({"offer_minutes": 0.5})}
+    redis.Redis.from_url(REDIS_DB).flushdb()
+    system = System(workdir, backend, REDIS_DB, community, env).start()
+    roster = roster_csv(600, hook).encode("utf-8")
+    resp = requests.post(f"{system.urls['volunteers']}/api/v1/volunteers/import", headers=system.admin(),
+                         files={"file": ("roster.csv", roster)}, timeout=120)
+    assert resp.status_code == 200 and resp.json()["imported"] == 600, resp.text[:500]
+    return system
+
+
+PLANNED = re.compile(r"planned=(\d+\.\d+)")
+
+
+def e2e(system: System, hook: WebhookReceiver, rate: float, duration: float) -> dict:
+    """Submit → first offer at the webhook, timed from the submit's planned time."""
+    hook.received.clear()
+    send = post_json(f"{system.urls['requests']}/api/v1/requests")
+    run = open_loop(send, rate, duration)
+    expected = run["n"] - run["errors"]
+
+    def firsts():
+        found = {}
+        for r in list(hook.received):
+            match = PLANNED.search(r["body"].get("message", "") if isinstance(r["body"], dict) else "")
+            if match:
+                found.setdefault(match.group(1), r["at"])
+        return found
+
+    deadline = time.time() + 120
+    while len(firsts()) < expected and time.time() < deadline:
+        time.sleep(1)
+    latencies = [at - float(planned) for planned, at in firsts().items()]
+    return {"rate": rate, "n": run["n"], "submit_errors": run["errors"], "arrived": len(latencies),
+            "p50_ms": ms(pct(latencies, 0.5)), "p99_ms": ms(pct(latencies, 0.99))}
+
+
+def queue_depths(stop: threading.Event, samples: list):
+    client = redis.Redis.from_url(REDIS_DB)
+    while not stop.is_set():
+        samples.append({q: client.llen(q) for q in ("requests", "volunteers", "notify")})
+        time.sleep(1)
+
+
+def peak_rss(system: System) -> dict:
+    """Peak resident memory (VmHWM) of each process, in MiB."""
+    out = {}
+    for name, proc in system.procs.items():
+        pids = [proc.pid] + [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == proc.pid]
+        peaks = []
+        for pid in set(pids):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"VmHWM:\s+(\d+) kB", status)
+            if match:
+                peaks.append(int(match.group(1)) / 1024)
+        out[name] = round(max(peaks), 1) if peaks else None
+    return out
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    intake = report["intake"]["open_loop"]
+    ax.plot([r["rate"] for r in intake], [r["p50_ms"] for r in intake], "o-", label="intake p50")
+    ax.plot([r["rate"] for r in intake], [r["p99_ms"] for r in intake], "o--", label="intake p99")
+    for r in report["e2e"]["runs"]:
+        ax.plot([r["rate"]], [r["p50_ms"]], "s", color="tab:green")
+        ax.plot([r["rate"]], [r["p99_ms"]], "s", color="tab:red")
+    ax.plot([], [], "s", color="tab:green", label="end to end p50")
+    ax.plot([], [], "s", color="tab:red", label="end to end p99")
+    ax.axhline(report["baselines"]["chain"]["p50_ms"], color="grey", linestyle=":", label="bare chain p50")
+    ax.set_xlabel("requests/s (open loop)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title(f"Linli on {report['machine']}, {report['backend']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def markdown(report: dict) -> str:
+    r = report
+    lines = [f"# Linli benchmark ({r['backend']})", "", f"Machine: {r['machine']}; load generator on the same machine.",
+             "", "| measure | value |", "|---|---|",
+             f"| bare echo saturation | {r['baselines']['echo_rps']} req/s |",
+             f"| intake saturation | {r['intake']['saturation_rps']} req/s |",
+             f"| intake ÷ echo | {r['intake_ratio']} (goal ≥ 0.5) |"]
+    for run in r["intake"]["open_loop"]:
+        lines.append(f"| intake at {run['rate']}/s | p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
+                     f"{run['errors']} errors |")
+    chain = r["baselines"]["chain"]
+    lines.append(f"| bare 3-hop chain at {chain['rate']}/s | p50 {chain['p50_ms']} ms, p99 {chain['p99_ms']} ms |")
+    for run in r["e2e"]["runs"]:
+        lines.append(f"| end to end at {run['rate']}/s | p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, "
+                     f"{run['arrived']}/{run['n']} arrived |")
+    lines += [f"| e2e p50 ÷ chain p50 | {r['e2e_p50_ratio']} (goal ≤ 2) |",
+              f"| e2e p99 ÷ chain p99 | {r['e2e_p99_ratio']} (goal ≤ 3) |",
+              f"| sustained 100/s for {r['sustained']['seconds']} s | {r['sustained']['errors']} errors, queue depth "
+              f"max {r['sustained']['max_queue_depth']}, at the end {r['sustained']['final_queue_depth']} |"]
+    for workers, run in r["scale_out"].items():
+        lines.append(f"| {workers} worker process(es) per queue | e2e p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms |")
+    lines += [f"| rank 10k volunteers p50 | {r['rank_10k_p50_ms']} ms (goal ≤ 5) |",
+              f"| batch 1,000 × 5,000 | {r['batch_1000x5000_ms']} ms (goal ≤ 150) |", "",
+              "Peak RSS per process (MiB): " + ", ".join(f"{k} {v}" for k, v in r["peak_rss_mib"].items()), "",
+              f"![latency](latest-{r['backend']}.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="make bench")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--quick", action="store_true", help="short runs (a smoke test of the harness)")
+    args = parser.parse_args()
+    seconds = 5 if args.quick else 15
+    sustained_seconds = 10 if args.quick else 60
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "LINLI_DATA_DIR": tempfile.mkdtemp(prefix="linli-bench-echo-")}
+    report: dict = {"backend": args.backend, "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
+                    f"Python {platform.python_version()}", "load_generator": "same machine"}
+
+    echo, echo_url = gunicorn_echo(env)
+    try:
+        echo_rps = closed_loop(post_json(echo_url), clients=16, duration=seconds)
+    finally:
+        os.killpg(echo.pid, signal.SIGTERM)
+    report["baselines"] = {"echo_rps": echo_rps, "chain": chain_baseline(env, 100, seconds)}
+
+    with WebhookReceiver() as hook:
+        workdir = Path(tempfile.mkdtemp(prefix="linli-bench-"))
+        system = start_system(workdir, args.backend, hook, concurrency=2)
+        try:
+            intake_url = f"{system.urls['requests']}/api/v1/requests"
+            saturation = closed_loop(post_json(intake_url), clients=16, duration=seconds)
+            runs = [open_loop(post_json(intake_url), rate, seconds) for rate in (50, 100, 200)]
+            report["intake"] = {"saturation_rps": saturation, "open_loop": runs}
+            time.sleep(5)
+            report["e2e"] = {"runs": [e2e(system, hook, rate, seconds) for rate in (50, 100)]}
+            stop, samples = threading.Event(), []
+            sampler = threading.Thread(target=queue_depths, args=(stop, samples), daemon=True)
+            sampler.start()
+            sustained = open_loop(post_json(intake_url), 100, sustained_seconds)
+            stop.set()
+            depth = [sum(s.values()) for s in samples]
+            report["sustained"] = {"seconds": sustained_seconds, "errors": sustained["errors"],
+                                   "p99_ms": sustained["p99_ms"], "max_queue_depth": max(depth) if depth else None,
+                                   "final_queue_depth": depth[-1] if depth else None,
+                                   "depth_by_second": depth}
+            report["peak_rss_mib"] = peak_rss(system)
+            report["scale_out"] = {"2": report["e2e"]["runs"][-1]}
+        finally:
+            system.stop()
+        system = start_system(Path(tempfile.mkdtemp(prefix="linli-bench-")), args.backend, hook, concurrency=1)
+        try:
+            report["scale_out"]["1"] = e2e(system, hook, 100, seconds)
+        finally:
+            system.stop()
+
+    engine = matching.measure()
+    report["matching"] = engine["communities"]
+    report["rank_10k_p50_ms"] = engine["rank_10k_p50_ms"]
+    report["batch_1000x5000_ms"] = engine["batch_1000x5000_ms"]
+    report["intake_ratio"] = round(report["intake"]["saturation_rps"] / echo_rps, 3)
+    chain = report["baselines"]["chain"]
+    at100 = report["e2e"]["runs"][-1]
+    report["e2e_p50_ratio"] = round(at100["p50_ms"] / chain["p50_ms"], 2) if at100["p50_ms"] else None
+    report["e2e_p99_ratio"] = round(at100["p99_ms"] / chain["p99_ms"], 2) if at100["p99_ms"] else None
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    (RESULTS / f"latest-{args.backend}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    plot(report, RESULTS / f"latest-{args.backend}.png")
+    (RESULTS / f"latest-{args.backend}.md").write_text(markdown(report), encoding="utf-8")
+    print(markdown(report))
+    print(f"written to {RESULTS}/latest.json, latest-{args.backend}.md and .png")
+
+
+if __name__ == "__main__":
+    main()
