@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -122,26 +123,34 @@ class ScriptedVolunteers(threading.Thread):
         self.accepted = Counter()
 
     def run(self):
-        while not self.stop_event.is_set():
-            for received in list(self.hook.received):
-                if received["status"] != 200:
-                    continue  # the channel "failed": the volunteer never saw it
-                message = received["body"]["message"] if isinstance(received["body"], dict) else ""
-                match = re.search(r"(http://127\.0\.0\.1:\d+/offers/[\w-]+)", message)
-                if not match or match.group(1) in self.seen:
-                    continue
-                self.seen.add(match.group(1))
-                try:
-                    session = requests.Session()
-                    page = session.get(match.group(1), timeout=5)
-                    if 'value="accept"' in page.text:
-                        answer = session.post(match.group(1), timeout=5,
-                                              data={"decision": "accept", "csrf_token": csrf_token(page.text)})
-                        outcome = re.search(r"outcome=(\w+)", answer.url)
-                        self.accepted[outcome.group(1) if outcome else "unknown"] += 1
-                except requests.RequestException:
-                    self.seen.discard(match.group(1))  # try again on the next round
-            time.sleep(0.2)
+        done = 0  # receipts already looked at
+        with ThreadPoolExecutor(max_workers=8) as people:  # several volunteers answer at once
+            while not self.stop_event.is_set():
+                received = self.hook.received[done:]
+                done += len(received)
+                for r in received:
+                    if r["status"] != 200:
+                        continue  # the channel "failed": the volunteer never saw it
+                    message = r["body"]["message"] if isinstance(r["body"], dict) else ""
+                    match = re.search(r"(http://127\.0\.0\.1:\d+/offers/[\w-]+)", message)
+                    if match and match.group(1) not in self.seen:
+                        self.seen.add(match.group(1))
+                        people.submit(self.accept, match.group(1))
+                time.sleep(0.2)
+
+    def accept(self, link: str) -> None:
+        for _ in range(3):
+            try:
+                session = requests.Session()
+                page = session.get(link, timeout=5)
+                if 'value="accept"' in page.text:
+                    answer = session.post(link, timeout=5,
+                                          data={"decision": "accept", "csrf_token": csrf_token(page.text)})
+                    outcome = re.search(r"outcome=(\w+)", answer.url)
+                    self.accepted[outcome.group(1) if outcome else "unknown"] += 1
+                return
+            except requests.RequestException:
+                time.sleep(1)  # a fault is on: try again
 
 
 class Faults(threading.Thread):
@@ -282,7 +291,7 @@ def run(n: int = 200, rate: float = 10.0, seed: int = 7, backend: str = "sqlite"
             staff = system.admin()
             skills = ["haircut", "bicycle_repair", "umbrella_repair", "alterations"]
             # Enough volunteers (10 tasks each) for every home visit of the run.
-            for i in range(max(24, n // 12)):
+            for i in range(max(24, n // 8)):
                 volunteer = {"name": f"志愿者{i}", "phone": f"137000{i:05d}", "building": str(1 + (i * 3) % 69),
                              "skills": [skills[i % 4], skills[(i + 1) % 4]], "capacity": 10,
                              "channels": [hook.url(f"/v/{i}")]}
@@ -309,10 +318,13 @@ def run(n: int = 200, rate: float = 10.0, seed: int = 7, backend: str = "sqlite"
                 if system.procs[name].poll() is not None:
                     system.restart(name)
             accepted = [s for s in submits if s["ok"]]
+            pending = list(accepted)
 
             def unsettled():
+                # Only those not yet settled are asked again: a settled request stays settled
+                # (the final statuses are read once more below).
                 waiting = []
-                for s in accepted:
+                for s in pending:
                     try:
                         status = requests.get(f"{system.urls['requests']}/api/v1/requests/{s['code']}",
                                               timeout=5).json()["status"]
@@ -320,6 +332,8 @@ def run(n: int = 200, rate: float = 10.0, seed: int = 7, backend: str = "sqlite"
                         status = "unknown"
                     if status not in SETTLED:
                         waiting.append((s["code"], status))
+                still = {code for code, _ in waiting}
+                pending[:] = [s for s in pending if s["code"] in still]
                 return waiting
 
             drain_start = time.monotonic()
