@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Integer, String, event, func, select
+from sqlalchemy import JSON, Integer, String, event, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import contract
@@ -52,16 +52,37 @@ class Outbox:
         """Stage an event in the caller's transaction; it goes out on commit."""
         env = contract.envelope(task_name, data, source=self.source)
         session.add(self.model(id=env["id"], task_name=task_name, envelope=env))
-        session.info.setdefault("outbox_ids", []).append(env["id"])
+        session.info.setdefault("outbox_staged", []).append((task_name, env))
         return env["id"]
 
     def _after_commit(self, session: Session) -> None:
-        ids = session.info.pop("outbox_ids", None)
-        if ids:
-            self.relay(ids=ids)
+        staged = session.info.pop("outbox_staged", None)
+        if staged:
+            self.publish_committed(staged)
 
     def _after_rollback(self, session: Session) -> None:
-        session.info.pop("outbox_ids", None)
+        session.info.pop("outbox_staged", None)
+
+    def publish_committed(self, staged: list[tuple[str, dict]]) -> int:
+        """The hot path: the envelopes are at hand, so publish them without
+        reading them back, then mark them sent in one UPDATE. Whatever fails
+        stays pending for the relay."""
+        sent, failed = [], None
+        for task_name, env in staged:
+            try:
+                publish(self.celery, task_name, env)
+            except Exception as exc:  # any broker failure: the relay sends it later
+                log.warning("outbox publish failed", extra={"event_id": env["id"], "error": type(exc).__name__})
+                failed = (env["id"], type(exc).__name__)
+                break
+            sent.append(env["id"])
+        with self.db.engine.begin() as conn:
+            if sent:
+                conn.execute(update(self.model).where(self.model.id.in_(sent)).values(published_at=utcnow()))
+            if failed:
+                conn.execute(update(self.model).where(self.model.id == failed[0])
+                             .values(attempts=self.model.attempts + 1, last_error=failed[1]))
+        return len(sent)
 
     def relay(self, ids: list[str] | None = None, limit: int = 500, grace: timedelta = RELAY_GRACE) -> int:
         """Publish pending messages (the given ones, or all that are older

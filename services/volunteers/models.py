@@ -196,7 +196,8 @@ class Offer(Base):
     """A request offered to one volunteer, answered through a link."""
 
     __tablename__ = "offer"
-    __table_args__ = (UniqueConstraint("request_id", "volunteer_id"),)
+    __table_args__ = (UniqueConstraint("request_id", "volunteer_id"),
+                      Index("ix_offer_status_volunteer", "status", "volunteer_id"))  # open offers per volunteer
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), index=True)
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id"), index=True)

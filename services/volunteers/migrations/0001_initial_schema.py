@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 6aba0beff050
+Revision ID: 4c85f8c331cd
 Revises: 
-Create Date: 2026-11-27 08:41:33.025644
+Create Date: 2026-11-27 09:21:14.495602
 """
 from alembic import op
 import sqlalchemy as sa
 import services.common.db
 
 
-revision = '6aba0beff050'
+revision = '4c85f8c331cd'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -197,6 +197,7 @@ def upgrade():
     with op.batch_alter_table('offer', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_offer_expires_at'), ['expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_offer_request_id'), ['request_id'], unique=False)
+        batch_op.create_index('ix_offer_status_volunteer', ['status', 'volunteer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_offer_volunteer_id'), ['volunteer_id'], unique=False)
 
     op.create_table('station',
@@ -357,6 +358,7 @@ def downgrade():
     op.drop_table('station')
     with op.batch_alter_table('offer', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_offer_volunteer_id'))
+        batch_op.drop_index('ix_offer_status_volunteer')
         batch_op.drop_index(batch_op.f('ix_offer_request_id'))
         batch_op.drop_index(batch_op.f('ix_offer_expires_at'))
 
