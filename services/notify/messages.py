@@ -13,14 +13,14 @@ ENV = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blo
 TEMPLATES = {
     ("offer", "zh-CN"): (
         "邻里：有邻居需要{{ category_name }}",
-        "【邻里】{{ building }}有邻居需要{{ category_name }}，电话{{ masked_phone }}。查看并接单：{{ offer_url }}",
+        "【邻里】{{ building }}有邻居需要{{ category_name }}：{{ summary[:24] }}（{{ masked_phone }}）。查看并接单：{{ offer_url }}",
         "您好！\n\n{{ building }}的邻居需要{{ category_name }}：\n{{ summary }}\n"
         "{% if window_start %}时间：{{ window_start }} 至 {{ window_end }}\n{% endif %}"
         "联系电话：{{ masked_phone }}（接单后显示完整联系方式）\n\n查看并接单或婉拒：{{ offer_url }}\n\n谢谢您！——邻里",
     ),
     ("offer", "en"): (
         "Linli: a neighbour needs {{ category_name }}",
-        "[Linli] A neighbour in {{ building }} needs {{ category_name }} ({{ masked_phone }}). See and accept: {{ offer_url }}",
+        "[Linli] A neighbour in {{ building }} needs {{ category_name }}: {{ summary[:40] }} ({{ masked_phone }}). See and accept: {{ offer_url }}",
         "Hello,\n\nA neighbour in {{ building }} needs {{ category_name }}:\n"
         "{{ summary }}\n{% if window_start %}When: {{ window_start }} to {{ window_end }}\n{% endif %}"
         "Phone: {{ masked_phone }} (the full contact is shown once you accept)\n\n"
