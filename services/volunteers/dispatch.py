@@ -383,20 +383,25 @@ class Dispatcher:
     def sweep(self) -> dict:
         """Expire unanswered offers and offer onwards; dispatch waiting
         requests, most urgent first; escalate what missed its deadline;
-        move unanswered escalations up the chain."""
+        move unanswered escalations up the chain.
+
+        Each request is committed on its own: one long transaction over a
+        large backlog would hold the write lock (SQLite) or row locks
+        (PostgreSQL) for seconds while volunteers try to accept."""
         counts = {"expired": 0, "dispatched": 0, "escalated": 0, "overdue": 0, "stepped_up": 0, "reminded": 0}
         for offer in self.session.scalars(
             select(Offer).where(Offer.status == "open", Offer.expires_at <= self.now).order_by(Offer.id)
         ).all():
             offer.status, offer.responded_at = "expired", self.now
             counts["expired"] += 1
-        self.session.flush()
+        self.session.commit()
         # Each step is one query for exactly the rows it acts on: the sweep
         # runs every few seconds over a community's whole backlog.
         late = self.session.scalars(select(ServiceRequest).where(
             ServiceRequest.status.in_(OPEN_REQUEST), ServiceRequest.accept_by <= self.now)).all()
         for req in late:
             self.escalate(req, "not_taken")
+            self.session.commit()
             counts["escalated"] += 1
         has_open_offer = select(Offer.id).where(Offer.request_id == ServiceRequest.id, Offer.status == "open").exists()
         waiting = self.session.scalars(select(ServiceRequest).where(
@@ -405,10 +410,12 @@ class Dispatcher:
         for req in waiting:
             if self.dispatch(req):
                 counts["dispatched"] += 1
+            self.session.commit()
         for req in self.session.scalars(select(ServiceRequest).join(Assignment).where(
                 Assignment.status.in_(("active", "started")), Assignment.complete_by <= self.now,
                 ServiceRequest.escalation_level == 0)).all():
             self.escalate(req, "overdue")
+            self.session.commit()
             counts["overdue"] += 1
         step = timedelta(minutes=self.cfg["ESCALATION_STEP_MINUTES"])
         last = (select(Escalation.request_id, func.max(Escalation.created_at).label("at"))
@@ -417,6 +424,7 @@ class Dispatcher:
                 ServiceRequest.status == "escalated", ServiceRequest.escalation_level < 3,
                 last.c.at <= self.now - step)).all():
             self.escalate(req, "not_taken")
+            self.session.commit()
             counts["stepped_up"] += 1
         counts["reminded"] = self.remind()
         return counts
