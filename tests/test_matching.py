@@ -583,3 +583,22 @@ def test_grid_leaders_get_a_daily_digest(world):
     assert (g1["open"], g1["overdue"], g1["escalated"]) == (2, 1, 1)
     assert digests["第4网格"]["context"]["escalated"] == 1 and digests["第2网格"]["context"]["open"] == 0
     assert digests["第1网格"]["dedupe_key"] == "digest:G1:2026-11-27"
+
+
+def test_a_request_sent_again_gets_its_answer_again(world):
+    """Intake resends a request it never heard back about; matching does not
+    handle it twice but repeats its answer."""
+    vid = register(world.app)
+    message = submitted()
+    world.receive(message)
+    world.at(NOW).accept(world.offers()[0])
+    world.session.commit()
+    _, data = contract.open_envelope(contract.REQUEST_SUBMITTED, message)
+    again = contract.envelope(contract.REQUEST_SUBMITTED, {**data, "request_id": str(data["request_id"])},
+                              source="requests")
+    assert matching_tasks.request_submitted.apply(args=[again]).get() == "done"
+    world.session.expire_all()
+    assert world.count(Offer) == 1 and world.count(Assignment) == 1
+    last = world.events(contract.STATUS_CHANGED)[-1]
+    assert (last["status"], last["volunteer_name"]) == ("assigned", "王建国")
+    assert vid

@@ -125,3 +125,28 @@ def test_a_message_about_an_unknown_request_is_dead_not_retried(intake_with_requ
     app, _ = intake_with_request
     assert run(app, intake_tasks.status_changed, status_message(str(uuid.uuid4()))) == "dead"
     assert count(app, DeadMessage) == 1
+
+
+def test_a_request_matching_never_answered_is_sent_again(make_app, unit_redis):
+    """The broker may lose a message after the outbox handed it over (a worker
+    killed between taking it and recording it): intake sends a request that is
+    still only `submitted` again, under a new envelope, until matching answers."""
+    from services.requests.models import resend_unanswered
+
+    app = make_app("requests")
+    request_id = app.test_client().post("/api/v1/requests", json=GOOD).json["id"]
+    outbox, key = app.extensions["outbox"], app.config["PHONE_DIGEST_KEY"]
+    session = app.extensions["db"].Session
+    with app.app_context():
+        assert resend_unanswered(session, outbox, key, timedelta(seconds=60)) == 0  # too young
+        assert resend_unanswered(session, outbox, key, timedelta(0)) == 1
+        session.commit()
+        assert resend_unanswered(session, outbox, key, timedelta(seconds=60)) == 0  # just sent
+        events = session.scalars(select(OutboxMessage).where(
+            OutboxMessage.task_name == contract.REQUEST_SUBMITTED)).all()
+        assert len(events) == 2 and len({e.id for e in events}) == 2
+        assert {e.envelope["data"]["request_id"] for e in events} == {request_id}
+    assert unit_redis.llen("volunteers") == 2
+    run(app, intake_tasks.status_changed, status_message(request_id, "offered"))
+    with app.app_context():
+        assert resend_unanswered(session, outbox, key, timedelta(0)) == 0  # answered: nothing more

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, or_, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.common import contract
@@ -83,6 +83,8 @@ class ServiceRequest(Base):
     # When the event behind the current status happened (its occurred_at):
     # an older event arriving late must not undo a newer one.
     status_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When request.submitted was last sent again because matching never answered.
+    resent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # A station booking: when and where to come.
     appointment_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     place: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -193,6 +195,11 @@ def submit(session, outbox, data: dict, channel: str, language: str, digest_key:
     session.add(req)
     req.history.append(StatusChange(status="submitted", actor=channel, note="", at=utcnow()))
     session.flush()
+    emit_submitted(session, outbox, req, digest_key)
+    return req
+
+
+def emit_submitted(session, outbox, req: ServiceRequest, digest_key: str) -> None:
     outbox.emit(session, contract.REQUEST_SUBMITTED, {
         "request_id": req.id,
         "category": req.category,
@@ -208,7 +215,22 @@ def submit(session, outbox, data: dict, channel: str, language: str, digest_key:
         "disability": req.disability,
         "requester_digest": contract.phone_digest(req.contact_phone, digest_key),
     })
-    return req
+
+
+def resend_unanswered(session, outbox, digest_key: str, after: timedelta) -> int:
+    """A broker can lose a message it had already accepted (Redis hands it to
+    a worker that is killed before the delivery is recorded; a restart at the
+    wrong moment). Matching answers every request with a status change, so a
+    request still `submitted` after a while is sent again — under a new
+    envelope; matching receives a request once by its id."""
+    cutoff = utcnow() - after
+    stale = session.scalars(select(ServiceRequest).where(
+        ServiceRequest.status == "submitted", ServiceRequest.created_at <= cutoff,
+        or_(ServiceRequest.resent_at.is_(None), ServiceRequest.resent_at <= cutoff)).limit(200)).all()
+    for req in stale:
+        emit_submitted(session, outbox, req, digest_key)
+        req.resent_at = utcnow()
+    return len(stale)
 
 
 FINAL = ("completed", "closed", "cancelled")

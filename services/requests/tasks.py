@@ -3,6 +3,7 @@ and the periodic outbox relay sent by beat."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from babel.dates import format_datetime
 from celery import shared_task
@@ -12,7 +13,7 @@ from services.common import contract
 from services.common.inbox import Permanent, consume
 from services.common.web import SHANGHAI
 
-from .models import DeadMessage, ProcessedMessage, ServiceRequest
+from .models import DeadMessage, ProcessedMessage, ServiceRequest, resend_unanswered
 
 log = logging.getLogger(__name__)
 
@@ -65,4 +66,15 @@ def apply_status_change(session, data, env) -> None:
 
 @shared_task(name=contract.RELAY_REQUESTS_OUTBOX)
 def relay_outbox():
-    return current_app.extensions["outbox"].relay()
+    """Relay what is pending, and send again what matching never answered."""
+    outbox = current_app.extensions["outbox"]
+    sent = outbox.relay()
+    db = current_app.extensions["db"]
+    session = db.Session()
+    try:
+        resent = resend_unanswered(session, outbox, current_app.config["PHONE_DIGEST_KEY"],
+                                   timedelta(seconds=current_app.config["RESEND_AFTER_SECONDS"]))
+        session.commit()
+    finally:
+        db.Session.remove()
+    return {"relayed": sent, "resent": resent}

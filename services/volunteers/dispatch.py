@@ -67,8 +67,11 @@ class Dispatcher:
     def receive(self, data: dict) -> ServiceRequest | None:
         """request.submitted: remember the request, then book, offer or escalate."""
         request_id = str(data["request_id"])
-        if self.session.get(ServiceRequest, request_id) is not None:
-            return None  # already handled under another envelope
+        known = self.session.get(ServiceRequest, request_id)
+        if known is not None:
+            # Sent again: intake never heard back, so our answer was lost. Say it again.
+            self.retell(known)
+            return None
         if self.session.get(Building, data["building"]) is None:
             raise ValueError("unknown building")  # seeding lags behind intake: retried
         pol = config.policy(self.cfg, data["category"])
@@ -88,6 +91,17 @@ class Dispatcher:
         else:
             self.dispatch(req)
         return req
+
+    def retell(self, req: ServiceRequest) -> None:
+        """Tell intake the request's current status once more."""
+        live = self.session.scalar(select(Assignment).where(
+            Assignment.request_id == req.id, Assignment.status != "cancelled"))
+        booking = self.session.get(Booking, live.booking_id) if live and live.booking_id else None
+        self.tell_intake(
+            req, req.status, actor="matching",
+            volunteer_name=live.volunteer.display_name if live else None,
+            appointment_at=booking.starts_at if booking else None,
+            place=f"{booking.session.station.name}（{booking.session.station.place}）" if booking else None)
 
     # --- offers ---
 

@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 6a36a03debe2
+Revision ID: e6c736f0da67
 Revises: 
-Create Date: 2026-11-27 08:56:58.434225
+Create Date: 2026-11-27 09:52:33.435160
 """
 from alembic import op
 import sqlalchemy as sa
 import services.common.db
 
 
-revision = '6a36a03debe2'
+revision = 'e6c736f0da67'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -90,6 +90,7 @@ def upgrade():
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('volunteer_name', sa.String(length=64), nullable=True),
     sa.Column('status_event_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('resent_at', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('appointment_at', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('place', sa.String(length=100), nullable=True),
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
