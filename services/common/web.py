@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import redis
+import requests as http
 from flask import Blueprint, current_app, g, jsonify, render_template, request
 from flask_babel import Babel, format_datetime, get_locale
 from flask_smorest import abort
@@ -61,6 +62,24 @@ def docs():
     if api is None:
         return render_template("not_found.html"), 404
     return render_template("docs.html", spec=api.spec.to_dict())
+
+
+def read_service(api_url_key: str, path: str):
+    """Read another service's public API with the service token (never its
+    database). None when it cannot answer: pages degrade, they do not fail."""
+    token = current_app.config["SERVICE_TOKEN"]
+    if not token:
+        return None
+    try:
+        resp = http.get(f"{current_app.config[api_url_key]}{path}", headers={"Authorization": f"Bearer {token}"},
+                        timeout=current_app.config["HTTP_TIMEOUT"])
+        resp.raise_for_status()
+        return resp.json()
+    except (http.RequestException, ValueError) as exc:
+        # The path names ids only (no phone, no name): fine in a log line.
+        logging.getLogger("linli.http").warning("service read failed", extra={"path": path,
+                                                                              "error": type(exc).__name__})
+        return None
 
 
 def select_locale():

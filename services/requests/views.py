@@ -6,7 +6,6 @@ import hashlib
 import logging
 import secrets
 
-import requests as http
 from flask import Blueprint as WebBlueprint
 from flask import current_app, redirect, render_template, request, url_for
 from flask.views import MethodView
@@ -17,7 +16,7 @@ from sqlalchemy import select
 
 from services.common import contract
 from services.common.db import utcnow
-from services.common.web import current_lang, require_token
+from services.common.web import current_lang, read_service, require_token
 
 from . import models
 from .models import Building, Open311Key, ServiceRequest, normalise_tracking_code
@@ -156,19 +155,9 @@ def feedback_form(code: str):
 
 
 def _inbox(req: ServiceRequest) -> list[dict]:
-    """The resident's in-app messages, read from the notify service's API.
-    The page still shows the timeline when notify is unreachable."""
-    token = current_app.config["SERVICE_TOKEN"]
-    if not token:
-        return []
-    try:
-        resp = http.get(f"{current_app.config['NOTIFY_API_URL']}/api/v1/inbox/resident:{req.id}",
-                        headers={"Authorization": f"Bearer {token}"}, timeout=current_app.config["HTTP_TIMEOUT"])
-        resp.raise_for_status()
-        return resp.json()
-    except (http.RequestException, ValueError) as exc:
-        log.warning("inbox unavailable", extra={"request_id": req.id, "error": type(exc).__name__})
-        return []
+    """The resident's in-app messages, from notify's API (the page still
+    shows the timeline when notify is unreachable)."""
+    return read_service("NOTIFY_API_URL", f"/api/v1/inbox/resident:{req.id}") or []
 
 
 # --- JSON API ---

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import wraps
 
-import requests as http
 from flask import Blueprint as WebBlueprint
 from flask import Response, current_app, g, redirect, render_template, request, session, url_for
 from flask.views import MethodView
@@ -22,7 +21,7 @@ from sqlalchemy import func, select, update
 
 from services.common import contract
 from services.common.db import utcnow
-from services.common.web import SHANGHAI, require_token
+from services.common.web import SHANGHAI, read_service, require_token
 
 from . import roster
 from .dispatch import Dispatcher
@@ -153,18 +152,10 @@ def answer_offer(token: str):
 def _contact(request_id: str, volunteer_id: int) -> dict | None:
     """The resident's contact, read from intake's API only for the volunteer
     who accepted (never stored here)."""
-    token = current_app.config["SERVICE_TOKEN"]
-    if not token:
-        return None
-    try:
-        resp = http.get(f"{current_app.config['REQUESTS_API_URL']}/api/v1/internal/requests/{request_id}/contact",
-                        headers={"Authorization": f"Bearer {token}"}, timeout=current_app.config["HTTP_TIMEOUT"])
-        resp.raise_for_status()
+    contact = read_service("REQUESTS_API_URL", f"/api/v1/internal/requests/{request_id}/contact")
+    if contact is not None:
         log.info("contact shown", extra={"request_id": request_id, "volunteer_id": volunteer_id})
-        return resp.json()
-    except (http.RequestException, ValueError) as exc:
-        log.warning("contact unavailable", extra={"request_id": request_id, "error": type(exc).__name__})
-        return None
+    return contact
 
 
 # --- the volunteer portal: sign-in by magic link ---
@@ -297,19 +288,9 @@ def _portal(outcome=None, errors=None, status=200):
 
 
 def _inbox(volunteer_id: int) -> list[dict]:
-    """The volunteer's in-app messages, read from notify's API; the portal
-    works without them when notify is unreachable."""
-    token = current_app.config["SERVICE_TOKEN"]
-    if not token:
-        return []
-    try:
-        resp = http.get(f"{current_app.config['NOTIFY_API_URL']}/api/v1/inbox/volunteer:{volunteer_id}",
-                        headers={"Authorization": f"Bearer {token}"}, timeout=current_app.config["HTTP_TIMEOUT"])
-        resp.raise_for_status()
-        return resp.json()[:20]
-    except (http.RequestException, ValueError) as exc:
-        log.warning("inbox unavailable", extra={"volunteer_id": volunteer_id, "error": type(exc).__name__})
-        return []
+    """The volunteer's in-app messages, from notify's API (the portal works
+    without them when notify is unreachable)."""
+    return (read_service("NOTIFY_API_URL", f"/api/v1/inbox/volunteer:{volunteer_id}") or [])[:20]
 
 
 @web.post("/me/inbox/read")
