@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta
 
 import pytest
@@ -21,7 +23,7 @@ from services.common.settings import base_config
 from services.common.web import SHANGHAI
 from tests.conftest import csrf_token
 from tests.receivers import SmtpReceiver, WebhookReceiver, wait_for
-from tests.system import System, extract
+from tests.system import ROOT, System, extract
 
 pytestmark = pytest.mark.integration
 
@@ -213,9 +215,59 @@ def test_one_offer_delivery_even_when_the_notify_worker_is_killed_mid_delivery(s
     assert 1 <= len(posts) <= 2
 
 
+PROXY_RESIDENT = {**RESIDENT, "unit": "2", "room": "A-907", "contact_name": "李秀英", "contact_phone": "13755556666",
+                  "description": "电话里说剪刀钝了，想请人上门", "consent_method": "phone"}
+
+
+def test_staff_console_proxy_intake_and_reassign(system):
+    """A grid leader signs in, enters a request for a resident who phoned,
+    sees matching's offers (read over HTTP), reassigns it to another
+    volunteer (a task to matching), and the timeline shows the outcome."""
+    urls = system.urls
+    made = subprocess.run([sys.executable, "-m", "flask", "--app", "services.requests", "create-staff",
+                           "--username", "grid1", "--role", "grid_leader", "--grid", "G1", "--name", "一网格网格长"],
+                          env={**system.env, "LINLI_STAFF_PASSWORD": "grid-one-password"}, cwd=ROOT,
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    resp = requests.post(f"{urls['volunteers']}/api/v1/volunteers", headers=system.admin(), timeout=5, json={
+        "name": "陈美华", "phone": "13900002222", "building": "4", "unit": "1", "skills": ["haircut"],
+        "capacity": 1, "channels": [system.hook.url("/chen")]})
+    assert resp.status_code == 201, resp.text
+    chen = resp.json()["id"]
+
+    staff = requests.Session()
+    login = staff.get(f"{urls['requests']}/staff/login", timeout=5)
+    signed = staff.post(f"{urls['requests']}/staff/login", timeout=10, data={
+        "username": "grid1", "password": "grid-one-password", "csrf_token": csrf_token(login.text)})
+    assert signed.status_code == 200 and signed.url.endswith("/staff/")
+    form = staff.get(f"{urls['requests']}/staff/new", timeout=5)
+    entered = staff.post(f"{urls['requests']}/staff/new", timeout=10,
+                         data={**PROXY_RESIDENT, "csrf_token": csrf_token(form.text)})
+    assert entered.status_code == 200 and "/staff/requests/" in entered.url
+    request_id = extract(r"/staff/requests/([0-9a-f-]{36})", entered.url)
+    code = extract(r'class="code">([A-Z0-9]{12})<', entered.text)
+    assert "13755556666" not in entered.text and "138****" not in entered.text
+    system.wait_status(code, "offered")
+    page = wait_for(lambda: (lambda t: t if "#" in t.split('id="offers"')[1].split("</ul>")[0] else None)(
+        staff.get(f"{urls['requests']}/staff/requests/{request_id}", timeout=5).text), timeout=15,
+        what="matching's offer shown in the console")
+    assert f'<option value="{chen}">' in page  # candidates read from matching's API
+    moved = staff.post(f"{urls['requests']}/staff/requests/{request_id}/reassign", timeout=10,
+                       data={"volunteer_id": str(chen), "csrf_token": csrf_token(page)})
+    assert moved.status_code == 200 and "done=reassign" in moved.url
+    tracked = system.wait_status(code, "assigned")
+    assert tracked["volunteer_name"] == "陈美华"
+    shown = staff.post(f"{urls['requests']}/staff/requests/{request_id}/contact", timeout=10,
+                       data={"csrf_token": csrf_token(moved.text)})
+    assert "13755556666" in shown.text and "A-907" in shown.text
+    log = staff.get(f"{urls['requests']}/staff/access-log", timeout=5).text
+    assert code in log and "一网格网格长" in log
+
+
 def test_no_personal_data_in_any_log(system):
     logs = system.all_logs()
     assert "offer made" in logs  # the logs are there to be read
-    for secret in ("13812341234", "13900001111", "张桂兰", system.hook.url("/wang")):
+    for secret in ("13812341234", "13900001111", "张桂兰", system.hook.url("/wang"), "13755556666", "李秀英",
+                   "A-907", "13900002222"):
         assert secret not in logs, f"{secret} found in the logs"
     assert not re.search(r"Traceback", logs), "a process logged a traceback"

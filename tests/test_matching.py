@@ -602,3 +602,51 @@ def test_a_request_sent_again_gets_its_answer_again(world):
     last = world.events(contract.STATUS_CHANGED)[-1]
     assert (last["status"], last["volunteer_name"]) == ("assigned", "王建国")
     assert vid
+
+
+def staff_action(world, **data):
+    """The console's task, through the same consumer a worker runs."""
+    from services.common.inbox import consume
+    from services.volunteers.models import DeadMessage, ProcessedMessage
+    from services.volunteers.tasks import dispatcher
+
+    message = contract.envelope(contract.STAFF_ACTION, {"actor": "staff:1", **data}, source="requests")
+    task = type("T", (), {"name": contract.STAFF_ACTION, "request": type("R", (), {"id": None, "retries": 0})()})
+    with world.app.app_context():
+        outcome = consume(task, message, lambda s, d, e: dispatcher(s).staff_action(d),
+                          db=world.app.extensions["db"], processed=ProcessedMessage, dead=DeadMessage)
+        again = consume(task, message, lambda s, d, e: dispatcher(s).staff_action(d),
+                        db=world.app.extensions["db"], processed=ProcessedMessage, dead=DeadMessage)
+    world.session.expire_all()
+    return outcome, again
+
+
+def test_console_staff_actions_reassign_refuse_escalate_close_and_deactivate(world):
+    first = register(world.app, capacity=1)
+    second = register(world.app, building="40", capacity=1)
+    req = world.receive(submitted())
+    world.at(NOW).accept(world.offers()[0])
+    world.session.commit()
+    assert staff_action(world, action="assign", request_id=req.id, volunteer_id=second) == ("done", "duplicate")
+    assert world.session.get(Volunteer, second).active_tasks == 1
+    assert world.session.get(Volunteer, first).active_tasks == 0
+    # The second volunteer is full now: matching says why, once.
+    other = world.receive(submitted())
+    staff_action(world, action="assign", request_id=other.id, volunteer_id=second)
+    assert world.events(contract.STAFF_ACTION_REFUSED) == [
+        {"request_id": other.id, "action": "assign", "actor": "staff:1", "reason": "full"}]
+    staff_action(world, action="escalate", request_id=other.id, level=2, note="handed_back")
+    escalation = world.session.scalars(select(Escalation).where(Escalation.request_id == other.id)).one()
+    assert (escalation.level, escalation.reason) == (2, "handed_back")
+    staff_action(world, action="close", request_id=other.id, note="电话里解决了")
+    assert world.session.get(ServiceRequest, other.id).status == "closed"
+    assert all(o.status != "open" for o in world.offers(other.id))
+    staff_action(world, action="deactivate", volunteer_id=first)
+    assert world.session.get(Volunteer, first).active is False
+    # What the console reads back: offers, assignments, escalations.
+    detail = world.app.test_client().get(f"/api/v1/requests/{req.id}", headers=STAFF).json
+    assert [a["volunteer_id"] for a in detail["assignments"] if a["status"] != "cancelled"] == [second]
+    assert detail["offers"][0]["status"] == "accepted"
+    bad = contract.envelope  # a request action without its request is refused at the producer
+    with pytest.raises(contract.ContractError):
+        bad(contract.STAFF_ACTION, {"action": "assign", "actor": "staff:1", "volunteer_id": 3}, source="requests")

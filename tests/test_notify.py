@@ -38,6 +38,7 @@ CONTEXTS = {
     "thanks": {"category": "haircut", "rating": 5, "thanks": True, "comment": "谢谢王师傅"},
     "digest": {"leader_name": "宋德明", "grid_name": "第1网格", "open": 3, "overdue": 1, "escalated": 1,
                "items": ["3幢 停车（escalated）"]},
+    "follow_up": {"category": "haircut", "tracking_code": "ABCD", "tracking_url": "http://x/track/ABCD"},
 }
 # 22:30 and 07:01 in Hangzhou.
 LATE = datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc)
@@ -274,9 +275,12 @@ def test_staff_api_log_retry_preview_and_test_message(notify_app, caplog):
         send(notify_app, "volunteer:5", [secret])
         for _ in range(delivery.ATTEMPTS_PER_CHANNEL - 1):
             retry_sweep(notify_app)
+        # The staff console (intake) reads the log with the service token; only staff retry.
         service_only = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
-        assert client.get("/api/v1/deliveries", headers=service_only).status_code == 401
-        [row] = client.get("/api/v1/deliveries?status=dead", headers=STAFF).json
+        [row] = client.get("/api/v1/deliveries?status=dead", headers=service_only).json
+        assert client.post(f"/api/v1/deliveries/{row['id']}/retry", headers=service_only).status_code == 401
+        assert client.get("/api/v1/deliveries?key=offer:1&key=offer:2", headers=STAFF).json == []
+        assert client.get(f"/api/v1/deliveries?key={row['dedupe_key']}", headers=STAFF).json == [row]
         assert row["channel"] == f"json://127.0.0.1:{hook.port}/****" and row["attempts"] == 3
         assert client.get("/api/v1/deliveries?since=2099-01-01T00:00:00Z", headers=STAFF).json == []
         hook.status = 200

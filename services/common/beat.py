@@ -20,6 +20,12 @@ celery_app.conf.beat_schedule = {
 # 08:00 in Hangzhou: the grid leaders' digest of open, overdue and escalated requests.
 celery_app.conf.beat_schedule["daily-digest"] = {"task": contract.DAILY_DIGEST, "schedule": crontab(hour=0, minute=0),
                                                  "options": {"expires": 3600}}
+# The follow-up (回访) is due a day after completion: looked for every 5 minutes.
+celery_app.conf.beat_schedule["follow-up"] = {"task": contract.FOLLOW_UP, "schedule": 300.0,
+                                              "options": {"expires": 300}}
+# 03:00 in Hangzhou: residents' data of long-finished requests is anonymised.
+celery_app.conf.beat_schedule["retention"] = {"task": contract.RETENTION, "schedule": crontab(hour=19, minute=0),
+                                              "options": {"expires": 3600}}
 # Kept with the data; written every tick, so its age tells a healthcheck
 # that beat is alive.
 data_dir().mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 # --- Queues: one per service; a worker consumes only its own (-Q <name>). ---
 QUEUES = ("requests", "volunteers", "notify")
@@ -43,6 +43,15 @@ DAILY_DIGEST = "volunteers.daily_digest"  # grid leaders' morning summary
 RELAY_NOTIFY_OUTBOX = "notify.relay_outbox"
 # Notify tells the service that asked when a notification could not be delivered.
 DELIVERY_FAILED = "volunteers.delivery_failed"
+# The staff console (served by intake) acts on matching's state: reassign,
+# escalate, close a request; activate or deactivate a volunteer. Matching
+# answers a request action with a status change, or says why it refused.
+STAFF_ACTION = "volunteers.staff_action"
+STAFF_ACTION_REFUSED = "requests.staff_action_refused"
+# Intake's own timers: the follow-up (回访) the day after completion, and the
+# retention job that anonymises residents' data of long-closed requests.
+FOLLOW_UP = "requests.follow_up"
+RETENTION = "requests.retention"
 
 
 def queue_for(task_name: str) -> str:
@@ -101,7 +110,7 @@ URGENCIES = ("normal", "urgent")
 MODES = ("home", "station")
 LANGUAGES = ("zh-CN", "en")
 TEMPLATES = ("offer", "offer_withdrawn", "assigned", "reminder", "completed", "escalation", "magic_link", "thanks",
-             "digest")
+             "digest", "follow_up")
 
 
 # --- Envelope and payloads ---
@@ -196,6 +205,35 @@ class NotificationRequested(Schema):
     reply_to = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(("volunteers",)))
 
 
+STAFF_REQUEST_ACTIONS = ("assign", "escalate", "close")
+STAFF_VOLUNTEER_ACTIONS = ("activate", "deactivate")
+
+
+class StaffAction(Schema):
+    """A staff member's decision, taken in the console, for matching to carry out."""
+
+    action = fields.String(required=True, validate=validate.OneOf(STAFF_REQUEST_ACTIONS + STAFF_VOLUNTEER_ACTIONS))
+    request_id = fields.UUID(load_default=None, allow_none=True)
+    volunteer_id = Id(load_default=None, allow_none=True)
+    level = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(1, 3))
+    actor = fields.String(required=True, validate=validate.Length(1, 64))  # staff:<id>
+    note = fields.String(load_default="", validate=validate.Length(0, 500))
+
+    @validates_schema
+    def _targets(self, data, **kwargs):
+        if data["action"] in STAFF_REQUEST_ACTIONS and not data.get("request_id"):
+            raise ValidationError("A request action names its request.", "request_id")
+        if data["action"] in ("assign",) + STAFF_VOLUNTEER_ACTIONS and not data.get("volunteer_id"):
+            raise ValidationError("This action names a volunteer.", "volunteer_id")
+
+
+class StaffActionRefused(Schema):
+    request_id = fields.UUID(required=True)
+    action = fields.String(required=True, validate=validate.OneOf(STAFF_REQUEST_ACTIONS))
+    actor = fields.String(required=True, validate=validate.Length(1, 64))
+    reason = fields.String(required=True, validate=validate.Length(1, 100))  # full, inactive, closed
+
+
 class InboxRead(Schema):
     """The recipient has seen their in-app messages up to this one."""
 
@@ -219,6 +257,8 @@ PAYLOADS: dict[tuple[str, int], type[Schema]] = {
     (NOTIFY_SEND, 1): NotificationRequested,
     (DELIVERY_FAILED, 1): DeliveryFailed,
     (INBOX_READ, 1): InboxRead,
+    (STAFF_ACTION, 1): StaffAction,
+    (STAFF_ACTION_REFUSED, 1): StaffActionRefused,
 }
 
 

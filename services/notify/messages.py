@@ -125,6 +125,19 @@ TEMPLATES = {
         "Dear {{ leader_name }},\n\nA resident of {{ building }}{% if unit %}, unit {{ unit }}{% endif %} asked for "
         "{{ category_name }}, which needs you ({{ reason_text }}):\n{{ summary }}\n\nPhone: {{ masked_phone }}\n\n— Linli",
     ),
+    ("follow_up", "zh-CN"): (
+        "邻里：您的{{ category_name }}办好了吗？",
+        "【邻里】您的{{ category_name }}请求已完成。请确认是否解决并评价，没解决我们会重新处理：{{ tracking_url }}",
+        "您好！\n\n您的{{ category_name }}请求（查询码 {{ tracking_code }}）已完成。\n"
+        "请确认问题是否解决，并给这次服务打分；如果没有解决，社区会重新处理。\n\n{{ tracking_url }}\n\n——邻里",
+    ),
+    ("follow_up", "en"): (
+        "Linli: is your {{ category_name }} done?",
+        "[Linli] Your {{ category_name }} request is complete. Please confirm and rate it; if it is not solved, we reopen it: {{ tracking_url }}",
+        "Hello,\n\nYour {{ category_name }} request (tracking code {{ tracking_code }}) is complete.\n"
+        "Please confirm it is solved and rate the service; if it is not solved, the community reopens it.\n\n"
+        "{{ tracking_url }}\n\n— Linli",
+    ),
 }
 
 REASONS = {
@@ -137,6 +150,9 @@ REASONS = {
     "escalated": {"zh-CN": "已转社区处理", "en": "passed to community staff"},
     "cancelled": {"zh-CN": "居民已取消", "en": "the request was cancelled"},
     "reassigned": {"zh-CN": "社区已另行安排", "en": "staff assigned it to someone else"},
+    "staff": {"zh-CN": "社区工作人员转交", "en": "passed on by community staff"},
+    "handed_back": {"zh-CN": "被退回，需重新分派", "en": "handed back, to be routed again"},
+    "reopened": {"zh-CN": "居民对处理结果不满意", "en": "the resident is not satisfied"},
 }
 
 

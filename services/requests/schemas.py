@@ -105,6 +105,7 @@ class ServiceRequestCreated(Schema):
 
 class StatusChangeOut(Schema):
     status = fields.String()
+    event = fields.String(allow_none=True)
     actor = fields.String()
     note = fields.String()
     at = fields.AwareDateTime()
@@ -127,7 +128,7 @@ class TrackingOut(Schema):
     appointment_at = fields.AwareDateTime(allow_none=True)
     place = fields.String(allow_none=True)
     created_at = fields.AwareDateTime()
-    history = fields.List(fields.Nested(StatusChangeOut))
+    history = fields.List(fields.Nested(StatusChangeOut), attribute="public_history")
     feedback_given = fields.Function(lambda r: r.feedback is not None)
 
 
@@ -136,6 +137,8 @@ class FeedbackIn(Schema):
                             error_messages={"required": N_("Choose 1 to 5 stars.")})
     thanks = fields.Boolean(load_default=False)
     comment = fields.String(load_default="", validate=validate.Length(0, 500))
+    # The follow-up (回访) asks whether it is solved; "no" reopens the request.
+    resolved = fields.Boolean(load_default=True)
 
 
 class CancelIn(Schema):
@@ -176,3 +179,89 @@ class Open311KeyOut(Schema):
     name = fields.String()
     api_key = fields.String()
     created_at = fields.AwareDateTime()
+
+
+# --- the staff console ---
+
+CONSENT_METHODS = ("phone", "in_person", "written")
+
+
+class ProxyRequestIn(ServiceRequestIn):
+    """A request entered by staff or a hallway leader for a resident who
+    phoned or walked in: how the resident agreed is recorded."""
+
+    consent = fields.Boolean(required=True, validate=validate.Equal(
+        True, error=N_("Confirm that the resident agreed to pass their request on.")),
+        error_messages={"required": N_("Confirm that the resident agreed to pass their request on.")})
+    consent_method = fields.String(required=True, validate=validate.OneOf(
+        CONSENT_METHODS, error=N_("Choose how the resident agreed.")),
+        error_messages={"required": N_("Choose how the resident agreed.")})
+    language = fields.String(load_default="zh-CN", validate=validate.OneOf(contract.LANGUAGES))
+
+
+def _note(required_text: str):
+    return fields.String(required=True, validate=validate.Length(2, 200, error=required_text),
+                         error_messages={"required": required_text})
+
+
+class ReasonIn(Schema):
+    """Hand back, cancel: a reason the timeline keeps."""
+
+    note = _note(N_("Give a reason (2 to 200 characters)."))
+
+
+class CloseIn(Schema):
+    note = _note(N_("Say how it was resolved (2 to 200 characters)."))
+
+
+class ExtendIn(Schema):
+    working_days = fields.Integer(required=True, validate=validate.Range(
+        1, 10, error=N_("An extension is 1 to 10 working days.")),
+        error_messages={"required": N_("An extension is 1 to 10 working days.")})
+    note = _note(N_("Give the reason the resident will see (2 to 200 characters)."))
+
+
+class ReassignIn(Schema):
+    volunteer_id = fields.Integer(required=True, validate=validate.Range(1, contract.MAX_ID), error_messages={
+        "required": N_("Choose a volunteer."), "invalid": N_("Choose a volunteer.")})
+
+
+class EscalateIn(Schema):
+    level = fields.Integer(required=True, validate=validate.OneOf((1, 2, 3), error=N_("Choose who takes it over.")),
+                           error_messages={"required": N_("Choose who takes it over."),
+                                           "invalid": N_("Choose who takes it over.")})
+    note = fields.String(load_default="", validate=validate.Length(0, 200))
+
+
+class QueueQuery(Schema):
+    """The request queue's filters (console page, export and JSON list)."""
+
+    status = fields.String(validate=validate.OneOf(contract.STATUSES))
+    category = fields.String(validate=validate.OneOf(contract.CATEGORY_BY_CODE))
+    grid = fields.String(validate=validate.Length(1, 16))
+    building = fields.String(validate=validate.Length(1, 16))
+    overdue = fields.Boolean()
+    escalated = fields.Boolean()
+    follow_up = fields.Boolean()  # completed, not yet rated: call the resident
+    format = fields.String(validate=validate.OneOf(("csv", "xlsx")))
+
+    @pre_load
+    def _blank(self, data, **kwargs):
+        return {k: v for k, v in data.items() if v not in ("", None)}
+
+
+class StaffRequestOut(TrackingOut):
+    """A request as staff in scope see it in lists: masked contact only."""
+
+    history = fields.List(fields.Nested(StatusChangeOut))
+    id = fields.String()
+    grid = fields.String(attribute="building.grid")
+    masked_phone = fields.String()
+    take_by = fields.AwareDateTime(allow_none=True)
+    due_at = fields.AwareDateTime(allow_none=True)
+    taken_at = fields.AwareDateTime(allow_none=True)
+    completed_at = fields.AwareDateTime(allow_none=True)
+    overdue = fields.Boolean()
+    handbacks = fields.Integer()
+    channel = fields.String()
+    entered_by = fields.String(allow_none=True)

@@ -1,5 +1,6 @@
-"""Intake's consumers: status changes reported by the matching service,
-and the periodic outbox relay sent by beat."""
+"""Intake's consumers: status changes and refused staff actions reported by
+the matching service; beat's timers: the outbox relay, the follow-up (回访)
+the day after completion, and the retention job."""
 from __future__ import annotations
 
 import logging
@@ -8,12 +9,14 @@ from datetime import timedelta
 from babel.dates import format_datetime
 from celery import shared_task
 from flask import current_app
+from sqlalchemy import select
 
 from services.common import contract
+from services.common.db import utcnow
 from services.common.inbox import Permanent, consume
 from services.common.web import SHANGHAI
 
-from .models import DeadMessage, ProcessedMessage, ServiceRequest, resend_unanswered
+from .models import DeadMessage, ProcessedMessage, ServiceRequest, anonymise_expired, resend_unanswered
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +81,60 @@ def relay_outbox():
     finally:
         db.Session.remove()
     return {"relayed": sent, "resent": resent}
+
+
+@shared_task(name=contract.STAFF_ACTION_REFUSED, bind=True)
+def staff_action_refused(self, message):
+    return consume(self, message, record_refusal, db=current_app.extensions["db"],
+                   processed=ProcessedMessage, dead=DeadMessage)
+
+
+def record_refusal(session, data, env) -> None:
+    """The console asked, matching could not (the volunteer is full or
+    inactive, the request closed): the timeline says so to the staff."""
+    req = session.get(ServiceRequest, str(data["request_id"]))
+    if req is None:
+        raise Permanent("no such request")
+    req.record(f"{data['action']}_refused", data["actor"], note=data["reason"])
+
+
+def _periodic(job):
+    db = current_app.extensions["db"]
+    session = db.Session()
+    try:
+        done = job(session)
+        session.commit()
+        return done
+    finally:
+        db.Session.remove()
+
+
+@shared_task(name=contract.FOLLOW_UP)
+def follow_up():
+    """The day after completion the resident is asked to confirm and rate
+    (回访); the console lists the same requests for a phone call."""
+    def job(session):
+        cutoff = utcnow() - timedelta(hours=current_app.config["FOLLOW_UP_AFTER_HOURS"])
+        due = session.scalars(select(ServiceRequest).where(
+            ServiceRequest.status.in_(("completed", "closed")), ServiceRequest.completed_at <= cutoff,
+            ServiceRequest.follow_up_sent_at.is_(None), ServiceRequest.anonymised_at.is_(None)).limit(200)).all()
+        for req in due:
+            req.follow_up_sent_at = utcnow()
+            if req.feedback is not None:
+                continue  # the resident rated already
+            current_app.extensions["outbox"].emit(session, contract.NOTIFY_SEND, {
+                "dedupe_key": f"follow_up:{req.id}", "recipient": f"resident:{req.id}", "language": req.language,
+                "template": "follow_up", "context": {
+                    "tracking_code": req.tracking_code, "category": req.category,
+                    "tracking_url": req.tracking_url(current_app.config["REQUESTS_URL"])}})
+        return len(due)
+    return {"follow_ups": _periodic(job)}
+
+
+@shared_task(name=contract.RETENTION)
+def retention():
+    """Anonymise residents' data of requests finished RETENTION_DAYS ago."""
+    days = current_app.config["RETENTION_DAYS"]
+    count = _periodic(lambda session: anonymise_expired(session, days, utcnow()))
+    log.info("retention run", extra={"anonymised": count, "days": days})
+    return {"anonymised": count}

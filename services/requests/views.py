@@ -7,7 +7,7 @@ import logging
 import secrets
 
 from flask import Blueprint as WebBlueprint
-from flask import current_app, redirect, render_template, request, url_for
+from flask import current_app, g, redirect, render_template, request, url_for
 from flask.views import MethodView
 from flask_babel import lazy_gettext as _l
 from flask_smorest import Blueprint, abort
@@ -18,8 +18,8 @@ from services.common import contract
 from services.common.db import utcnow
 from services.common.web import current_lang, read_service, require_token
 
-from . import models
-from .models import Building, Open311Key, ServiceRequest, normalise_tracking_code
+from . import models, staff
+from .models import Building, ContactAccess, Open311Key, ServiceRequest, normalise_tracking_code
 from .schemas import (
     BuildingOut,
     CancelIn,
@@ -28,8 +28,10 @@ from .schemas import (
     FeedbackIn,
     Open311KeyIn,
     Open311KeyOut,
+    QueueQuery,
     ServiceRequestCreated,
     ServiceRequestIn,
+    StaffRequestOut,
     TrackingOut,
 )
 
@@ -58,10 +60,14 @@ def _session():
 def _submit(data: dict, channel: str) -> ServiceRequest:
     session = _session()
     req = models.submit(session, current_app.extensions["outbox"], data, channel=channel, language=current_lang(),
-                        digest_key=current_app.config["PHONE_DIGEST_KEY"])
+                        digest_key=current_app.config["PHONE_DIGEST_KEY"], timer=timer_for(data["category"]))
     session.commit()  # the outbox relays request.submitted right after this
     log.info("request submitted", extra={"request_id": req.id, "category": req.category, "channel": channel})
     return req
+
+
+def timer_for(category: str):
+    return current_app.extensions["timers"][category]
 
 
 def _find(code: str) -> ServiceRequest | None:
@@ -268,7 +274,48 @@ class Contact(MethodView):
         req = _session().get(ServiceRequest, str(request_id))
         if req is None:
             abort(404, message="no such request")
-        if req.status == "cancelled":
-            abort(410, message="the resident withdrew this request")
-        log.info("contact read", extra={"request_id": req.id, "by": "service"})
+        if req.status == "cancelled" or req.anonymised_at is not None:
+            abort(410, message="the resident withdrew this request, or its data was removed")
+        # Who the calling service shows it to (volunteer:<id>): the access log says.
+        reader = request.args.get("reader", "")
+        reader = reader if contract.RECIPIENT_KEY.match(reader) else "service"
+        _session().add(ContactAccess(request_id=req.id, actor=reader, purpose="assigned volunteer"))
+        _session().commit()
+        log.info("contact read", extra={"request_id": req.id, "by": reader})
+        return req
+
+
+# --- the staff API: what the console shows, as JSON, in the caller's scope ---
+
+
+def _staff_api():
+    """A staff session (GET only: cookies are not trusted for writes here)
+    or the bootstrap admin token."""
+    if request.method != "GET" or not staff.identify(_session()):
+        abort(401, message="sign in as staff, or send the admin token")
+
+
+@api.route("/staff/requests")
+class StaffRequests(MethodView):
+    @api.arguments(QueueQuery, location="query")
+    @api.response(200, StaffRequestOut(many=True))
+    def get(self, query):
+        """Requests in the caller's scope, newest first, with the queue's filters."""
+        _staff_api()
+        from .console import queue_statement
+
+        return _session().scalars(queue_statement(query, utcnow()).limit(1000)).all()
+
+
+@api.route("/staff/requests/<uuid:request_id>")
+class StaffRequestById(MethodView):
+    @api.response(200, StaffRequestOut)
+    def get(self, request_id):
+        """One request, if it is in the caller's scope (403 otherwise)."""
+        _staff_api()
+        req = _session().get(ServiceRequest, str(request_id))
+        if req is None:
+            abort(404, message="no such request")
+        if not g.scope.allows(req):
+            abort(403, message="outside your area")
         return req

@@ -471,16 +471,50 @@ class Dispatcher:
         self.tell_intake(req, "completed", actor=f"volunteer:{vol.id}", note=note[:500])
         return entry
 
-    def cancel(self, req: ServiceRequest, actor: str, reason: str) -> None:
-        """Withdraw open offers, free the volunteer, release a station slot."""
-        if req.status in ("cancelled", "completed"):
+    def cancel(self, req: ServiceRequest, actor: str, reason: str, final: str = "cancelled") -> None:
+        """Withdraw open offers, free the volunteer, release a station slot
+        (withdrawn by the resident, or cancelled or closed by staff)."""
+        if req.status in ("cancelled", "completed", "closed"):
             return
         self.withdraw_offers(req, why="cancelled")
         for assignment in self.session.scalars(select(Assignment).where(
                 Assignment.request_id == req.id, Assignment.status.in_(("active", "started")))):
             self._cancel_assignment(assignment, req)
-        req.status = "cancelled"
-        log.info("request cancelled", extra={"request_id": req.id, "actor": actor})
+        req.status = final
+        log.info(f"request {final}", extra={"request_id": req.id, "actor": actor})
+
+    # Escalation reasons a staff action may give (the rest read "by staff").
+    STAFF_REASONS = ("handed_back", "reopened")
+
+    def staff_action(self, data: dict) -> None:
+        """What a staff member decided in the console (intake's outbox)."""
+        action, actor = data["action"], data["actor"]
+        if action in contract.STAFF_VOLUNTEER_ACTIONS:
+            vol = self.session.get(Volunteer, data["volunteer_id"])
+            if vol is None:
+                raise LookupError("no such volunteer")
+            vol.active = action == "activate"
+            log.info(f"volunteer {action}d", extra={"volunteer_id": vol.id, "actor": actor})
+            return
+        req = self.session.get(ServiceRequest, str(data["request_id"]))
+        if req is None:
+            raise LookupError("request not received yet")  # retried: the submission may be on its way
+        refused = None
+        if action == "assign":
+            outcome = self.staff_assign(req, data["volunteer_id"], actor=actor)
+            refused = None if outcome == "assigned" else outcome
+        elif action == "escalate":
+            if req.status in ("cancelled", "closed"):
+                refused = "closed"
+            else:
+                reason = data["note"] if data["note"] in self.STAFF_REASONS else "staff"
+                self.escalate(req, reason=reason, level=data["level"])
+        elif action == "close":
+            self.cancel(req, actor=actor, reason=data["note"], final="closed")
+        if refused:
+            self.outbox.emit(self.session, contract.STAFF_ACTION_REFUSED, {
+                "request_id": req.id, "action": action, "actor": actor, "reason": refused})
+            log.info("staff action refused", extra={"request_id": req.id, "action": action, "reason": refused})
 
     def _cancel_assignment(self, assignment: Assignment, req: ServiceRequest) -> None:
         assignment.status = "cancelled"
@@ -502,8 +536,7 @@ class Dispatcher:
         vol = self.session.get(Volunteer, volunteer_id)
         if vol is None or not vol.active:
             return "inactive"
-        if not self._book_capacity(volunteer_id):
-            self.session.rollback()
+        if not self._book_capacity(volunteer_id):  # changed no row: nothing to undo
             return "full"
         self.withdraw_offers(req, why="reassigned")
         for current in self.session.scalars(select(Assignment).where(

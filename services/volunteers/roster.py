@@ -10,7 +10,9 @@ import re
 from typing import Callable, Iterable
 
 from marshmallow import ValidationError
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
+
+from services.common.tables import table
 
 from .schemas import VolunteerIn, format_windows, parse_windows
 
@@ -91,21 +93,3 @@ def export(volunteers, fmt: str) -> bytes:
         " ".join(sorted(d.day.isoformat() for d in v.days_off)), "1" if v.active else "0",
     ] for v in volunteers]
     return table(EXPORT_COLUMNS, rows, fmt)
-
-
-def table(header, rows, fmt: str) -> bytes:
-    """A table as CSV (UTF-8 with BOM, so Excel reads the Chinese) or XLSX."""
-    if fmt == "xlsx":
-        book = Workbook()
-        sheet = book.active
-        sheet.append(list(header))
-        for row in rows:
-            sheet.append(list(row))
-        out = io.BytesIO()
-        book.save(out)
-        return out.getvalue()
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return ("\ufeff" + out.getvalue()).encode("utf-8")

@@ -243,3 +243,44 @@ class SpendIn(Schema):
     volunteer_id = contract.Id(required=True)
     amount = fields.Decimal(required=True, places=1, validate=decimal_between("0.5", "1000"))
     ref = fields.String(required=True, validate=validate.Length(1, 100))  # what service it bought
+
+
+class OfferOut(Schema):
+    id = fields.Integer()
+    volunteer_id = fields.Integer()
+    volunteer_name = fields.Function(lambda o: o.volunteer.display_name)
+    status = fields.String()
+    reason = fields.String()
+    decline_reason = fields.String()
+    created_at = fields.AwareDateTime()
+    expires_at = fields.AwareDateTime(allow_none=True)
+
+
+class AssignmentOut(Schema):
+    id = fields.Integer()
+    volunteer_id = fields.Integer()
+    volunteer_name = fields.Function(lambda a: a.volunteer.display_name)
+    status = fields.String()
+    actor = fields.String()
+    created_at = fields.AwareDateTime()
+    complete_by = fields.AwareDateTime(allow_none=True)
+    completed_at = fields.AwareDateTime(allow_none=True)
+
+
+class EscalationOut(Schema):
+    id = fields.Integer()
+    level = fields.Integer()
+    leader_id = fields.Integer(allow_none=True)
+    reason = fields.String()
+    created_at = fields.AwareDateTime()
+
+
+class RequestDispatchOut(Schema):
+    """What matching did with a request: the staff console's timeline."""
+
+    request_id = fields.String(attribute="id")
+    status = fields.String()
+    escalation_level = fields.Integer()
+    offers = fields.List(fields.Nested(OfferOut))
+    assignments = fields.List(fields.Nested(AssignmentOut))
+    escalations = fields.List(fields.Nested(EscalationOut))

@@ -1,5 +1,5 @@
 """Matching's consumers: requests submitted and cancelled, residents'
-feedback (all from intake), and the periodic sweep and outbox relay sent by
+feedback and staff actions from the console (all from intake), and the periodic sweep and outbox relay sent by
 beat."""
 from __future__ import annotations
 
@@ -45,6 +45,11 @@ def handle_cancelled(session, data, env) -> None:
 def feedback_received(self, message):
     return _consume(self, message, lambda session, data, env: dispatcher(session).feedback(
         str(data["request_id"]), data["rating"], data["thanks"], data["comment"]))
+
+
+@shared_task(name=contract.STAFF_ACTION, bind=True)
+def staff_action(self, message):
+    return _consume(self, message, lambda session, data, env: dispatcher(session).staff_action(data))
 
 
 @shared_task(name=contract.DELIVERY_FAILED, bind=True)

@@ -12,7 +12,7 @@ from decimal import Decimal
 from functools import wraps
 
 from flask import Blueprint as WebBlueprint
-from flask import Response, current_app, g, redirect, render_template, request, session, url_for
+from flask import current_app, g, redirect, render_template, request, session, url_for
 from flask.views import MethodView
 from flask_babel import lazy_gettext as _l
 from flask_smorest import Blueprint, abort
@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 
 from services.common import contract
 from services.common.db import utcnow
+from services.common.tables import download, table
 from services.common.web import SHANGHAI, read_service, require_token
 
 from . import roster
@@ -29,6 +30,7 @@ from .models import (
     Assignment,
     Booking,
     Building,
+    Escalation,
     HoursEntry,
     LoginLink,
     Offer,
@@ -47,6 +49,7 @@ from .schemas import (
     HoursQuery,
     ImportArgs,
     RankingArgs,
+    RequestDispatchOut,
     SpendIn,
     StationIn,
     StationOut,
@@ -152,7 +155,8 @@ def answer_offer(token: str):
 def _contact(request_id: str, volunteer_id: int) -> dict | None:
     """The resident's contact, read from intake's API only for the volunteer
     who accepted (never stored here)."""
-    contact = read_service("REQUESTS_API_URL", f"/api/v1/internal/requests/{request_id}/contact")
+    contact = read_service("REQUESTS_API_URL",
+                           f"/api/v1/internal/requests/{request_id}/contact?reader=volunteer:{volunteer_id}")
     if contact is not None:
         log.info("contact shown", extra={"request_id": request_id, "volunteer_id": volunteer_id})
     return contact
@@ -388,7 +392,12 @@ def donate():
 @api.before_request
 def _staff_only():
     # Before validation, so that a caller without the token learns nothing.
-    require_token("ADMIN_TOKEN")
+    # Other services (the staff console) may read with the service token;
+    # only staff automation writes.
+    if request.method in ("GET", "HEAD"):
+        require_token("ADMIN_TOKEN", "SERVICE_TOKEN")
+    else:
+        require_token("ADMIN_TOKEN")
 
 
 def _volunteer(volunteer_id: int) -> Volunteer:
@@ -499,13 +508,7 @@ class VolunteerExport(MethodView):
     def get(self, args):
         """The roster as CSV or XLSX (channel URLs are never exported)."""
         vols = _db().scalars(select(Volunteer).order_by(Volunteer.id)).all()
-        return _download(roster.export(vols, args["format"]), f"volunteers.{args['format']}", args["format"])
-
-
-def _download(data: bytes, filename: str, fmt: str) -> Response:
-    mime = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" if fmt == "xlsx"
-            else "text/csv; charset=utf-8")
-    return Response(data, mimetype=mime, headers={"Content-Disposition": f"attachment; filename={filename}"})
+        return download(roster.export(vols, args["format"]), f"volunteers.{args['format']}", args["format"])
 
 
 @api.route("/stations")
@@ -551,6 +554,25 @@ class StationSessions(MethodView):
         _db().add(sess)
         _db().commit()
         return sess
+
+
+@api.route("/requests/<uuid:request_id>")
+class RequestDispatch(MethodView):
+    @api.response(200, RequestDispatchOut)
+    def get(self, request_id):
+        """A request's offers, assignments and escalations, oldest first."""
+        req = _db().get(ServiceRequest, str(request_id))
+        if req is None:
+            abort(404, message="no such request")
+        rid = req.id
+        return {
+            "id": rid, "status": req.status, "escalation_level": req.escalation_level,
+            "offers": _db().scalars(select(Offer).where(Offer.request_id == rid).order_by(Offer.id)).all(),
+            "assignments": _db().scalars(select(Assignment).where(Assignment.request_id == rid)
+                                         .order_by(Assignment.id)).all(),
+            "escalations": _db().scalars(select(Escalation).where(Escalation.request_id == rid)
+                                         .order_by(Escalation.id)).all(),
+        }
 
 
 @api.route("/requests/<uuid:request_id>/assign")
@@ -611,7 +633,7 @@ class HoursExport(MethodView):
                  e.assignment.request.category, str(e.hours), e.confirmed_by,
                  e.confirmed_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")] for e in entries]
         fmt = "csv" if args["format"] == "json" else args["format"]
-        return _download(roster.table(header, rows, fmt), f"hours-record-{args['month']}.{fmt}", fmt)
+        return download(table(header, rows, fmt), f"hours-record-{args['month']}.{fmt}", fmt)
 
 
 @api.route("/hours/<id:entry_id>/confirm")
@@ -642,13 +664,13 @@ class HoursRanking(MethodView):
             .where(HoursEntry.status == "confirmed", HoursEntry.completed_at >= start, HoursEntry.completed_at < end)
             .group_by(Volunteer.id, Volunteer.name).order_by(func.sum(HoursEntry.hours).desc(), Volunteer.id)
         ).all()
-        table = [{"rank": i, "volunteer_id": vid, "name": name, "hours": str(hours), "tasks": tasks}
-                 for i, (vid, name, hours, tasks) in enumerate(rows, start=1)]
+        ranking = [{"rank": i, "volunteer_id": vid, "name": name, "hours": str(hours), "tasks": tasks}
+                   for i, (vid, name, hours, tasks) in enumerate(rows, start=1)]
         if args["format"] == "json":
-            return table
+            return ranking
         header = ("rank", "volunteer_id", "name", "hours", "tasks")
-        data = roster.table(header, [[r[h] for h in header] for r in table], args["format"])
-        return _download(data, f"hours-{args['month']}.{args['format']}", args["format"])
+        data = table(header, [[r[h] for h in header] for r in ranking], args["format"])
+        return download(data, f"hours-{args['month']}.{args['format']}", args["format"])
 
 
 @api.route("/coins/spend")

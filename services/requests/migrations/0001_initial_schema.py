@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: e6c736f0da67
+Revision ID: 8ab0c1eb1a92
 Revises: 
-Create Date: 2026-11-27 09:52:33.435160
+Create Date: 2026-11-27 10:44:21.136636
 """
 from alembic import op
 import sqlalchemy as sa
 import services.common.db
 
 
-revision = 'e6c736f0da67'
+revision = '8ab0c1eb1a92'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -68,6 +68,21 @@ def upgrade():
     sa.Column('processed_at', services.common.db.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('staff_member',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('username', sa.String(length=64), nullable=False),
+    sa.Column('display_name', sa.String(length=64), nullable=False),
+    sa.Column('password_hash', sa.String(length=200), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('grid', sa.String(length=16), nullable=True),
+    sa.Column('stairwells', sa.JSON(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('session_epoch', sa.Integer(), nullable=False),
+    sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
+    sa.Column('last_login_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('username')
+    )
     op.create_table('service_request',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('tracking_code', sa.String(length=16), nullable=False),
@@ -93,6 +108,21 @@ def upgrade():
     sa.Column('resent_at', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('appointment_at', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('place', sa.String(length=100), nullable=True),
+    sa.Column('take_by', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('due_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('extension_days', sa.Integer(), nullable=False),
+    sa.Column('extension_reason', sa.String(length=200), nullable=True),
+    sa.Column('taken_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('completed_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('finished_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('follow_up_sent_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('reopened', sa.Boolean(), nullable=False),
+    sa.Column('routed_at', services.common.db.UTCDateTime(), nullable=True),
+    sa.Column('handbacks', sa.Integer(), nullable=False),
+    sa.Column('grid_decides', sa.Boolean(), nullable=False),
+    sa.Column('entered_by', sa.String(length=64), nullable=True),
+    sa.Column('consent_method', sa.String(length=16), nullable=True),
+    sa.Column('anonymised_at', services.common.db.UTCDateTime(), nullable=True),
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
     sa.Column('updated_at', services.common.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['building_code'], ['building.code'], ),
@@ -103,13 +133,29 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_service_request_building_code'), ['building_code'], unique=False)
         batch_op.create_index(batch_op.f('ix_service_request_category'), ['category'], unique=False)
         batch_op.create_index(batch_op.f('ix_service_request_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_service_request_due_at'), ['due_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_service_request_finished_at'), ['finished_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_service_request_status'), ['status'], unique=False)
+
+    op.create_table('contact_access',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('request_id', sa.String(length=36), nullable=False),
+    sa.Column('actor', sa.String(length=64), nullable=False),
+    sa.Column('purpose', sa.String(length=32), nullable=False),
+    sa.Column('at', services.common.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['request_id'], ['service_request.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('contact_access', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_contact_access_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_contact_access_request_id'), ['request_id'], unique=False)
 
     op.create_table('feedback',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('request_id', sa.String(length=36), nullable=False),
     sa.Column('rating', sa.Integer(), nullable=False),
     sa.Column('thanks', sa.Boolean(), nullable=False),
+    sa.Column('resolved', sa.Boolean(), nullable=False),
     sa.Column('comment', sa.String(length=500), nullable=False),
     sa.Column('created_at', services.common.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['request_id'], ['service_request.id'], ),
@@ -120,6 +166,7 @@ def upgrade():
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('request_id', sa.String(length=36), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('event', sa.String(length=24), nullable=True),
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('note', sa.String(length=500), nullable=False),
     sa.Column('at', services.common.db.UTCDateTime(), nullable=False),
@@ -139,13 +186,21 @@ def downgrade():
 
     op.drop_table('status_change')
     op.drop_table('feedback')
+    with op.batch_alter_table('contact_access', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_contact_access_request_id'))
+        batch_op.drop_index(batch_op.f('ix_contact_access_at'))
+
+    op.drop_table('contact_access')
     with op.batch_alter_table('service_request', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_service_request_status'))
+        batch_op.drop_index(batch_op.f('ix_service_request_finished_at'))
+        batch_op.drop_index(batch_op.f('ix_service_request_due_at'))
         batch_op.drop_index(batch_op.f('ix_service_request_created_at'))
         batch_op.drop_index(batch_op.f('ix_service_request_category'))
         batch_op.drop_index(batch_op.f('ix_service_request_building_code'))
 
     op.drop_table('service_request')
+    op.drop_table('staff_member')
     op.drop_table('processed_message')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_published_at'))

@@ -1,0 +1,242 @@
+"""Staff accounts, sign-in and scope.
+
+Passwords are argon2id hashes. Sign-in failures are counted in Redis per
+account and per address; past the limit every attempt gets the same 429,
+whether the account exists or not. A session holds the staff id and the
+account's session epoch: signing out (or a password change) bumps the
+epoch and every older cookie stops working. The bootstrap admin token
+(LINLI_ADMIN_TOKEN) stays for automation and acts as an admin.
+
+Scope: an admin sees everything, a grid leader their grid, a hallway
+leader their stairwells. Every query of requests goes through
+`Scope.where()`, every request by id through `Scope.allows()`."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import click
+import redis
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app, g, request, session
+from sqlalchemy import and_, false, or_, select, true
+
+from services.common.db import utcnow
+from services.common.queueing import REDIS_TIMEOUT
+
+from .models import Building, ServiceRequest, StaffMember
+
+log = logging.getLogger(__name__)
+hasher = PasswordHasher()
+# Verified against when the username is unknown, so that a wrong username
+# costs the same time as a wrong password.
+_DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
+ROLES = ("admin", "grid_leader", "hallway_leader")
+MIN_PASSWORD = 10
+
+
+@dataclass(frozen=True)
+class Scope:
+    role: str
+    grid: str | None = None
+    stairwells: tuple[str, ...] = field(default_factory=tuple)  # "building:unit"
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+    def where(self):
+        """A filter on ServiceRequest for this scope."""
+        if self.admin:
+            return true()
+        if self.role == "grid_leader":
+            return ServiceRequest.building_code.in_(select(Building.code).where(Building.grid == self.grid))
+        pairs = [s.split(":", 1) for s in self.stairwells]
+        if not pairs:
+            return false()
+        return or_(*(and_(ServiceRequest.building_code == b, ServiceRequest.unit == u) for b, u in pairs))
+
+    def allows_place(self, building: Building | None, unit: str | None) -> bool:
+        if self.admin:
+            return True
+        if building is None:
+            return False
+        if self.role == "grid_leader":
+            return building.grid == self.grid
+        return f"{building.code}:{unit}" in self.stairwells
+
+    def allows(self, req: ServiceRequest) -> bool:
+        return self.allows_place(req.building, req.unit)
+
+    def grids(self, all_grids: list[str]) -> list[str]:
+        return all_grids if self.admin else [self.grid] if self.grid else []
+
+
+def scope_of(staff: StaffMember | None) -> Scope:
+    if staff is None:  # the bootstrap token
+        return Scope("admin")
+    return Scope(staff.role, staff.grid, tuple(staff.stairwells or ()))
+
+
+# --- sign-in limits (Redis) ---
+
+
+def _limiter() -> redis.Redis:
+    client = current_app.extensions.get("limiter_redis")
+    if client is None:
+        client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=REDIS_TIMEOUT,
+                                      socket_connect_timeout=REDIS_TIMEOUT)
+        current_app.extensions["limiter_redis"] = client
+    return client
+
+
+def _keys(username: str) -> dict[str, str]:
+    # Hashed: the key names no account and no address in Redis.
+    acct = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+    addr = hashlib.sha256((request.remote_addr or "").encode()).hexdigest()[:32]
+    return {"LOGIN_LIMIT_ACCOUNT": f"linli:login:acct:{acct}", "LOGIN_LIMIT_ADDRESS": f"linli:login:addr:{addr}"}
+
+
+def locked_out(username: str) -> bool:
+    cfg = current_app.config
+    keys = _keys(username)
+    try:
+        counts = _limiter().mget(list(keys.values()))
+    except redis.RedisError as exc:
+        # Fail open: an outage must not lock the office out; argon2's cost
+        # still bounds guessing, and the event is logged.
+        log.warning("sign-in limiter unavailable", extra={"error": type(exc).__name__})
+        return False
+    return any(int(c or 0) >= cfg[limit] for limit, c in zip(keys, counts, strict=True))
+
+
+def count_failure(username: str) -> None:
+    window = current_app.config["LOGIN_WINDOW_SECONDS"]
+    try:
+        pipe = _limiter().pipeline()
+        for key in _keys(username).values():
+            pipe.incr(key)
+            pipe.expire(key, window, nx=True)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("sign-in limiter unavailable", extra={"error": type(exc).__name__})
+
+
+def clear_failures(username: str) -> None:
+    try:
+        _limiter().delete(_keys(username)["LOGIN_LIMIT_ACCOUNT"])
+    except redis.RedisError:
+        pass
+
+
+def authenticate(db_session, username: str, password: str) -> StaffMember | None:
+    staff = db_session.scalar(select(StaffMember).where(StaffMember.username == username.strip().lower()))
+    try:
+        hasher.verify(staff.password_hash if staff else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if staff is None or not staff.active:
+        return None
+    if hasher.check_needs_rehash(staff.password_hash):
+        staff.password_hash = hasher.hash(password)
+    return staff
+
+
+def start_session(staff: StaffMember) -> None:
+    """A fresh session on every sign-in (no fixation): nothing the browser
+    held before survives, and the cookie is new."""
+    session.clear()
+    session.permanent = True
+    session["staff"] = staff.id
+    session["epoch"] = staff.session_epoch
+    session["sid"] = secrets.token_urlsafe(16)
+    staff.last_login_at = utcnow()
+
+
+def end_session(staff: StaffMember) -> None:
+    staff.session_epoch += 1
+    session.clear()
+
+
+def current_staff(db_session) -> StaffMember | None:
+    staff_id = session.get("staff")
+    if not isinstance(staff_id, int):
+        return None
+    staff = db_session.get(StaffMember, staff_id)
+    if staff is None or not staff.active or session.get("epoch") != staff.session_epoch:
+        return None
+    return staff
+
+
+def bearer_admin() -> bool:
+    header = request.headers.get("Authorization", "")
+    expected = current_app.config.get("ADMIN_TOKEN")
+    return bool(expected and header.startswith("Bearer ")
+                and hmac.compare_digest(header[7:].encode(), expected.encode()))
+
+
+def identify(db_session) -> bool:
+    """Set g.staff and g.scope from the session or the admin token."""
+    if bearer_admin():
+        g.staff, g.scope, g.actor = None, Scope("admin"), "admin-token"
+        return True
+    staff = current_staff(db_session)
+    if staff is None:
+        return False
+    g.staff, g.scope, g.actor = staff, scope_of(staff), staff.actor
+    return True
+
+
+def session_lifetime(app) -> None:
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["STAFF_SESSION_HOURS"])
+
+
+# --- accounts ---
+
+
+def create(db_session, username: str, password: str, role: str, name: str, grid: str | None = None,
+           stairwells: list[str] | None = None) -> StaffMember:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
+    if role == "grid_leader" and not grid:
+        raise ValueError("a grid leader needs --grid")
+    if role == "hallway_leader" and not stairwells:
+        raise ValueError("a hallway leader needs --stairwell building:unit (one or more)")
+    staff = db_session.scalar(select(StaffMember).where(StaffMember.username == username.lower())) \
+        or StaffMember(username=username.lower())
+    staff.display_name, staff.role, staff.grid = name, role, grid if role == "grid_leader" else None
+    staff.stairwells = list(stairwells or []) if role == "hallway_leader" else []
+    staff.password_hash = hasher.hash(password)
+    staff.session_epoch = (staff.session_epoch or 0) + 1  # a new password signs everyone out
+    staff.active = True
+    db_session.add(staff)
+    return staff
+
+
+def register_commands(app) -> None:
+    @app.cli.command("create-staff")
+    @click.option("--username", required=True)
+    @click.option("--role", type=click.Choice(ROLES), default="admin", show_default=True)
+    @click.option("--name", default="", help="Shown in the console and the timeline.")
+    @click.option("--grid", default=None, help="A grid leader's grid code.")
+    @click.option("--stairwell", "stairwells", multiple=True, help="A hallway leader's building:unit.")
+    @click.password_option(envvar="LINLI_STAFF_PASSWORD")
+    def create_staff(username, role, name, grid, stairwells, password):
+        """Create (or reset) a staff account; the first admin comes from here."""
+        db = current_app.extensions["db"]
+        try:
+            staff = create(db.Session(), username, password, role, name or username, grid, list(stairwells))
+            created = staff.username
+            db.Session.commit()
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+        finally:
+            db.Session.remove()
+        click.echo(f"staff account {created} ({role}) ready")
