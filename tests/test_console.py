@@ -20,7 +20,8 @@ PASSWORD = "correct horse battery"
 RESIDENT = {"category": "haircut", "description": "想在家理个发", "unit": "1", "room": "302",
             "contact_name": "张桂兰", "contact_phone": "13812341234", "mode": "home", "urgency": "normal",
             "consent": True}
-G1_BUILDING, G2_BUILDING = "3", "14"  # grids G1 and G2 of the demo community
+G1_BUILDING, G2_BUILDING = "3", "14"
+COOKIE = "linli_requests_session"  # grids G1 and G2 of the demo community
 
 
 @pytest.fixture
@@ -149,19 +150,19 @@ def test_sign_in_is_rate_limited_per_address(make_app):
 def test_session_is_renewed_at_sign_in_and_revoked_at_sign_out(app):
     client = app.test_client()
     client.get("/staff/login")
-    before = client.get_cookie("session").value  # what an attacker could have planted
+    before = client.get_cookie(COOKIE).value  # what an attacker could have planted
     _, resp = sign_in(app, "admin", client=client)
-    after = client.get_cookie("session").value
+    after = client.get_cookie(COOKIE).value
     assert resp.status_code == 303 and after != before
     cookie_header = resp.headers["Set-Cookie"]
     assert "HttpOnly" in cookie_header and "SameSite=Lax" in cookie_header
     # The planted (pre-sign-in) cookie does not become a signed-in session.
     attacker = app.test_client()
-    attacker.set_cookie("session", before)
+    attacker.set_cookie(COOKIE, before)
     assert attacker.get("/staff/").status_code == 302
     # A copy of the signed-in cookie stops working once its owner signs out.
     thief = app.test_client()
-    thief.set_cookie("session", after)
+    thief.set_cookie(COOKIE, after)
     assert thief.get("/staff/").status_code == 200
     page = client.get("/staff/")
     client.post("/staff/logout", data={"csrf_token": csrf_token(page.text)})
@@ -212,8 +213,10 @@ def test_grid_leader_cannot_open_or_act_on_another_grid(app):
     mine, theirs = submit(app, G1_BUILDING), submit(app, G2_BUILDING)
     g1 = signed_in(app, "g1")
     assert g1.get(f"/staff/requests/{mine}").status_code == 200
-    assert g1.get(f"/staff/requests/{theirs}").status_code == 403
-    assert g1.get(f"/api/v1/staff/requests/{theirs}").status_code == 403
+    page = g1.get(f"/staff/requests/{theirs}")
+    assert page.status_code == 403 and "社区办公室" in page.text and "13812341234" not in page.text
+    api = g1.get(f"/api/v1/staff/requests/{theirs}")
+    assert api.status_code == 403 and api.get_json()["message"] == "outside your area"
     page = g1.get(f"/staff/requests/{mine}")
     for name, form in (("take", {}), ("close", {"note": "不是我的"}), ("contact", {}),
                        ("escalate", {"level": "3"}), ("extend", {"working_days": "2", "note": "等配件"})):

@@ -97,6 +97,12 @@ def test_the_portal_runs_a_task_to_completion_and_asks_for_a_correction(world):
     token = csrf_token(stranger.get("/me").get_data(as_text=True))
     assert stranger.post(f"/me/tasks/{task.id}/start", data={"csrf_token": token}).status_code == 404
 
+    # The printable sheet lists the task (the contact needs intake, not running here: masked).
+    sheet = client.get("/me/sheet")
+    assert sheet.status_code == 200 and sheet.headers["Cache-Control"] == "no-store"
+    assert 'class="sheet-item"' in sheet.get_data(as_text=True) and "138****1234" in sheet.get_data(as_text=True)
+    assert "sheet-item" not in stranger.get("/me/sheet").get_data(as_text=True)
+
     token = csrf_token(client.get("/me").get_data(as_text=True))
     assert client.post(f"/me/tasks/{task.id}/start", data={"csrf_token": token}).status_code == 303
     bad = client.post(f"/me/tasks/{task.id}/complete", data={"minutes": "-5", "csrf_token": token})

@@ -3,7 +3,7 @@ configuration (defaults, environment, test mapping), database, web
 plumbing, CSRF, Celery, and the outbox for services that emit events."""
 from __future__ import annotations
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 from flask_smorest import Api
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
@@ -27,6 +27,17 @@ def service_app(import_name: str, config: dict, test_config: dict | None, outbox
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
         return render_template("csrf_error.html"), 400
+
+    def error_page(exc):
+        """People get a page that says what happened and whom to call;
+        API clients keep flask-smorest's JSON errors."""
+        api = app.extensions.get("openapi")
+        if api is not None and request.path.startswith(("/api/", "/open311")):
+            return api.handle_http_exception(exc)
+        return render_template("error.html", code=exc.code), exc.code
+
+    for code in (403, 404, 405, 429, 500):
+        app.register_error_handler(code, error_page)
 
     celery_app = celery_init_app(app, service)
     if outbox_model is not None:

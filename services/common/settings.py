@@ -69,6 +69,10 @@ def base_config(service: str) -> dict:
         "BABEL_DEFAULT_LOCALE": "zh_CN",
         "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
         "WTF_CSRF_TIME_LIMIT": None,  # never lose a half-filled form to a time-out
+        # Cookies ignore ports: locally every service is 127.0.0.1, so each
+        # names its session cookie, or a volunteer's sign-in would end a
+        # staff member's session in the same browser.
+        "SESSION_COOKIE_NAME": f"linli_{service}_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env.get("LINLI_SECURE_COOKIES", "0") == "1",

@@ -27,4 +27,6 @@ def load() -> dict:
     # make run's demo staff accounts (office, grid1, hall-3-1) sign in with this.
     cfg["DEMO_STAFF_PASSWORD"] = os.environ.get("LINLI_DEMO_STAFF_PASSWORD") or None
     cfg["STAFF_SESSION_HOURS"] = int(os.environ.get("LINLI_STAFF_SESSION_HOURS", "10"))
+    # How often the tracking page asks for news (milliseconds) when scripts run.
+    cfg["TRACK_POLL_MS"] = int(os.environ.get("LINLI_TRACK_POLL_MS", "5000"))
     return cfg

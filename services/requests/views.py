@@ -6,11 +6,13 @@ import hashlib
 import logging
 import secrets
 
+import segno
 from flask import Blueprint as WebBlueprint
 from flask import current_app, g, redirect, render_template, request, url_for
 from flask.views import MethodView
 from flask_babel import lazy_gettext as _l
 from flask_smorest import Blueprint, abort
+from markupsafe import Markup
 from marshmallow import ValidationError
 from sqlalchemy import select
 
@@ -123,13 +125,39 @@ NOTICES = {
 }
 
 
+# What happens next, in plain words, under the status.
+NEXT_STEPS = {
+    "submitted": _l("We are looking for a neighbour volunteer. This page shows who takes it."),
+    "matching": _l("We are looking for a neighbour volunteer. This page shows who takes it."),
+    "offered": _l("A volunteer has been asked. This page shows when they accept."),
+    "assigned": _l("The volunteer will contact you to arrange a time."),
+    "in_progress": _l("The volunteer is working on it."),
+    "completed": _l("Done. Please tell us below whether your problem is solved."),
+}
+
+
+def _live_context(req: ServiceRequest) -> dict:
+    return {"req": req, "category": contract.CATEGORY_BY_CODE[req.category], "labels": STATUS_LABELS,
+            "messages": _inbox(req), "next_step": NEXT_STEPS.get(req.status)}
+
+
 def _tracking_page(req: ServiceRequest, notice=None, errors=None, status: int = 200):
     return render_template(
-        "track.html", req=req, category=contract.CATEGORY_BY_CODE[req.category], labels=STATUS_LABELS,
-        messages=_inbox(req), new=request.args.get("new") == "1", notice=notice, errors=errors or {},
-        can_cancel=req.status not in models.FINAL,
+        "track.html", **_live_context(req), new=request.args.get("new") == "1", notice=notice,
+        errors=errors or {}, can_cancel=req.status not in models.FINAL,
         can_rate=req.status in ("completed", "closed") and req.feedback is None,
+        live_every=current_app.config["TRACK_POLL_MS"],
     ), status
+
+
+@web.get("/track/<code>/live")
+def track_live(code: str):
+    """The changing part of the tracking page, for its script (no reload)."""
+    req = _find(code)
+    if req is None:
+        return {"error": "not found"}, 404
+    return {"status": req.status, "final": req.status in ("closed", "cancelled"),
+            "html": render_template("_track_live.html", **_live_context(req))}
 
 
 @web.post("/track/<code>/cancel")
@@ -158,6 +186,24 @@ def feedback_form(code: str):
         return _tracking_page(req, status=409)
     _session().commit()
     return redirect(url_for("web.track", code=req.tracking_code, done="feedback"), 303)
+
+
+@web.get("/posters")
+def posters():
+    """One printable poster per building, for the stairwell notice boards."""
+    buildings = sorted(_session().scalars(select(Building)).all(), key=lambda b: (len(b.code), b.code))
+    return render_template("posters.html", buildings=buildings)
+
+
+@web.get("/posters/<code>")
+def poster(code: str):
+    """A4: a QR code that opens the form with this building chosen."""
+    building = _session().get(Building, code)
+    if building is None:
+        return render_template("not_found.html"), 404
+    url = f"{current_app.config['REQUESTS_URL']}/?building={building.code}"
+    qr = segno.make(url, error="m").svg_inline(scale=8, omitsize=True)
+    return render_template("poster.html", building=building, url=url, qr=Markup(qr))
 
 
 def _inbox(req: ServiceRequest) -> list[dict]:

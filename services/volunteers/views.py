@@ -291,6 +291,31 @@ def _portal(outcome=None, errors=None, status=200):
     ), status
 
 
+@web.get("/me/sheet")
+@volunteer_required
+def task_sheet():
+    """A printable sheet of the volunteer's open tasks — home visits and the
+    station sessions they run, in time order — for volunteers who would
+    rather carry paper than a phone."""
+    vol, db = g.volunteer, _db()
+    tasks = db.scalars(select(Assignment).where(Assignment.volunteer_id == vol.id,
+                                                Assignment.status.in_(("active", "started")))).all()
+    bookings = {b.id: b for b in db.scalars(select(Booking).where(
+        Booking.id.in_([t.booking_id for t in tasks if t.booking_id]))).all()}
+    far_future = datetime.max.replace(tzinfo=SHANGHAI)
+
+    def when(t):
+        booking = bookings.get(t.booking_id)
+        return booking.starts_at if booking else t.complete_by or far_future
+
+    rows = [(t, bookings.get(t.booking_id), _contact(t.request_id, vol.id)) for t in sorted(tasks, key=when)]
+    response = current_app.make_response(render_template(
+        "task_sheet.html", vol=vol, rows=rows, categories=contract.CATEGORY_BY_CODE,
+        printed_at=utcnow()))
+    response.headers["Cache-Control"] = "no-store"  # residents' contacts
+    return response
+
+
 def _inbox(volunteer_id: int) -> list[dict]:
     """The volunteer's in-app messages, from notify's API (the portal works
     without them when notify is unreachable)."""
