@@ -8,6 +8,9 @@ import sys
 
 from services.common.settings import port
 
+# Web requests return right after their commit; a thread publishes the events.
+os.environ.setdefault("LINLI_PUBLISH_IN_BACKGROUND", "1")
+
 _service = next((a.split(":")[0].split(".")[1] for a in sys.argv if a.startswith("services.")), "requests")
 
 bind = f"{os.environ.get('LINLI_BIND', '127.0.0.1')}:{port(_service)}"

@@ -1,4 +1,6 @@
 """The outbox and the idempotent consumer, on SQLite and PostgreSQL."""
+import base64
+import json
 import time
 import uuid
 from datetime import timedelta
@@ -150,3 +152,31 @@ def test_a_request_matching_never_answered_is_sent_again(make_app, unit_redis):
     run(app, intake_tasks.status_changed, status_message(request_id, "offered"))
     with app.app_context():
         assert resend_unanswered(session, outbox, key, timedelta(0)) == 0  # answered: nothing more
+
+
+def test_web_processes_publish_from_a_thread_once_and_in_order(make_app, backend, unit_redis):
+    from tests.receivers import wait_for
+
+    app = make_app("requests", backend=backend, PUBLISH_IN_BACKGROUND=True)
+    client = app.test_client()
+    ids = [client.post("/api/v1/requests", json=GOOD).json["id"] for _ in range(30)]
+    outbox = app.extensions["outbox"]
+    wait_for(lambda: outbox.pending() == 0, timeout=10, what="the publisher thread to send every event")
+    bodies = [json.loads(base64.b64decode(json.loads(raw)["body"]))  # Celery's (args, kwargs, embed)
+              for raw in reversed(unit_redis.lrange("volunteers", 0, -1))]
+    sent = [contract.open_envelope(contract.REQUEST_SUBMITTED, args[0])[1]["request_id"] for args, _, _ in bodies]
+    assert [str(i) for i in sent] == ids  # every event once, in commit order
+
+
+def test_a_background_publish_that_fails_leaves_the_event_for_the_relay(make_app, unit_redis):
+    from tests.receivers import wait_for
+
+    down = make_app("requests", REDIS_URL=DOWN_REDIS_URL, PUBLISH_IN_BACKGROUND=True)
+    started = time.monotonic()
+    assert down.test_client().post("/api/v1/requests", json=GOOD).status_code == 201
+    assert time.monotonic() - started < 10
+    outbox = down.extensions["outbox"]
+    with down.app_context():
+        wait_for(lambda: down.extensions["db"].Session.scalar(select(OutboxMessage.attempts)) == 1, timeout=10,
+                 what="the failed attempt recorded")
+    assert outbox.pending() == 1

@@ -41,7 +41,8 @@ def service_app(import_name: str, config: dict, test_config: dict | None, outbox
 
     celery_app = celery_init_app(app, service)
     if outbox_model is not None:
-        app.extensions["outbox"] = Outbox(outbox_model, db, celery_app, source=service)
+        app.extensions["outbox"] = Outbox(outbox_model, db, celery_app, source=service,
+                                          background=app.config["PUBLISH_IN_BACKGROUND"])
     return app
 
 

@@ -7,10 +7,19 @@ transaction commits.
 - A failed publish (Redis down or frozen) leaves the row pending; the
   periodic relay sends it later. Nothing is lost; a message may go twice
   (crash between send and mark), which idempotent consumers absorb.
+- Web processes publish from a thread of their own (BackgroundPublisher):
+  the request returns right after its commit, and the "published" marks of
+  a burst go to the database in one UPDATE. A process that dies with
+  events still in that thread's queue loses nothing: they are rows, and
+  the relay sends them after the grace period.
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
+import threading
 from datetime import datetime, timedelta
 
 from sqlalchemy import JSON, Integer, String, event, func, select, update
@@ -39,12 +48,67 @@ class OutboxMixin:
     last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
+class BackgroundPublisher:
+    """One thread per process that publishes committed events in order,
+    up to BATCH at a time. Started on first use in each process (gunicorn
+    forks its workers after loading the app, and threads do not survive a
+    fork)."""
+
+    BATCH = 200
+
+    def __init__(self, outbox: "Outbox"):
+        self.outbox = outbox
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.pid: int | None = None
+        self.lock = threading.Lock()
+
+    def submit(self, staged: list[tuple[str, dict]]) -> None:
+        if self.pid != os.getpid():
+            with self.lock:
+                if self.pid != os.getpid():
+                    self.queue = queue.SimpleQueue()  # a forked child starts empty
+                    threading.Thread(target=self._run, name="outbox-publisher", daemon=True).start()
+                    atexit.register(self.drain)
+                    self.pid = os.getpid()
+        self.queue.put(staged)
+
+    def _take(self, first: list) -> list:
+        batch = list(first)
+        try:
+            while len(batch) < self.BATCH:
+                batch.extend(self.queue.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take(self.queue.get())
+            try:
+                self.outbox.publish_committed(batch)
+            except Exception:  # the rows stay pending: the relay sends them
+                log.exception("background publish failed", extra={"events": len(batch)})
+
+    def drain(self) -> None:
+        """At a graceful exit, send what is still queued (the relay would,
+        a few seconds later)."""
+        try:
+            batch = self._take(self.queue.get_nowait())
+        except queue.Empty:
+            return
+        try:
+            self.outbox.publish_committed(batch)
+        except Exception:
+            log.warning("publish at exit failed; the relay sends the rest", extra={"events": len(batch)})
+
+
 class Outbox:
-    def __init__(self, model, database, celery_app, source: str):
+    def __init__(self, model, database, celery_app, source: str, background: bool = False):
         self.model = model
         self.db = database
         self.celery = celery_app
         self.source = source
+        self.publisher = BackgroundPublisher(self) if background else None
         event.listen(database.Session, "after_commit", self._after_commit)
         event.listen(database.Session, "after_rollback", self._after_rollback)
 
@@ -57,7 +121,9 @@ class Outbox:
 
     def _after_commit(self, session: Session) -> None:
         staged = session.info.pop("outbox_staged", None)
-        if staged:
+        if staged and self.publisher is not None:
+            self.publisher.submit(staged)
+        elif staged:
             self.publish_committed(staged)
 
     def _after_rollback(self, session: Session) -> None:

@@ -77,6 +77,9 @@ def base_config(service: str) -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env.get("LINLI_SECURE_COOKIES", "0") == "1",
         "HTTP_TIMEOUT": float(env.get("LINLI_HTTP_TIMEOUT", "3")),
+        # Web processes publish events from a thread (deploy/gunicorn.conf.py
+        # turns it on); workers publish in line, after their own commit.
+        "PUBLISH_IN_BACKGROUND": env.get("LINLI_PUBLISH_IN_BACKGROUND", "0") == "1",
         # Key of the requester's phone digest; the same in intake and matching.
         "PHONE_DIGEST_KEY": env.get("LINLI_PHONE_DIGEST_KEY") or env.get("LINLI_SECRET_KEY") or "linli-phone",
     }
