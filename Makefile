@@ -6,7 +6,7 @@ export LINLI_DATA_DIR ?= $(CURDIR)/var/data
 # The Procfile's commands (gunicorn, celery, flask) come from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run seed lint test test-unit bench bench-matching chaos openapi translations translations-update clean
+.PHONY: install run seed lint test test-unit bench bench-stages bench-matching chaos openapi translations translations-update clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench: install
 	$(BIN)/python -m bench.run --backend postgresql
 
 # Prints figures and writes bench/results/matching.json; asserts nothing about time.
+# What each step of one request costs, in-process (bench/stages.py).
+bench-stages: install
+	$(BIN)/python -m bench.stages
+
 bench-matching: install
 	$(BIN)/python -m bench.matching
 
