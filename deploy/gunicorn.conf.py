@@ -8,9 +8,6 @@ import sys
 
 from services.common.settings import port
 
-# Web requests return right after their commit; a thread publishes the events.
-os.environ.setdefault("LINLI_PUBLISH_IN_BACKGROUND", "1")
-
 _service = next((a.split(":")[0].split(".")[1] for a in sys.argv if a.startswith("services.")), "requests")
 
 bind = f"{os.environ.get('LINLI_BIND', '127.0.0.1')}:{port(_service)}"
@@ -19,4 +16,8 @@ worker_class = "sync"
 timeout = 30
 graceful_timeout = 20
 proc_name = f"linli-{_service}"
+# Web requests return right after their commit; a thread publishes the
+# events (services/common/outbox.py). Gunicorn puts it in the environment
+# before the app loads; an operator's own setting wins.
+raw_env = [] if "LINLI_PUBLISH_IN_BACKGROUND" in os.environ else ["LINLI_PUBLISH_IN_BACKGROUND=1"]
 accesslog = None  # the app logs each request itself, without query strings

@@ -121,6 +121,15 @@ def test_gunicorn_binds_each_service_to_its_port(monkeypatch, service, port):
     assert runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))["bind"] == "0.0.0.0:9999"
 
 
+def test_web_processes_publish_in_the_background_unless_the_operator_says_otherwise(monkeypatch):
+    monkeypatch.delenv("LINLI_PUBLISH_IN_BACKGROUND", raising=False)
+    conf = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
+    assert conf["raw_env"] == ["LINLI_PUBLISH_IN_BACKGROUND=1"]
+    assert "LINLI_PUBLISH_IN_BACKGROUND" not in os.environ  # reading the config changes nothing here
+    monkeypatch.setenv("LINLI_PUBLISH_IN_BACKGROUND", "0")
+    assert runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))["raw_env"] == []
+
+
 def test_dockerfile_builds_one_image_that_runs_as_a_user():
     text = (ROOT / "Dockerfile").read_text()
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
