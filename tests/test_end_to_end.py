@@ -263,6 +263,23 @@ def test_staff_console_proxy_intake_and_reassign(system):
     log = staff.get(f"{urls['requests']}/staff/access-log", timeout=5).text
     assert code in log and "一网格网格长" in log
 
+    # The office changes a volunteer's capacity and services; matching's worker applies it.
+    form = staff.get(f"{urls['requests']}/staff/volunteers/{chen}", timeout=5)
+    assert form.status_code == 200 and "陈美华" in form.text
+    bad = staff.post(f"{urls['requests']}/staff/volunteers/{chen}", timeout=10,
+                     data={"capacity": "11", "csrf_token": csrf_token(form.text)})
+    assert bad.status_code == 422 and 'id="capacity-error"' in bad.text and 'id="skills-error"' in bad.text
+    saved = staff.post(f"{urls['requests']}/staff/volunteers/{chen}", timeout=10, data=[
+        ("capacity", "3"), ("skills", "haircut"), ("skills", "sharpening"), ("csrf_token", csrf_token(form.text))])
+    assert saved.status_code == 200 and "done=update" in saved.url
+    wait_for(lambda: (lambda v: v["capacity"] == 3 and sorted(v["skills"]) == ["haircut", "sharpening"])(
+        requests.get(f"{urls['volunteers']}/api/v1/volunteers/{chen}", headers=system.admin(), timeout=5).json()),
+        timeout=20, what="the volunteer's new capacity and services")
+    # Outside the grid leader's area: refused.
+    far = requests.post(f"{urls['volunteers']}/api/v1/volunteers", headers=system.admin(), timeout=5, json={
+        "name": "远方", "phone": "13900002333", "building": "60", "unit": "1", "skills": ["haircut"]}).json()["id"]
+    assert staff.get(f"{urls['requests']}/staff/volunteers/{far}", timeout=5).status_code == 403
+
 
 def test_no_personal_data_in_any_log(system):
     logs = system.all_logs()

@@ -643,6 +643,12 @@ def test_console_staff_actions_reassign_refuse_escalate_close_and_deactivate(wor
     assert all(o.status != "open" for o in world.offers(other.id))
     staff_action(world, action="deactivate", volunteer_id=first)
     assert world.session.get(Volunteer, first).active is False
+    staff_action(world, action="update", volunteer_id=first, capacity=4, skills=["haircut", "sharpening"])
+    changed = world.session.get(Volunteer, first)
+    assert (changed.capacity, sorted(changed.skill_codes)) == (4, ["haircut", "sharpening"])
+    with pytest.raises(contract.ContractError):  # an update that changes nothing is refused at the producer
+        contract.envelope(contract.STAFF_ACTION, {"action": "update", "actor": "staff:1", "volunteer_id": first},
+                          source="requests")
     # What the console reads back: offers, assignments, escalations.
     detail = world.app.test_client().get(f"/api/v1/requests/{req.id}", headers=STAFF).json
     assert [a["volunteer_id"] for a in detail["assignments"] if a["status"] != "cancelled"] == [second]

@@ -206,7 +206,7 @@ class NotificationRequested(Schema):
 
 
 STAFF_REQUEST_ACTIONS = ("assign", "escalate", "close")
-STAFF_VOLUNTEER_ACTIONS = ("activate", "deactivate")
+STAFF_VOLUNTEER_ACTIONS = ("activate", "deactivate", "update")
 
 
 class StaffAction(Schema):
@@ -218,6 +218,10 @@ class StaffAction(Schema):
     level = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(1, 3))
     actor = fields.String(required=True, validate=validate.Length(1, 64))  # staff:<id>
     note = fields.String(load_default="", validate=validate.Length(0, 500))
+    # update: what the office changed about a volunteer.
+    capacity = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(1, 10))
+    skills = fields.List(fields.String(validate=validate.OneOf(VOLUNTEER_SKILLS)), load_default=None,
+                         allow_none=True, validate=validate.Length(1, len(VOLUNTEER_SKILLS)))
 
     @validates_schema
     def _targets(self, data, **kwargs):
@@ -225,6 +229,8 @@ class StaffAction(Schema):
             raise ValidationError("A request action names its request.", "request_id")
         if data["action"] in ("assign",) + STAFF_VOLUNTEER_ACTIONS and not data.get("volunteer_id"):
             raise ValidationError("This action names a volunteer.", "volunteer_id")
+        if data["action"] == "update" and data.get("capacity") is None and not data.get("skills"):
+            raise ValidationError("An update changes the capacity or the skills.", "capacity")
 
 
 class StaffActionRefused(Schema):

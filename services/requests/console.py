@@ -33,6 +33,7 @@ from .schemas import (
     QueueQuery,
     ReasonIn,
     ReassignIn,
+    VolunteerEditIn,
 )
 from .views import STATUS_LABELS, timer_for
 
@@ -500,14 +501,55 @@ def volunteers():
     if fmt in tables.FORMATS:
         return tables.download(tables.table(VOLUNTEER_HEADER, rows, fmt), f"volunteers.{fmt}", fmt)
     return render_template("console_volunteers.html", vols=vols, can_edit=g.scope.role != "hallway_leader",
-                           volunteers_url=current_app.config["VOLUNTEERS_URL"])
+                           done=VOLUNTEER_DONE.get(request.args.get("done", "")))
+
+
+VOLUNTEER_DONE = {
+    "update": _l("Sent to the volunteers service; the list shows the change in a moment."),
+    "activate": _l("Sent to the volunteers service; the list shows the change in a moment."),
+    "deactivate": _l("Sent to the volunteers service; the list shows the change in a moment."),
+}
+
+
+def editable_volunteer(volunteer_id: int) -> dict:
+    """A volunteer this staff member may change: admin, or their grid's."""
+    found = next((v for v in _scoped_volunteers() if v["id"] == volunteer_id), None)
+    if g.scope.role == "hallway_leader" or found is None:
+        abort(403)
+    return found
+
+
+def _volunteer_form(vol: dict, values: dict, errors: dict, status: int = 200):
+    return render_template("console_volunteer.html", vol=vol, values=values, errors=errors,
+                           skills=[c for c in contract.CATEGORIES if not c.staff_only]), status
+
+
+@console.get("/volunteers/<id:volunteer_id>")
+def volunteer_edit(volunteer_id):
+    vol = editable_volunteer(volunteer_id)
+    return _volunteer_form(vol, {"capacity": vol["capacity"], "skills": vol["skills"]}, {})
+
+
+@console.post("/volunteers/<id:volunteer_id>")
+def volunteer_update(volunteer_id):
+    """Capacity and services, changed by matching (the registry's owner)."""
+    vol = editable_volunteer(volunteer_id)
+    values = {"capacity": request.form.get("capacity", ""), "skills": request.form.getlist("skills")}
+    try:
+        data = VolunteerEditIn().load({k: v for k, v in values.items() if v not in ("", [])})
+    except ValidationError as exc:
+        return _volunteer_form(vol, values, exc.messages, 422)
+    models.staff_action(_session(), current_app.extensions["outbox"], None, "update", g.actor,
+                        volunteer_id=volunteer_id, capacity=data["capacity"], skills=data["skills"])
+    _session().commit()
+    log.info("volunteer update asked", extra={"volunteer_id": volunteer_id, "actor": g.actor})
+    return redirect(url_for("console.volunteers", done="update"), 303)
 
 
 @console.post("/volunteers/<id:volunteer_id>/active")
 def volunteer_active(volunteer_id):
     """Deactivate (no new offers) or activate again, through matching."""
-    if g.scope.role == "hallway_leader" or not any(v["id"] == volunteer_id for v in _scoped_volunteers()):
-        abort(403)
+    editable_volunteer(volunteer_id)
     action = "activate" if request.form.get("active") == "1" else "deactivate"
     models.staff_action(_session(), current_app.extensions["outbox"], None, action, g.actor,
                         volunteer_id=volunteer_id)

@@ -376,11 +376,12 @@ def give_feedback(session, outbox, req: ServiceRequest, data: dict, actor: str =
 
 
 def staff_action(session, outbox, req: ServiceRequest | None, action: str, actor: str, note: str = "",
-                 volunteer_id: int | None = None, level: int | None = None) -> None:
-    """Matching owns offers and assignments: the console asks, matching does."""
+                 volunteer_id: int | None = None, level: int | None = None, **changes) -> None:
+    """Matching owns offers, assignments and the registry: the console
+    asks, matching does."""
     outbox.emit(session, contract.STAFF_ACTION, {
         "action": action, "request_id": req.id if req else None, "volunteer_id": volunteer_id,
-        "level": level, "actor": actor, "note": note[:500]})
+        "level": level, "actor": actor, "note": note[:500], **changes})
 
 
 def take(req: ServiceRequest, actor: str) -> bool:

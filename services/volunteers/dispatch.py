@@ -499,8 +499,12 @@ class Dispatcher:
             vol = self.session.get(Volunteer, data["volunteer_id"])
             if vol is None:
                 raise LookupError("no such volunteer")
-            vol.active = action == "activate"
-            log.info(f"volunteer {action}d", extra={"volunteer_id": vol.id, "actor": actor})
+            if action == "update":
+                vol.apply({k: data[k] for k in ("capacity", "skills") if data.get(k) is not None},
+                          self.cfg["PHONE_DIGEST_KEY"])
+            else:
+                vol.active = action == "activate"
+            log.info(f"volunteer {action}", extra={"volunteer_id": vol.id, "actor": actor})
             return
         req = self.session.get(ServiceRequest, str(data["request_id"]))
         if req is None:
