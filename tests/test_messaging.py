@@ -151,7 +151,21 @@ def test_a_request_matching_never_answered_is_sent_again(make_app, unit_redis):
     assert unit_redis.llen("volunteers") == 2
     run(app, intake_tasks.status_changed, status_message(request_id, "offered"))
     with app.app_context():
-        assert resend_unanswered(session, outbox, key, timedelta(0)) == 0  # answered: nothing more
+        # Answered: nothing more while the status is fresh...
+        assert resend_unanswered(session, outbox, key, timedelta(0), still_after=timedelta(seconds=60)) == 0
+        # ...but an open status that has not moved for long is asked about again (a later
+        # answer, "assigned" say, may have been lost the same way).
+        req = session.get(ServiceRequest, request_id)
+        req.updated_at = req.resent_at = req.updated_at - timedelta(minutes=10)
+        session.commit()
+        assert resend_unanswered(session, outbox, key, timedelta(seconds=60)) == 1
+        session.commit()
+    # Matching retells the status intake has: the timeline does not grow.
+    retold = contract.envelope(contract.STATUS_CHANGED, {"request_id": request_id, "status": "offered",
+                                                         "actor": "matching", "note": ""}, source="volunteers")
+    assert run(app, intake_tasks.status_changed, retold) == "done"
+    with app.app_context():
+        assert [h.status for h in session.get(ServiceRequest, request_id).history] == ["submitted", "offered"]
 
 
 def test_web_processes_publish_from_a_thread_once_and_in_order(make_app, backend, unit_redis):

@@ -7,7 +7,7 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, or_, select
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, and_, or_, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.common import contract
@@ -321,19 +321,28 @@ def emit_submitted(session, outbox, req: ServiceRequest, digest_key: str) -> Non
     })
 
 
-def resend_unanswered(session, outbox, digest_key: str, after: timedelta) -> int:
+# Open statuses whose answer matching may have given and the broker lost.
+LIVE = ("matching", "offered", "assigned", "in_progress", "escalated")
+
+
+def resend_unanswered(session, outbox, digest_key: str, after: timedelta, still_after: timedelta | None = None) -> int:
     """A broker can lose a message it had already accepted (Redis hands it to
-    a worker that is killed before the delivery is recorded; a restart at the
-    wrong moment). Matching answers every request with a status change, so a
-    request still `submitted` after a while is sent again — under a new
-    envelope; matching receives a request once by its id."""
-    cutoff = utcnow() - after
+    a worker that is killed before the delivery is recorded). Matching
+    answers every request.submitted with the request's current status, so
+    intake sends again: a request still `submitted` after `after`, and an
+    open request whose status has not moved for `still_after` (5 × after by
+    default) — a lost "assigned" or "completed" would otherwise leave it
+    stale for good. Each under a new envelope; matching keeps one request
+    per id and only retells."""
+    now = utcnow()
+    cutoff, still_cutoff = now - after, now - (still_after if still_after is not None else after * 5)
     stale = session.scalars(select(ServiceRequest).where(
-        ServiceRequest.status == "submitted", ServiceRequest.created_at <= cutoff,
+        or_(and_(ServiceRequest.status == "submitted", ServiceRequest.created_at <= cutoff),
+            and_(ServiceRequest.status.in_(LIVE), ServiceRequest.updated_at <= still_cutoff)),
         or_(ServiceRequest.resent_at.is_(None), ServiceRequest.resent_at <= cutoff)).limit(200)).all()
     for req in stale:
         emit_submitted(session, outbox, req, digest_key)
-        req.resent_at = utcnow()
+        req.resent_at = now
     return len(stale)
 
 

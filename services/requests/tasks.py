@@ -41,6 +41,8 @@ def apply_status_change(session, data, env) -> None:
     req = session.get(ServiceRequest, str(data["request_id"]))
     if req is None:
         raise Permanent("no such request")
+    if data["status"] == req.status and not data["volunteer_name"] and not data["appointment_at"]:
+        return  # matching retelling what we know (intake asked again): nothing new for the timeline
     if not req.move_to(data["status"], actor=data["actor"], note=data["note"], event_at=env["occurred_at"]):
         log.info("stale status change ignored",
                  extra={"event_id": str(env["id"]), "from": req.status, "to": data["status"]})
