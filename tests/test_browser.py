@@ -196,8 +196,9 @@ def portal_pages(system, browser_context, phone: str) -> dict[str, str]:
     seen = len(system.hook.received)
     page.fill("#phone", phone)
     page.click("button[type=submit]")
-    post = wait_for(lambda: next((x for x in system.hook.received[seen:] if x["path"] == f"/v/{phone}"), None),
-                    timeout=30, what="the sign-in link")
+    # Not the first message to this volunteer, necessarily: an offer may come first.
+    post = wait_for(lambda: next((x for x in system.hook.received[seen:] if x["path"] == f"/v/{phone}"
+                                  and "/login/" in x["body"]["message"]), None), timeout=30, what="the sign-in link")
     page.goto(extract(r"(http://127\.0\.0\.1:\d+/login/[\w-]+)", post["body"]["message"]))
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/me"))
