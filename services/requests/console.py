@@ -463,6 +463,19 @@ def dashboard_tables(now: datetime) -> dict[str, dict]:
     return out
 
 
+# Column labels on the page; the downloads keep the stable keys.
+HEADER_LABELS = {
+    "grid": _l("Grid"), "category": _l("Service"), "requests": _l("Requests"), "week": _l("Week"),
+    "total": _l("Total"), "response_rate": _l("Response rate"), "resolution_rate": _l("Resolution rate"),
+    "satisfaction_rate": _l("Satisfaction rate"), "rated": _l("Rated"), "alert": _l("Alert"),
+    "median_hours_to_accept": _l("Median hours to accept"),
+    "median_hours_to_complete": _l("Median hours to complete"), "open": _l("Open"), "overdue": _l("Overdue"),
+    "month": _l("Month"), "confirmed_hours": _l("Confirmed hours"), "volunteers": _l("Volunteers"),
+    "rank": _l("Rank"), "name": _l("Name"), "hours": _l("Hours"), "tasks": _l("Tasks"),
+    "satisfaction < 85%": _l("⚠ satisfaction below 85%"),
+}
+
+
 @console.get("/dashboard")
 def dashboard():
     now = utcnow()
@@ -473,7 +486,8 @@ def dashboard():
             abort(404)
         return tables.download(tables.table(data[name]["header"], data[name]["rows"], fmt), f"{name}.{fmt}", fmt)
     alerts = [row for t in ("rates_by_grid", "rates_by_category") for row in data[t]["rows"] if row[-1]]
-    return render_template("console_dashboard.html", data=data, alerts=alerts)
+    return render_template("console_dashboard.html", data=data, alerts=alerts, labels=HEADER_LABELS,
+                           categories=contract.CATEGORY_BY_CODE)
 
 
 # --- volunteers ---
