@@ -133,17 +133,19 @@ def configure_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def require_token(*names: str) -> None:
-    """Staff/automation API guard: `Authorization: Bearer <token>` must
-    match one of the configured tokens; with none configured the API is
-    closed."""
+def bearer_matches(*names: str) -> bool:
+    """Whether `Authorization: Bearer <token>` carries one of the configured
+    tokens (by config name); none configured matches nothing."""
     header = request.headers.get("Authorization", "")
     given = header[7:] if header.startswith("Bearer ") else ""
-    for name in names:
-        expected = current_app.config.get(name)
-        if expected and given and hmac.compare_digest(given.encode(), expected.encode()):
-            return
-    abort(401, message="a valid bearer token is required")
+    return any(given and (expected := current_app.config.get(name))
+               and hmac.compare_digest(given.encode(), expected.encode()) for name in names)
+
+
+def require_token(*names: str) -> None:
+    """Staff/automation API guard; with no token configured the API is closed."""
+    if not bearer_matches(*names):
+        abort(401, message="a valid bearer token is required")
 
 
 class IdConverter(IntegerConverter):

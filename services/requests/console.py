@@ -452,12 +452,11 @@ def dashboard_tables(now: datetime) -> dict[str, dict]:
                      "rows": [[k, r.requests, _pct(r.response), _pct(r.resolution), _pct(r.satisfaction), r.rated,
                                "satisfaction < 85%" if r.alert else ""] for k, r in sorted(rates.items())]}
 
-    hours = []
-    for month in _months(now, 6):
+    hours, ranking = [], []
+    for month in _months(now, 6):  # oldest first: the loop ends on this month's ranking
         ranking = read_service("VOLUNTEERS_API_URL", f"/api/v1/hours/ranking?month={month}") or []
         hours.append([month, sum(float(r["hours"]) for r in ranking), len(ranking)])
     out["hours_by_month"] = {"header": ["month", "confirmed_hours", "volunteers"], "rows": hours}
-    ranking = read_service("VOLUNTEERS_API_URL", f"/api/v1/hours/ranking?month={_months(now, 1)[0]}") or []
     out["ranking"] = {"header": ["rank", "name", "hours", "tasks"],
                       "rows": [[r["rank"], r["name"], r["hours"], r["tasks"]] for r in ranking[:20]]}
     return out

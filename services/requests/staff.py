@@ -13,7 +13,6 @@ leader their stairwells. Every query of requests goes through
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from sqlalchemy import and_, false, or_, select, true
 
 from services.common.db import utcnow
 from services.common.queueing import REDIS_TIMEOUT
+from services.common.web import bearer_matches
 
 from .models import Building, ServiceRequest, StaffMember
 
@@ -173,16 +173,9 @@ def current_staff(db_session) -> StaffMember | None:
     return staff
 
 
-def bearer_admin() -> bool:
-    header = request.headers.get("Authorization", "")
-    expected = current_app.config.get("ADMIN_TOKEN")
-    return bool(expected and header.startswith("Bearer ")
-                and hmac.compare_digest(header[7:].encode(), expected.encode()))
-
-
 def identify(db_session) -> bool:
     """Set g.staff and g.scope from the session or the admin token."""
-    if bearer_admin():
+    if bearer_matches("ADMIN_TOKEN"):
         g.staff, g.scope, g.actor = None, Scope("admin"), "admin-token"
         return True
     staff = current_staff(db_session)

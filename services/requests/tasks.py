@@ -74,14 +74,9 @@ def relay_outbox():
     """Relay what is pending, and send again what matching never answered."""
     outbox = current_app.extensions["outbox"]
     sent = outbox.relay()
-    db = current_app.extensions["db"]
-    session = db.Session()
-    try:
-        resent = resend_unanswered(session, outbox, current_app.config["PHONE_DIGEST_KEY"],
-                                   timedelta(seconds=current_app.config["RESEND_AFTER_SECONDS"]))
-        session.commit()
-    finally:
-        db.Session.remove()
+    resent = _periodic(lambda session: resend_unanswered(
+        session, outbox, current_app.config["PHONE_DIGEST_KEY"],
+        timedelta(seconds=current_app.config["RESEND_AFTER_SECONDS"])))
     return {"relayed": sent, "resent": resent}
 
 
