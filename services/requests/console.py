@@ -35,7 +35,7 @@ from .schemas import (
     ReassignIn,
     VolunteerEditIn,
 )
-from .views import STATUS_LABELS, timer_for
+from .views import STATUS_LABELS, sorted_buildings, timer_for
 
 log = logging.getLogger(__name__)
 console = Blueprint("console", __name__, url_prefix="/staff")
@@ -359,8 +359,7 @@ def follow_up(request_id):
 
 
 def _proxy_form(values: dict, errors: dict, status: int = 200):
-    buildings = sorted(_session().scalars(select(Building)).all(), key=lambda b: (len(b.code), b.code))
-    buildings = [b for b in buildings if any(g.scope.allows_place(b, u) for u in b.units)]
+    buildings = [b for b in sorted_buildings() if any(g.scope.allows_place(b, u) for u in b.units)]
     return render_template("request_form.html", categories=contract.CATEGORIES, buildings=buildings,
                            max_units=max((len(b.units) for b in buildings), default=1), values=values,
                            errors=errors, proxy=True, form_action=url_for("console.proxy_post")), status
