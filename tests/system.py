@@ -53,6 +53,9 @@ class System:
             "LINLI_DEMO": "0",
             "LINLI_COMMUNITY_FILE": str(community_file),
             "LINLI_WEB_WORKERS": "2",
+            # Nothing waits for the morning: these tests run at any hour
+            # (quiet hours are tested with a controlled clock in test_notify).
+            "LINLI_QUIET_HOURS": "00:00-00:00",
             "FLASK_SKIP_DOTENV": "1",
             **(env or {}),
         }

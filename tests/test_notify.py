@@ -227,6 +227,30 @@ def test_quiet_hours_are_a_preference(notify_app, clock):
     assert deliveries(notify_app)[0].next_attempt_at.astimezone(delivery.SHANGHAI).hour == 13
 
 
+def test_new_recipients_start_with_the_communitys_quiet_hours(make_app, backend, monkeypatch, clock):
+    monkeypatch.setenv("LINLI_QUIET_HOURS", "22:30-06:30")
+    app = make_app("notify", backend=backend)
+    clock["t"] = LATE  # 22:30 in Hangzhou: just inside
+    with WebhookReceiver() as hook:
+        send(app, "volunteer:5", [hook.url()])
+        assert hook.received == []
+    assert deliveries(app)[0].next_attempt_at.astimezone(delivery.SHANGHAI).strftime("%H:%M") == "06:30"
+    prefs = app.test_client().get("/api/v1/recipients/volunteer:5/preferences", headers=STAFF).json
+    assert (prefs["quiet_start"], prefs["quiet_end"]) == ("22:30", "06:30")
+    # Equal ends: no quiet hours (what the system tests use, so they pass at any hour).
+    monkeypatch.setenv("LINLI_QUIET_HOURS", "00:00-00:00")
+    with WebhookReceiver() as hook:
+        send(make_app("notify", backend=backend), "volunteer:6", [hook.url()], key="k2")
+        assert len(hook.received) == 1
+
+
+def test_a_malformed_quiet_hours_setting_stops_the_start(monkeypatch):
+    from services.notify import config
+    monkeypatch.setenv("LINLI_QUIET_HOURS", "9pm-7am")
+    with pytest.raises(ValueError, match="LINLI_QUIET_HOURS must look like 21:00-07:00"):
+        config.load()
+
+
 def test_the_same_key_delivers_once_even_when_sent_concurrently(notify_app):
     with WebhookReceiver() as hook:
         barrier = threading.Barrier(6)

@@ -24,10 +24,15 @@ class Recipient(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     channels: Mapped[list] = mapped_column(JSON, default=list)  # Apprise URLs, preferred first; secrets
     language: Mapped[str] = mapped_column(String(8), default="zh-CN")
-    # Non-urgent messages wait out these hours (Asia/Shanghai).
-    quiet_start: Mapped[time] = mapped_column(Time, default=time(21, 0))
-    quiet_end: Mapped[time] = mapped_column(Time, default=time(7, 0))
+    # Non-urgent messages wait out these hours (Asia/Shanghai); see new().
+    quiet_start: Mapped[time] = mapped_column(Time)
+    quiet_end: Mapped[time] = mapped_column(Time)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @classmethod
+    def new(cls, key: str, quiet_hours: tuple[time, time]) -> "Recipient":
+        """A recipient heard of for the first time, with the community's quiet hours."""
+        return cls(key=key, channels=[], quiet_start=quiet_hours[0], quiet_end=quiet_hours[1])
 
 
 class Notification(Base):

@@ -33,7 +33,8 @@ def handle_send(session, data, env) -> None:
     key = data["dedupe_key"]
     if session.scalar(select(Notification.id).where(Notification.dedupe_key == key)) is not None:
         return  # the same notification asked for again: a no-op
-    recipient = session.get(Recipient, data["recipient"]) or Recipient(key=data["recipient"])
+    recipient = (session.get(Recipient, data["recipient"])
+                 or Recipient.new(data["recipient"], current_app.config["QUIET_HOURS"]))
     if data["channels"] is not None:
         recipient.channels = data["channels"]
     recipient.language = data["language"]

@@ -93,7 +93,7 @@ class Preferences(MethodView):
         """Set language, quiet hours (non-urgent messages wait), channels in order."""
         if not contract.RECIPIENT_KEY.match(recipient):
             abort(422, errors={"path": {"recipient": ["Not a recipient key (kind:id)."]}})
-        row = _session().get(Recipient, recipient) or Recipient(key=recipient, channels=[])
+        row = _session().get(Recipient, recipient) or Recipient.new(recipient, current_app.config["QUIET_HOURS"])
         for name, value in data.items():
             setattr(row, name, value)
         _session().add(row)
