@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from . import contract
 from .db import UTCDateTime, utcnow
-from .queueing import REDIS_TIMEOUT
+from .queueing import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +109,9 @@ def _deliveries(task) -> int:
     if not request_id or task.request.is_eager:
         return 1
     try:
-        client = redis.Redis.from_url(task.app.conf.broker_url, socket_timeout=REDIS_TIMEOUT,
-                                      socket_connect_timeout=REDIS_TIMEOUT)
         key = f"linli:deliveries:{request_id}:{task.request.retries}"
-        count = client.incr(key)
-        client.expire(key, 86400)
-        client.close()
+        count, _ = redis_client(task.app.conf.broker_url).pipeline(transaction=False) \
+            .incr(key).expire(key, 86400).execute()
         return count
     except redis.RedisError:
         return 1  # no count without Redis; the task came from Redis, so this is rare

@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import redis
 import requests as http
 from flask import Blueprint, current_app, g, jsonify, render_template, request
 from flask_babel import Babel, format_datetime, get_locale
@@ -20,7 +19,7 @@ from flask_smorest import abort
 from werkzeug.routing import IntegerConverter
 
 from .contract import MAX_ID
-from .queueing import REDIS_TIMEOUT
+from .queueing import redis_client
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 LANGS = {"zh-CN": "zh_CN", "en": "en"}
@@ -43,10 +42,7 @@ def readyz():
     except Exception as exc:
         checks["database"] = type(exc).__name__
     try:
-        client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=REDIS_TIMEOUT,
-                                      socket_connect_timeout=REDIS_TIMEOUT)
-        client.ping()
-        client.close()
+        redis_client(current_app.config["REDIS_URL"]).ping()
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = type(exc).__name__

@@ -26,7 +26,7 @@ from flask import current_app, g, request, session
 from sqlalchemy import and_, false, or_, select, true
 
 from services.common.db import utcnow
-from services.common.queueing import REDIS_TIMEOUT
+from services.common.queueing import redis_client
 from services.common.web import bearer_matches
 
 from .models import Building, ServiceRequest, StaffMember
@@ -87,12 +87,7 @@ def scope_of(staff: StaffMember | None) -> Scope:
 
 
 def _limiter() -> redis.Redis:
-    client = current_app.extensions.get("limiter_redis")
-    if client is None:
-        client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=REDIS_TIMEOUT,
-                                      socket_connect_timeout=REDIS_TIMEOUT)
-        current_app.extensions["limiter_redis"] = client
-    return client
+    return redis_client(current_app.config["REDIS_URL"])
 
 
 def _keys(username: str) -> dict[str, str]:

@@ -3,13 +3,12 @@ feedback and staff actions from the console (all from intake), and the periodic 
 beat."""
 from __future__ import annotations
 
-import redis
 from celery import shared_task
 from flask import current_app
 
 from services.common import contract
 from services.common.inbox import consume
-from services.common.queueing import REDIS_TIMEOUT, TASK_TIME_LIMIT
+from services.common.queueing import TASK_TIME_LIMIT, redis_client
 
 from .dispatch import Dispatcher
 from .models import DeadMessage, ProcessedMessage, ServiceRequest
@@ -73,9 +72,8 @@ def daily_digest():
 def sweep():
     # One sweep at a time across all worker processes, or two could offer
     # the same waiting request to two volunteers.
-    client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=REDIS_TIMEOUT,
-                                  socket_connect_timeout=REDIS_TIMEOUT)
-    lock = client.lock("linli:volunteers:sweep", timeout=TASK_TIME_LIMIT, blocking=False)
+    lock = redis_client(current_app.config["REDIS_URL"]).lock("linli:volunteers:sweep", timeout=TASK_TIME_LIMIT,
+                                                              blocking=False)
     if not lock.acquire():
         return "busy"
     db = current_app.extensions["db"]
@@ -87,7 +85,6 @@ def sweep():
     finally:
         db.Session.remove()
         lock.release()
-        client.close()
 
 
 @shared_task(name=contract.RELAY_VOLUNTEERS_OUTBOX)
