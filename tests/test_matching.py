@@ -267,6 +267,27 @@ def test_broadcast_offers_the_top_k_and_the_first_acceptance_wins(world):
     assert world.count(Assignment) == 1
 
 
+def test_the_requests_grid_answers_first_and_the_community_when_the_grid_runs_short(world):
+    # Building 5 is in building 3's grid (G1); 60 and 61 are in G6. The far
+    # volunteers are better on everything but nearness.
+    near = register(world.app, building="5", capacity=1)
+    far = [register(world.app, building=b, capacity=5) for b in ("60", "61")]
+    world.session.execute(Volunteer.__table__.update().where(Volunteer.id.in_(far))
+                          .values(offers_count=10, accepts_count=10, rating_sum=50, rating_count=10))
+    world.session.commit()
+    first = world.receive(submitted())
+    assert [o.volunteer_id for o in world.offers(first.id)] == [near]
+    # The grid's only volunteer holds that offer: the next request goes out of the grid.
+    second = world.receive(submitted(unit="2"))
+    assert [o.volunteer_id for o in world.offers(second.id)] == [min(far)]
+    # Broadcast: two doctors in the grid, two outside; the top three are both
+    # of the grid's and the best of the rest.
+    doctors = [register(world.app, skills=["health_check"], verified=["health_check"], building=b)
+               for b in ("4", "6", "60", "61")]
+    check = world.receive(submitted(category="health_check"))
+    assert sorted(o.volunteer_id for o in world.offers(check.id)) == doctors[:3]
+
+
 def test_no_candidate_climbs_the_escalation_chain(world):
     req = world.receive(submitted(category="bicycle_repair", building="7", unit="2"))
     [esc] = world.session.scalars(select(Escalation)).all()
