@@ -303,9 +303,58 @@ def test_no_candidate_climbs_the_escalation_chain(world):
               for e in world.session.scalars(select(Escalation).order_by(Escalation.id))]
     assert levels == [(1, "hallway"), (2, "grid"), (3, "office")]
     sends = [e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "escalation"]
-    assert len(sends) == 3 and all(s["urgent"] for s in sends)
+    # As urgent as the request: an ordinary one's wait out the leaders' quiet hours.
+    assert len(sends) == 3 and not any(s["urgent"] for s in sends)
     assert [e["status"] for e in world.events(contract.STATUS_CHANGED)] == ["escalated"]
     assert world.session.get(ServiceRequest, req.id).escalation_level == 3
+
+
+# 20:45 and 22:30 on Friday 27 November 2026 in Hangzhou; quiet hours 21:00–07:00.
+EVENING = datetime(2026, 11, 27, 12, 45, tzinfo=timezone.utc)
+NIGHT = datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc)
+
+
+def hangzhou(moment: datetime) -> str:
+    return moment.astimezone(SHANGHAI).strftime("%d %H:%M")
+
+
+def test_an_ordinary_requests_clocks_stand_still_in_the_quiet_hours_and_an_urgent_ones_run(world):
+    near = register(world.app, capacity=5)
+    other = register(world.app, unit="2", capacity=5)
+    evening = world.receive(submitted(), moment=EVENING)
+    night = world.receive(submitted(), moment=NIGHT)
+    urgent = world.receive(submitted(urgency="urgent"), moment=NIGHT)
+    # 30 minutes from 20:45: 15 before the quiet hours and 15 after; 2 hours to be taken likewise.
+    assert [(hangzhou(r.accept_by), hangzhou(world.offers(r.id)[0].expires_at)) for r in (evening, night, urgent)] == [
+        ("28 08:45", "28 07:15"), ("28 09:00", "28 07:30"), ("28 00:30", "27 23:00")]
+    world.sweep(NIGHT + timedelta(hours=1))  # 23:30: only the urgent offer has expired
+    assert [(o.volunteer_id, o.status) for o in world.offers(urgent.id)] == [(near, "expired"), (other, "open")]
+    assert all(o.status == "open" for r in (evening, night) for o in world.offers(r.id))
+    world.sweep(NIGHT + timedelta(hours=2, minutes=1))  # 00:31: the urgent request goes to a leader, at once
+    assert world.session.get(ServiceRequest, urgent.id).status == "escalated"
+    assert world.count(Escalation) == 1
+    world.sweep(datetime(2026, 11, 27, 23, 16, tzinfo=timezone.utc))  # 07:16
+    assert [o.status for o in world.offers(evening.id)] == ["expired", "open"]
+    assert [o.status for o in world.offers(night.id)] == ["open"]
+    # The urgent request went up the chain through the night, and woke its leaders.
+    levels = [e.level for e in world.session.scalars(select(Escalation).order_by(Escalation.id))]
+    assert levels == [1, 2]
+    sends = [(e["template"], e["recipient"].split(":")[0], e["urgent"]) for e in world.events(contract.NOTIFY_SEND)
+             if e["template"] in ("offer", "escalation")]
+    assert sends == [("offer", "volunteer", False), ("offer", "volunteer", False), ("offer", "volunteer", True),
+                     ("offer", "volunteer", True), ("escalation", "leader", True), ("offer", "volunteer", False),
+                     ("escalation", "leader", True)]
+
+
+def test_an_ordinary_escalation_steps_up_in_waking_hours(world):
+    req = world.receive(submitted(category="bicycle_repair", building="7", unit="2"), moment=EVENING)
+    assert world.count(Escalation) == 1
+    world.sweep(EVENING + timedelta(hours=5))  # 01:45: two hours have passed, but not two waking hours
+    assert world.count(Escalation) == 1
+    world.sweep(datetime(2026, 11, 27, 23, 44, tzinfo=timezone.utc))  # 07:44: 15 + 44 minutes awake
+    assert world.count(Escalation) == 1
+    world.sweep(datetime(2026, 11, 28, 0, 46, tzinfo=timezone.utc))  # 08:46: 2 h 1 min
+    assert world.count(Escalation) == 2 and world.session.get(ServiceRequest, req.id).escalation_level == 2
 
 
 def test_staff_only_goes_to_the_grid_leader(world):

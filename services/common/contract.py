@@ -200,7 +200,7 @@ class NotificationRequested(Schema):
     language = fields.String(load_default="zh-CN", validate=validate.OneOf(LANGUAGES))
     template = fields.String(required=True, validate=validate.OneOf(TEMPLATES))
     context = fields.Dict(keys=fields.String(), load_default=dict)
-    urgent = fields.Boolean(load_default=False)  # urgent and escalation messages ignore quiet hours
+    urgent = fields.Boolean(load_default=False)  # urgent messages ignore quiet hours
     # Who hears of a delivery that failed for good (its `<reply_to>.delivery_failed` task).
     reply_to = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(("volunteers",)))
 

@@ -6,6 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
+from . import clock
+
 REPO = Path(__file__).resolve().parents[2]
 PORTS = {"requests": 8001, "volunteers": 8002, "notify": 8003}
 
@@ -73,6 +75,9 @@ def base_config(service: str) -> dict:
         # names its session cookie, or a volunteer's sign-in would end a
         # staff member's session in the same browser.
         "SESSION_COOKIE_NAME": f"linli_{service}_session",
+        # Notify holds non-urgent messages through them; matching's
+        # non-urgent deadlines stand still during them (services.common.clock).
+        "QUIET_HOURS": clock.quiet_hours(),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env.get("LINLI_SECURE_COOKIES", "0") == "1",

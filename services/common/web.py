@@ -10,7 +10,6 @@ import sys
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import requests as http
 from flask import Blueprint, current_app, g, jsonify, render_template, request
@@ -18,10 +17,10 @@ from flask_babel import Babel, format_datetime, get_locale
 from flask_smorest import abort
 from werkzeug.routing import IntegerConverter
 
+from .clock import SHANGHAI  # noqa: F401 (where pages and templates look for it)
 from .contract import MAX_ID
 from .queueing import redis_client
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 LANGS = {"zh-CN": "zh_CN", "en": "en"}
 
 common = Blueprint("common", __name__, template_folder="templates", static_folder="static",

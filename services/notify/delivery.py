@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from services.common import contract
+from services.common import clock, contract
 from services.common import db as common_db
 from services.common.inbox import backoff
-from services.common.web import SHANGHAI
 
 from . import channels
 from .models import Delivery, Recipient
@@ -37,25 +36,11 @@ def utcnow() -> datetime:
     return common_db.utcnow()
 
 
-def quiet_until(recipient: Recipient, moment: datetime) -> datetime | None:
-    """The end of the recipient's quiet hours if `moment` falls inside them
-    (21:00–07:00 Asia/Shanghai by default), else None."""
-    local = moment.astimezone(SHANGHAI)
-    start, end = recipient.quiet_start, recipient.quiet_end
-    if start == end:
-        return None
-    now_t = local.time()
-    inside = (start <= now_t or now_t < end) if start > end else (start <= now_t < end)
-    if not inside:
-        return None
-    release = datetime.combine(local.date(), end, SHANGHAI)
-    if release <= local:
-        release += timedelta(days=1)
-    return release.astimezone(moment.tzinfo)
-
-
 def first_attempt_at(recipient: Recipient, urgent: bool, moment: datetime) -> datetime:
-    return moment if urgent else (quiet_until(recipient, moment) or moment)
+    """Now, or for a non-urgent message the end of the recipient's quiet hours."""
+    if urgent:
+        return moment
+    return clock.quiet_until(moment, recipient.quiet_start, recipient.quiet_end) or moment
 
 
 def _claim(session, delivery_id: int, now: datetime) -> bool:

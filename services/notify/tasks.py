@@ -46,9 +46,8 @@ def handle_send(session, data, env) -> None:
                         urgent=data["urgent"], reply_to=data["reply_to"])
     session.add(note)
     if recipient.channels:
-        urgent = data["urgent"] or data["template"] == "escalation"
         session.add(Delivery(notification=note, channels=list(recipient.channels),
-                             next_attempt_at=delivery.first_attempt_at(recipient, urgent, delivery.utcnow())))
+                             next_attempt_at=delivery.first_attempt_at(recipient, data["urgent"], delivery.utcnow())))
 
 
 @shared_task(name=contract.INBOX_READ, bind=True)

@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
+from services.common import clock
 from services.common.contract import CATEGORIES
 from services.common.web import SHANGHAI
 
@@ -64,20 +65,7 @@ def add_working_days(start: datetime, days: int) -> datetime:
 def add_daytime_hours(start: datetime, hours: int) -> datetime:
     """A take timer counts daytime hours (08:00–20:00 Hangzhou time): a
     request sent at 23:00 is due by 10:00 the next morning, not at 01:00."""
-    local = start.astimezone(SHANGHAI)
-    left = timedelta(hours=hours)
-    while True:
-        day_start = local.replace(hour=DAY_START.hour, minute=0, second=0, microsecond=0)
-        day_end = local.replace(hour=DAY_END.hour, minute=0, second=0, microsecond=0)
-        if local < day_start:
-            local = day_start
-        if local >= day_end:
-            local = day_start + timedelta(days=1)
-            continue
-        if local + left <= day_end:
-            return (local + left).astimezone(start.tzinfo)
-        left -= day_end - local
-        local = day_start + timedelta(days=1)
+    return clock.add_outside(start, timedelta(hours=hours), DAY_END, DAY_START)
 
 
 def deadlines(timer: Timer, created: datetime) -> tuple[datetime, datetime]:

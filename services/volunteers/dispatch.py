@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from services.common import contract
+from services.common import clock, contract
 from services.common.db import utcnow
 
 from . import config, engine
@@ -80,9 +80,10 @@ class Dispatcher:
             unit=data["unit"], masked_phone=data["masked_phone"], mode=data["mode"],
             window_start=data["window_start"], window_end=data["window_end"], urgency=data["urgency"],
             elderly=data["elderly"], disability=data["disability"], requester_digest=data["requester_digest"],
-            status="matching", received_at=self.now, accept_by=self.now + timedelta(minutes=pol["accept_minutes"]),
+            status="matching", received_at=self.now,
             offers=[],  # known empty: dispatch need not ask the database who was offered it
         )
+        req.accept_by = self.deadline(req, self.now, timedelta(minutes=pol["accept_minutes"]))
         self.session.add(req)
         self.session.flush()
         if contract.CATEGORY_BY_CODE[req.category].staff_only:
@@ -92,6 +93,15 @@ class Dispatcher:
         else:
             self.dispatch(req)
         return req
+
+    def deadline(self, req: ServiceRequest, start: datetime, delta: timedelta) -> datetime:
+        """An urgent request's clock runs day and night; an ordinary one's
+        stands still in the community's quiet hours, when its messages wait
+        too: an offer made at 22:00 is answered after the volunteer has seen
+        it, and nobody is escalated to in the night about a haircut."""
+        if req.urgency == "urgent":
+            return start + delta
+        return clock.add_outside(start, delta, *self.cfg["QUIET_HOURS"])
 
     def retell(self, req: ServiceRequest) -> None:
         """Tell intake the request's current status once more."""
@@ -198,7 +208,7 @@ class Dispatcher:
         channels, language = self.session.execute(
             select(Volunteer.channels, Volunteer.language).where(Volunteer.id == vid)).one()
         offer = Offer(request=req, volunteer_id=vid, reason=" ".join(cand.reasons), created_at=self.now,
-                      expires_at=self.now + timedelta(minutes=pol["offer_minutes"]))
+                      expires_at=self.deadline(req, self.now, timedelta(minutes=pol["offer_minutes"])))
         self.session.add(offer)
         self.session.flush()
         self.session.execute(update(Volunteer).where(Volunteer.id == vid)
@@ -398,7 +408,7 @@ class Dispatcher:
         self.withdraw_offers(req, why="escalated")
         if leader is not None:
             self.notify(f"escalation:{esc.id}", f"leader:{leader.id}", leader.channels, "zh-CN", "escalation",
-                        urgent=True, reply=True, context={
+                        urgent=req.urgency == "urgent", reply=True, context={
                             "category": req.category, "building": req.home.name, "unit": req.unit or "",
                             "masked_phone": req.masked_phone, "summary": req.summary[:200], "reason": reason,
                             "leader_name": leader.name,
@@ -451,9 +461,14 @@ class Dispatcher:
         step = timedelta(minutes=self.cfg["ESCALATION_STEP_MINUTES"])
         last = (select(Escalation.request_id, func.max(Escalation.created_at).label("at"))
                 .group_by(Escalation.request_id).subquery())
-        for req in self.session.scalars(select(ServiceRequest).join(last, last.c.request_id == ServiceRequest.id).where(
+        # The calendar step is the earliest a step can be due; an ordinary
+        # request's clock also stands still in the quiet hours.
+        for req, at in self.session.execute(select(ServiceRequest, last.c.at).join(
+                last, last.c.request_id == ServiceRequest.id).where(
                 ServiceRequest.status == "escalated", ServiceRequest.escalation_level < 3,
                 last.c.at <= self.now - step)).all():
+            if self.deadline(req, at, step) > self.now:
+                continue
             self.escalate(req, "not_taken")
             self.session.commit()
             counts["stepped_up"] += 1
