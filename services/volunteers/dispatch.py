@@ -124,11 +124,12 @@ class Dispatcher:
             credential_required=contract.CATEGORY_BY_CODE[req.category].credential,
         )
 
-    def volunteers_for(self, category: str, grid: str | None = None) -> list[engine.VolunteerFacts]:
-        """Only volunteers with the skill (in `grid`, if given) are loaded
-        (the skill index does the first filter, the engine the rest), as
-        plain rows: this runs for every request, and ORM objects with their
-        collections cost ten times more (42 ms for 200 volunteers, measured)."""
+    def volunteers_for(self, category: str, where=None) -> list[engine.VolunteerFacts]:
+        """Only volunteers with the skill (and meeting `where`, if given)
+        are loaded (the skill index does the first filter, the engine the
+        rest), as plain rows: this runs for every request, and ORM objects
+        with their collections cost ten times more (42 ms for 200
+        volunteers, measured)."""
         stmt = (
             select(Volunteer.id, Volunteer.capacity, Volunteer.active_tasks, Volunteer.building, Volunteer.unit,
                    Building.grid, Volunteer.last_task_at, Volunteer.offers_count, Volunteer.accepts_count,
@@ -137,7 +138,7 @@ class Dispatcher:
             .join(Building, Building.code == Volunteer.building)
             .where(VolunteerSkill.category == category, Volunteer.active.is_(True))
         )
-        rows = self.session.execute(stmt if grid is None else stmt.where(Building.grid == grid)).all()
+        rows = self.session.execute(stmt if where is None else stmt.where(where)).all()
         ids = [r.id for r in rows]
         windows: dict[int, list[engine.Window]] = {}
         days_off: dict[int, set] = {}
@@ -171,14 +172,18 @@ class Dispatcher:
             # when the grid has enough candidates the answer is theirs: load
             # a sixth of the community instead of all of it (matching was
             # the costliest step of a request, and this load half of it).
-            near = self.volunteers_for(req.category, grid=facts.place.grid)
-            candidates = engine.rank(facts, near, self.now, self.weights, exclude=asked, limit=want,
-                                     tasks=self.load_with_open_offers(near))
+            volunteers = self.volunteers_for(req.category, Building.grid == facts.place.grid)
+            tasks = self.load_with_open_offers(volunteers)
+            candidates = engine.rank(facts, volunteers, self.now, self.weights, exclude=asked, limit=want,
+                                     tasks=tasks)
             if len(candidates) == want:
                 return [self.make_offer(req, c, pol) for c in candidates]
-        volunteers = self.volunteers_for(req.category)
-        candidates = engine.rank(facts, volunteers, self.now, self.weights, exclude=asked, limit=want,
-                                 tasks=self.load_with_open_offers(volunteers))
+            rest = self.volunteers_for(req.category, Building.grid != facts.place.grid)
+            volunteers, tasks = volunteers + rest, tasks | self.load_with_open_offers(rest)
+        else:
+            volunteers = self.volunteers_for(req.category)
+            tasks = self.load_with_open_offers(volunteers)
+        candidates = engine.rank(facts, volunteers, self.now, self.weights, exclude=asked, limit=want, tasks=tasks)
         if not candidates:
             qualified = [v for v in volunteers if engine.qualified(facts, v)]
             if not qualified:

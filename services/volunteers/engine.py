@@ -22,9 +22,8 @@ import heapq
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Iterable, Iterator
-from zoneinfo import ZoneInfo
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from services.common.clock import SHANGHAI
 
 
 @dataclass(frozen=True)
