@@ -269,13 +269,18 @@ def queue_depths(stop: threading.Event, samples: list):
         time.sleep(1)
 
 
+def group_pids(proc) -> set[int]:
+    """A started process and everything in its process group (gunicorn's
+    and Celery's children)."""
+    return {proc.pid} | {int(p) for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == proc.pid}
+
+
 def peak_rss(system: System) -> dict:
     """Peak resident memory (VmHWM) of each process, in MiB."""
     out = {}
     for name, proc in system.procs.items():
-        pids = [proc.pid] + [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == proc.pid]
         peaks = []
-        for pid in set(pids):
+        for pid in group_pids(proc):
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
@@ -293,13 +298,12 @@ def cpu_seconds(system: System) -> dict:
     out = {}
     for name, proc in system.procs.items():
         total = 0
-        for p in os.listdir("/proc"):
-            if p.isdigit() and _pgid(int(p)) == proc.pid:
-                try:
-                    fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                total += int(fields[11]) + int(fields[12])  # utime, stime
+        for pid in group_pids(proc):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
         out[name] = total / tick
     return out
 
