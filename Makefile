@@ -6,7 +6,7 @@ export LINLI_DATA_DIR ?= $(CURDIR)/var/data
 # The Procfile's commands (gunicorn, celery, flask) come from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run seed lint test test-unit bench bench-stages bench-matching chaos openapi translations translations-update clean
+.PHONY: install run seed remove-demo lint test test-unit bench bench-stages bench-matching chaos openapi translations translations-update clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,12 +31,22 @@ translations-update: $(VENV)/.installed
 .env:
 	$(BIN)/python deploy/make_env.py .env.example .env
 
-seed: install .env
-	$(BIN)/honcho run sh deploy/init-all.sh
+# An operator's environment outranks .env (deploy/with_env.py): e.g.
+# `LINLI_DEMO=0 make run` runs without demo data.
+WITH_ENV := $(BIN)/python deploy/with_env.py
 
+seed: install .env
+	$(WITH_ENV) sh deploy/init-all.sh
+
+# make run is the local demo: demo data, on this machine only.
+run: export LINLI_DEMO ?= 1
 run: seed
-	$(BIN)/python deploy/urls.py
-	$(BIN)/honcho start
+	$(WITH_ENV) $(BIN)/python deploy/urls.py
+	$(WITH_ENV) $(BIN)/honcho start -e /dev/null
+
+# Removes every demo staff account and demo volunteer (and the demo station).
+remove-demo: install .env
+	$(WITH_ENV) sh deploy/remove-demo.sh
 
 lint: install
 	$(BIN)/ruff check services tests bench

@@ -21,3 +21,11 @@ proc_name = f"linli-{_service}"
 # before the app loads; an operator's own setting wins.
 raw_env = [] if "LINLI_PUBLISH_IN_BACKGROUND" in os.environ else ["LINLI_PUBLISH_IN_BACKGROUND=1"]
 accesslog = None  # the app logs each request itself, without query strings
+
+
+def post_worker_init(worker):
+    """Refuse to serve in production while demo data can sign in: a worker
+    that raises here fails to boot, and gunicorn stops."""
+    from services.common.factory import check_before_serving
+
+    check_before_serving(worker.wsgi)

@@ -17,8 +17,16 @@ import redis
 UNIT_REDIS_URL = os.environ.get("LINLI_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # A server where the tests may create and drop databases.
 PG_ADMIN_URL = os.environ.get("LINLI_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-ADMIN_TOKEN = "test-admin-token"
-SERVICE_TOKEN = "test-service-token"
+# Secrets as strong as production demands (settings.check_secrets): the
+# tests run the services in production mode, not in the demo.
+ADMIN_TOKEN = "admin-token-of-the-test-suite-0123456789"
+REQUESTS_TOKEN = "intake-caller-token-of-the-test-suite-0123"
+VOLUNTEERS_TOKEN = "matching-caller-token-of-the-test-suite-012"
+SECRETS = {"SECRET_KEY": "session-key-of-the-test-suite-0123456789ab", "ADMIN_TOKEN": ADMIN_TOKEN,
+           "PHONE_DIGEST_KEY": "phone-digest-key-of-the-test-suite-01234",
+           "REQUESTS_TOKEN": REQUESTS_TOKEN, "VOLUNTEERS_TOKEN": VOLUNTEERS_TOKEN}
+# The same as environment variables, for the processes the integration tests start.
+SECRET_ENV = {f"LINLI_{key}": value for key, value in SECRETS.items()}
 
 
 def pg_url(dbname: str) -> str:
@@ -71,8 +79,7 @@ def make_app(tmp_path, monkeypatch, unit_redis):
             "TESTING": True,
             "DATABASE_URL": url,
             "REDIS_URL": UNIT_REDIS_URL,
-            "ADMIN_TOKEN": ADMIN_TOKEN,
-            "SERVICE_TOKEN": SERVICE_TOKEN,
+            **SECRETS,
             "DEMO": False,
             **config,
         })

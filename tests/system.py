@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import ADMIN_TOKEN, SERVICE_TOKEN, create_pg_database, drop_pg_database
+from tests.conftest import ADMIN_TOKEN, SECRET_ENV, create_pg_database, drop_pg_database
 from tests.receivers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +47,7 @@ class System:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "LINLI_DATA_DIR": str(workdir / "data"),
             "LINLI_REDIS_URL": redis_url,
-            "LINLI_ADMIN_TOKEN": ADMIN_TOKEN,
-            "LINLI_SERVICE_TOKEN": SERVICE_TOKEN,
-            "LINLI_SECRET_KEY": "integration-secret",
+            **SECRET_ENV,
             "LINLI_DEMO": "0",
             "LINLI_COMMUNITY_FILE": str(community_file),
             "LINLI_WEB_WORKERS": "2",

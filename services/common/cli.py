@@ -23,6 +23,13 @@ def register_db_commands(app, metadata, versions_dir: Path, seed) -> None:
         finally:
             db.Session.remove()
         click.echo(f"{current_app.config['SERVICE']}: database ready ({summary})")
+        from .factory import check_before_serving
+        from .settings import ConfigError
+
+        try:
+            check_before_serving(current_app._get_current_object())
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
 
     @app.cli.command("db-revision")
     @click.option("-m", "--message", required=True)

@@ -1,15 +1,21 @@
 """What every service's create_app does before adding its own views:
-configuration (defaults, environment, test mapping), database, web
-plumbing, CSRF, Celery, and the outbox for services that emit events."""
+configuration (defaults, environment, test mapping) with its secrets
+checked, database, web plumbing, CSRF, rate limits, Celery, and the outbox
+for services that emit events."""
 from __future__ import annotations
 
 from flask import Flask, render_template, request
 from flask_smorest import Api
+from flask_smorest import Blueprint as SmorestBlueprint
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import func, select
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .db import Database
 from .outbox import Outbox
 from .queueing import celery_init_app
+from .ratelimit import init_limiter
+from .settings import check_secrets
 from .web import init_web
 
 
@@ -18,11 +24,19 @@ def service_app(import_name: str, config: dict, test_config: dict | None, outbox
     app.config.update(config)
     if test_config:
         app.config.update(test_config)
+    check_secrets(app.config)
     service = app.config["SERVICE"]
+    if app.config["PROXY_HOPS"]:
+        # The client's address and scheme as the documented proxies saw them
+        # (rate limits per address, Secure cookies, HSTS); never believed
+        # from more hops than configured.
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     db = Database(app.config["DATABASE_URL"])
     db.init_app(app)
     init_web(app)
     app.extensions["csrf"] = CSRFProtect(app)
+    init_limiter(app)
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
@@ -46,6 +60,20 @@ def service_app(import_name: str, config: dict, test_config: dict | None, outbox
     return app
 
 
+class ApiBlueprint(SmorestBlueprint):
+    """Every service's JSON API. Lists come in pages (`page`, `page_size`;
+    the total in the X-Pagination header): no list answers with everything,
+    and none is cut short without saying so."""
+
+    DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 50, "max_page_size": 200}
+
+
+def page_of(session, stmt, pagination) -> list:
+    """One page of a select statement, with the total for X-Pagination."""
+    pagination.item_count = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    return session.scalars(stmt.offset(pagination.first_item).limit(pagination.page_size)).unique().all()
+
+
 def register_api(app: Flask, blueprint) -> Api:
     """The service's JSON API: bearer tokens or none, no cookie credentials
     (so no CSRF); documented by OpenAPI from the same marshmallow schemas
@@ -55,3 +83,28 @@ def register_api(app: Flask, blueprint) -> Api:
     api.register_blueprint(blueprint)
     app.extensions["openapi"] = api
     return api
+
+
+def check_before_serving(app: Flask) -> None:
+    """What a web or worker process checks before it serves (gunicorn's
+    post_worker_init, the Celery worker's entry point): in production, no
+    demo account or demo volunteer may still be able to sign in. The
+    service names its check in app.extensions["demo_leftovers"]."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .settings import ConfigError
+
+    leftovers = app.extensions.get("demo_leftovers")
+    if app.config["DEMO"] or leftovers is None:
+        return
+    with app.app_context():
+        try:
+            left = leftovers(app.extensions["db"].Session)
+        except SQLAlchemyError:  # not migrated yet: init-db comes first and checks again
+            return
+        finally:
+            app.extensions["db"].Session.remove()
+    if left:
+        raise ConfigError(f"Linli will not start in production while demo data can sign in ({left}). "
+                          f"Remove it with `make remove-demo` (or `flask --app services.{app.config['SERVICE']} "
+                          "remove-demo`), or run the demo on purpose with LINLI_DEMO=1.")

@@ -1,15 +1,33 @@
 """Configuration every service reads the same way: defaults, then the
-environment, then a test mapping (flask tutorial's create_app)."""
+environment, then a test mapping (flask tutorial's create_app).
+
+Secrets are checked once, at start-up (`check_secrets`): a service refuses
+to start, naming the variable, when a secret is missing, shorter than 32
+characters or still a placeholder. The one exception is the explicit local
+demo (LINLI_DEMO=1, every address on loopback), which keeps generated keys
+in its data folder. Production is the default: demo data only when asked."""
 from __future__ import annotations
 
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import clock
 
 REPO = Path(__file__).resolve().parents[2]
 PORTS = {"requests": 8001, "volunteers": 8002, "notify": 8003}
+# The services that read other services' APIs, each with a token of its own,
+# so that each caller is let into only what it needs (web.require_caller).
+CALLERS = ("requests", "volunteers")
+MIN_SECRET = 32
+PLACEHOLDERS = ("change-me", "changeme", "replace-me", "placeholder")
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+class ConfigError(RuntimeError):
+    """A setting that would make the service unsafe or broken; the message
+    names the variable and says what to do."""
 
 
 def data_dir() -> Path:
@@ -28,13 +46,37 @@ def redis_url() -> str:
     return os.environ.get("LINLI_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def _secret_key(service: str) -> str:
-    """LINLI_SECRET_KEY in production. Locally a key is made once and kept
-    in the data folder, so that every gunicorn worker (and every restart)
-    signs sessions and CSRF tokens alike."""
-    if key := os.environ.get("LINLI_SECRET_KEY"):
-        return key
-    path = data_dir() / f"{service}.secret"
+def flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, not {value!r}")
+
+
+def demo() -> bool:
+    """Demo data only when asked for (make run asks); production otherwise."""
+    return flag("LINLI_DEMO", False)
+
+
+def on_loopback() -> bool:
+    """Whether this deployment is reachable from this machine only: the
+    address web services listen on and every public URL are loopback."""
+    hosts = {os.environ.get("LINLI_BIND", "127.0.0.1")} | {urlsplit(_public_url(s)).hostname or "" for s in PORTS}
+    return hosts <= LOOPBACK
+
+
+def local_demo() -> bool:
+    return demo() and on_loopback()
+
+
+def _kept_secret(name: str) -> str:
+    """A key made once and kept in the data folder (the local demo only), so
+    that every process and every restart uses the same one."""
+    path = data_dir() / f"{name}.secret"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(path, "x") as fh:
@@ -44,24 +86,114 @@ def _secret_key(service: str) -> str:
     return path.read_text().strip()
 
 
+def _secret(variable: str, kept_as: str | None = None) -> str | None:
+    """The environment's value; in the local demo a missing one is made and kept."""
+    value = os.environ.get(variable, "").strip()
+    if not value and kept_as and local_demo():
+        return _kept_secret(kept_as)
+    return value or None
+
+
+def secret_problem(variable: str, value: str | None, allow_weak: bool = False) -> str | None:
+    """Why `value` is not a usable secret, or None."""
+    if not value:
+        return f"{variable} is not set"
+    lowered = value.lower()
+    if any(lowered.startswith(p) for p in PLACEHOLDERS):
+        return f"{variable} is still a placeholder: put a random value there"
+    if len(value) < MIN_SECRET and not allow_weak:
+        return f"{variable} is shorter than {MIN_SECRET} characters"
+    return None
+
+
+# config key → environment variable, and whether the service needs it to run.
+SECRETS = {"SECRET_KEY": ("LINLI_SECRET_KEY", True), "PHONE_DIGEST_KEY": ("LINLI_PHONE_DIGEST_KEY", True),
+           "ADMIN_TOKEN": ("LINLI_ADMIN_TOKEN", False),
+           **{f"{c.upper()}_TOKEN": (f"LINLI_{c.upper()}_TOKEN", True) for c in CALLERS}}
+
+
+def check_secrets(cfg: dict) -> None:
+    """Refuse to start with an unsafe secret. LINLI_ADMIN_TOKEN may be left
+    out (the admin API is then closed); when given it must be strong.
+    Placeholders never work, not even in the demo."""
+    weak_ok = cfg.get("LOCAL_DEMO", False)
+    problems = []
+    for key, (variable, required) in SECRETS.items():
+        value = cfg.get(key)
+        if value is None and not required:
+            continue
+        if problem := secret_problem(variable, value, allow_weak=weak_ok):
+            problems.append(problem)
+    if problems:
+        raise ConfigError("Linli will not start: " + "; ".join(problems)
+                          + ". Generate values with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+
+
+# Rate limits (Flask-Limiter syntax), per client address unless named
+# otherwise. Configuration, not code: LINLI_RATE_LIMITS='{"request_form": "…"}'
+# overrides any of them (the benchmark sets its own, see bench/run.py).
+RATE_LIMITS = {
+    # The resident form and POST /api/v1/requests, per address: a family or
+    # a desk enters a few; a script entering hundreds is stopped.
+    "request_form": "20 per hour;60 per day",
+    # Volunteers' sign-in links: per phone (nobody gets 20 messages at 3 a.m.)
+    # and per address (nobody walks the phone numbers).
+    "magic_link_phone": "3 per 15 minutes;10 per day",
+    "magic_link_address": "10 per 15 minutes;50 per day",
+    # Open311 POST, per API key.
+    "open311_post": "120 per hour",
+}
+
+
+def rate_limits() -> dict[str, str]:
+    import json
+
+    raw = os.environ.get("LINLI_RATE_LIMITS", "").strip()
+    try:
+        overrides = json.loads(raw) if raw else {}
+    except ValueError:
+        raise ConfigError("LINLI_RATE_LIMITS must be a JSON object, e.g. {\"request_form\": \"20 per hour\"}") from None
+    unknown = set(overrides) - set(RATE_LIMITS) if isinstance(overrides, dict) else {"(not an object)"}
+    if unknown:
+        raise ConfigError(f"LINLI_RATE_LIMITS: unknown limits {sorted(unknown)}; known: {sorted(RATE_LIMITS)}")
+    return {**RATE_LIMITS, **overrides}
+
+
 def base_config(service: str) -> dict:
     env = os.environ
     upper = service.upper()
+    own_url = _public_url(service)
+    https = own_url.startswith("https://")
     return {
         "SERVICE": service,
-        "SECRET_KEY": _secret_key(service),
+        "DEMO": demo(),
+        "LOCAL_DEMO": local_demo(),
+        # Signs sessions and CSRF tokens. Checked by check_secrets at start-up.
+        "SECRET_KEY": _secret("LINLI_SECRET_KEY", kept_as=service),
+        # Key of the requester's phone digest; the same in intake and matching.
+        "PHONE_DIGEST_KEY": _secret("LINLI_PHONE_DIGEST_KEY", kept_as="phone-digest"),
+        # The bootstrap admin token for automation; without it the admin API is closed.
+        "ADMIN_TOKEN": _secret("LINLI_ADMIN_TOKEN"),
+        # Each calling service's token (LINLI_REQUESTS_TOKEN, LINLI_VOLUNTEERS_TOKEN):
+        # a service presents its own and each API lets in only the callers it serves.
+        **{f"{c.upper()}_TOKEN": _secret(f"LINLI_{c.upper()}_TOKEN", kept_as=f"{c}-token") for c in CALLERS},
         # One variable per service: locally all processes share one
         # environment, and each service keeps its own database.
         "DATABASE_URL": env.get(f"LINLI_{upper}_DATABASE_URL") or f"sqlite:///{data_dir() / (service + '.db')}",
         "REDIS_URL": redis_url(),
-        "ADMIN_TOKEN": env.get("LINLI_ADMIN_TOKEN") or None,
-        "SERVICE_TOKEN": env.get("LINLI_SERVICE_TOKEN") or None,
         # Public URLs go into links people open; API URLs are where one
         # service reads another (they differ inside docker compose).
         **{f"{name.upper()}_URL": _public_url(name) for name in PORTS},
         **{f"{name.upper()}_API_URL": env.get(f"LINLI_{name.upper()}_API_URL", _public_url(name)).rstrip("/")
            for name in PORTS},
-        "DEMO": env.get("LINLI_DEMO", "1") != "0",
         "COMMUNITY_FILE": env.get("LINLI_COMMUNITY_FILE", str(REPO / "data" / "community.json")),
         "API_TITLE": f"Linli {service}",
         "API_VERSION": "v1",
@@ -80,11 +212,19 @@ def base_config(service: str) -> dict:
         "QUIET_HOURS": clock.quiet_hours(),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": env.get("LINLI_SECURE_COOKIES", "0") == "1",
+        # Secure by default when the service's public address is https.
+        "SESSION_COOKIE_SECURE": flag("LINLI_SECURE_COOKIES", https),
+        # Strict-Transport-Security on every answer served over HTTPS.
+        "HSTS": flag("LINLI_HSTS", https),
+        # Reverse proxies in front of the web services (X-Forwarded-For/-Proto
+        # are believed from this many hops only); 0 when clients connect directly.
+        "PROXY_HOPS": _int("LINLI_PROXY_HOPS", 0),
+        # No request body above this (unauthenticated JSON included).
+        "MAX_CONTENT_LENGTH": _int("LINLI_MAX_BODY_BYTES", 256 * 1024),
+        "MAX_FORM_MEMORY_SIZE": _int("LINLI_MAX_BODY_BYTES", 256 * 1024),
+        "RATE_LIMITS": rate_limits(),
         "HTTP_TIMEOUT": float(env.get("LINLI_HTTP_TIMEOUT", "3")),
         # Web processes publish events from a thread (deploy/gunicorn.conf.py
         # turns it on); workers publish in line, after their own commit.
         "PUBLISH_IN_BACKGROUND": env.get("LINLI_PUBLISH_IN_BACKGROUND", "0") == "1",
-        # Key of the requester's phone digest; the same in intake and matching.
-        "PHONE_DIGEST_KEY": env.get("LINLI_PHONE_DIGEST_KEY") or env.get("LINLI_SECRET_KEY") or "linli-phone",
     }

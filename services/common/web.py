@@ -20,6 +20,7 @@ from werkzeug.routing import IntegerConverter
 from .clock import SHANGHAI  # noqa: F401 (where pages and templates look for it)
 from .contract import MAX_ID
 from .queueing import redis_client
+from .settings import CALLERS
 
 LANGS = {"zh-CN": "zh_CN", "en": "en"}
 
@@ -60,9 +61,10 @@ def docs():
 
 
 def read_service(api_url_key: str, path: str):
-    """Read another service's public API with the service token (never its
-    database). None when it cannot answer: pages degrade, they do not fail."""
-    token = current_app.config["SERVICE_TOKEN"]
+    """Read another service's public API with this service's own caller
+    token (never its database). None when it cannot answer: pages degrade,
+    they do not fail."""
+    token = current_app.config.get(f"{current_app.config['SERVICE'].upper()}_TOKEN")
     if not token:
         return None
     try:
@@ -128,11 +130,15 @@ def configure_logging() -> None:
     root.setLevel(logging.INFO)
 
 
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    return header[7:] if header.startswith("Bearer ") else ""
+
+
 def bearer_matches(*names: str) -> bool:
     """Whether `Authorization: Bearer <token>` carries one of the configured
     tokens (by config name); none configured matches nothing."""
-    header = request.headers.get("Authorization", "")
-    given = header[7:] if header.startswith("Bearer ") else ""
+    given = _bearer()
     return any(given and (expected := current_app.config.get(name))
                and hmac.compare_digest(given.encode(), expected.encode()) for name in names)
 
@@ -141,6 +147,25 @@ def require_token(*names: str) -> None:
     """Staff/automation API guard; with no token configured the API is closed."""
     if not bearer_matches(*names):
         abort(401, message="a valid bearer token is required")
+
+
+def caller() -> str | None:
+    """Who is calling, by bearer token: "admin", or the calling service's
+    name ("requests", "volunteers"); None for anybody else."""
+    if bearer_matches("ADMIN_TOKEN"):
+        return "admin"
+    return next((c for c in CALLERS if bearer_matches(f"{c.upper()}_TOKEN")), None)
+
+
+def require_caller(*allowed: str) -> str:
+    """Let in only the named callers ("admin" and/or service names): each
+    service's token opens just what that service needs."""
+    who = caller()
+    if who is None:
+        abort(401, message="a valid bearer token is required")
+    if who not in allowed:
+        abort(403, message="this token is not for this interface")
+    return who
 
 
 class IdConverter(IntegerConverter):
@@ -176,10 +201,14 @@ def init_web(app) -> None:
         # Choices made with a visible switch are remembered for a year.
         if request.args.get("lang") in LANGS:
             response.set_cookie("lang", request.args["lang"], max_age=365 * 86400, samesite="Lax")
+        if current_app.config.get("HSTS") and request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         if request.args.get("elder") in ("0", "1"):
             response.set_cookie("elder", request.args["elder"], max_age=365 * 86400, samesite="Lax")
         if request.path not in ("/healthz", "/readyz"):
-            # The path only: tracking codes are fine, query strings are not logged.
+            # The route's pattern (/track/<code>), never the path itself:
+            # sign-in links, offer links and tracking codes are secrets.
+            route = request.url_rule.rule if request.url_rule is not None else "(no route)"
             log.info("request", extra={"request_id": g.get("request_id"), "method": request.method,
-                                       "path": request.path, "status": response.status_code})
+                                       "route": route, "status": response.status_code})
         return response
