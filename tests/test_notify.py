@@ -13,14 +13,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from jinja2 import UndefinedError
+from marshmallow import ValidationError
 from sqlalchemy import func, select
 
 from services.common import contract
 from services.common.web import SHANGHAI
 from services.notify import delivery, messages
 from services.notify import tasks as notify_tasks
-from services.notify.models import Delivery, Notification, OutboxMessage
-from tests.conftest import ADMIN_TOKEN, SERVICE_TOKEN
+from services.notify.models import Delivery, Notification, OutboxMessage, Recipient
+from tests.conftest import ADMIN_TOKEN, REQUESTS_TOKEN, VOLUNTEERS_TOKEN
 from tests.receivers import SmtpReceiver, WebhookReceiver
 
 STAFF = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -204,7 +205,7 @@ def test_quiet_hours_hold_ordinary_messages_until_morning_but_not_urgent_ones(no
         assert held.next_attempt_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") == "2026-11-28 07:00"
         # The inbox has it at once: only the outside channel waits.
         inbox = notify_app.test_client().get("/api/v1/inbox/volunteer:1",
-                                             headers={"Authorization": f"Bearer {SERVICE_TOKEN}"}).json
+                                             headers={"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}).json
         assert len(inbox) == 2
         clock["t"] = LATE + timedelta(hours=2)
         assert retry_sweep(notify_app) == 0
@@ -279,8 +280,12 @@ def test_a_delivery_is_not_sent_twice_when_claimed(notify_app):
 def test_inbox_read_and_unread(notify_app):
     send(notify_app, "resident:abc", None, template="assigned")
     client = notify_app.test_client()
-    auth = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    auth = {"Authorization": f"Bearer {REQUESTS_TOKEN}"}
     assert client.get("/api/v1/inbox/resident:abc").status_code == 401
+    # A resident's inbox is intake's to show; matching's token does not open it.
+    matching = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
+    assert client.get("/api/v1/inbox/resident:abc", headers=matching).status_code == 403
+    assert client.post("/api/v1/inbox/resident:abc/1/read", headers=matching).status_code == 403
     [message] = client.get("/api/v1/inbox/resident:abc", headers=auth).json
     assert "王师傅" in message["body"] and message["read"] is False
     assert client.post(f"/api/v1/inbox/resident:other/{message['id']}/read", headers=auth).status_code == 404
@@ -295,10 +300,12 @@ def test_staff_api_log_retry_preview_and_test_message(notify_app, caplog):
         send(notify_app, "volunteer:5", [secret])
         for _ in range(delivery.ATTEMPTS_PER_CHANNEL - 1):
             retry_sweep(notify_app)
-        # The staff console (intake) reads the log with the service token; only staff retry.
-        service_only = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+        # The staff console (intake) reads the log with intake's token; only staff retry.
+        service_only = {"Authorization": f"Bearer {REQUESTS_TOKEN}"}
+        matching = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
+        assert client.get("/api/v1/deliveries?status=dead", headers=matching).status_code == 403
         [row] = client.get("/api/v1/deliveries?status=dead", headers=service_only).json
-        assert client.post(f"/api/v1/deliveries/{row['id']}/retry", headers=service_only).status_code == 401
+        assert client.post(f"/api/v1/deliveries/{row['id']}/retry", headers=service_only).status_code == 403
         assert client.get("/api/v1/deliveries?key=offer:1&key=offer:2", headers=STAFF).json == []
         assert client.get(f"/api/v1/deliveries?key={row['dedupe_key']}", headers=STAFF).json == [row]
         assert row["channel"] == f"json://127.0.0.1:{hook.port}/****" and row["attempts"] == 3
@@ -333,7 +340,9 @@ def test_apprise_logs_stay_quiet(notify_app):
 def test_marking_the_inbox_read_arrives_as_a_task(notify_app):
     send(notify_app, "volunteer:7", None, key="x1")
     send(notify_app, "volunteer:7", None, key="x2")
-    auth = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    auth = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
+    assert notify_app.test_client().get("/api/v1/inbox/volunteer:7", headers={
+        "Authorization": f"Bearer {REQUESTS_TOKEN}"}).status_code == 403
     newest, oldest = notify_app.test_client().get("/api/v1/inbox/volunteer:7", headers=auth).json
     message = contract.envelope(contract.INBOX_READ, {"recipient": "volunteer:7", "up_to_id": oldest["id"]},
                                 source="volunteers")
@@ -341,3 +350,81 @@ def test_marking_the_inbox_read_arrives_as_a_task(notify_app):
         assert notify_tasks.inbox_read.apply(args=[message]).get() == "done"
     newest, oldest = notify_app.test_client().get("/api/v1/inbox/volunteer:7", headers=auth).json
     assert (newest["read"], oldest["read"]) == (False, True)
+
+
+def test_a_residents_html_reaches_email_as_text_never_as_markup(notify_app):
+    """The summary is what a resident typed: in an email it must stay text."""
+    typed = '<a href="http://evil.example/">点这里领取补贴</a><img src=x onerror=alert(1)>'
+    context = {**CONTEXTS["escalation"], "summary": typed}
+    message = contract.envelope(contract.NOTIFY_SEND, {
+        "dedupe_key": "html", "recipient": "leader:1", "channels": None, "language": "zh-CN",
+        "template": "escalation", "context": context, "urgent": True}, source="volunteers")
+    with SmtpReceiver() as smtp:
+        message["data"]["channels"] = [smtp.url("grid@example.org")]
+        with notify_app.app_context():
+            notify_tasks.send.apply(args=[message]).get()
+        [mail] = smtp.messages
+    parts = [part for part in mail.walk() if not part.is_multipart()]
+    html = [p.get_content() for p in parts if p.get_content_type() == "text/html"]
+    text = [p.get_content() for p in parts if p.get_content_type() == "text/plain"]
+    # Either plain text only, or HTML where the resident's tags are escaped.
+    assert text or html
+    for body in html:
+        assert "<a href" not in body and "<img" not in body and "&lt;a href" in body
+    for body in text:
+        assert typed in body
+
+
+def test_a_sign_in_link_never_shows_in_the_inbox_and_is_not_kept_once_sent(notify_app):
+    auth = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
+    with WebhookReceiver() as hook:
+        send(notify_app, "volunteer:3", [hook.url("/v3")], key="login:1", template="magic_link", urgent=True)
+        [post] = hook.received
+    assert "http://x/login/t" in post["body"]["message"]  # the volunteer's own channel gets the link
+    [message] = notify_app.test_client().get("/api/v1/inbox/volunteer:3", headers=auth).json
+    assert "login/t" not in message["body"] and "登录链接已发送" in message["body"]
+    with notify_app.extensions["db"].Session.session_factory() as s:
+        note = s.scalar(select(Notification).where(Notification.dedupe_key == "login:1"))
+        assert "login/t" not in note.short_body + note.full_body
+    # With no channel to send it on, it is not kept at all.
+    send(notify_app, "volunteer:4", None, key="login:2", template="magic_link", urgent=True)
+    with notify_app.extensions["db"].Session.session_factory() as s:
+        note = s.scalar(select(Notification).where(Notification.dedupe_key == "login:2"))
+        assert "login/t" not in note.short_body + note.full_body
+
+
+@pytest.mark.parametrize("url", ["http://evil.example/hook", "telegram://bot/chat", "ftp://x/y", "json://"])
+def test_only_linli_channel_schemes_are_accepted(notify_app, url):
+    client = notify_app.test_client()
+    resp = client.put("/api/v1/recipients/volunteer:9/preferences", headers=STAFF, json={"channels": [url]})
+    assert resp.status_code == 422 and "channels" in resp.json["errors"]["json"]
+    with pytest.raises(ValidationError) as err:
+        contract.NotificationRequested().load({"dedupe_key": "k", "recipient": "volunteer:9", "template": "offer",
+                                               "channels": [url]})
+    assert "channels" in err.value.messages
+    with notify_app.extensions["db"].Session.session_factory() as s:
+        assert s.get(Recipient, "volunteer:9") is None
+
+
+def test_only_the_admin_sets_or_reads_a_recipients_channels(notify_app):
+    client = notify_app.test_client()
+    body = {"channels": ["mailto://127.0.0.1:25?from=linli@example.org&to=a@example.org"]}
+    for token in (REQUESTS_TOKEN, VOLUNTEERS_TOKEN):
+        auth = {"Authorization": f"Bearer {token}"}
+        assert client.put("/api/v1/recipients/volunteer:9/preferences", headers=auth, json=body).status_code == 403
+    assert client.put("/api/v1/recipients/volunteer:9/preferences", headers=STAFF, json=body).status_code == 200
+    assert client.get("/api/v1/recipients/volunteer:9/preferences",
+                      headers={"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}).status_code == 403
+
+
+def test_the_inbox_and_the_delivery_log_come_in_pages(notify_app):
+    import json
+
+    for n in range(3):
+        send(notify_app, "volunteer:8", None, key=f"page{n}")
+    client = notify_app.test_client()
+    auth = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
+    page = client.get("/api/v1/inbox/volunteer:8?page_size=2", headers=auth)
+    assert len(page.json) == 2 and json.loads(page.headers["X-Pagination"])["total"] == 3
+    assert client.get("/api/v1/inbox/volunteer:8?page_size=1000", headers=auth).status_code == 422
+    assert client.get("/api/v1/deliveries?page_size=1000", headers=STAFF).status_code == 422

@@ -183,6 +183,20 @@ class StatusChanged(Schema):
     place = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 100))
 
 
+# The channels Linli sends through: the Chinese office bots, email, and
+# webhooks (JSON or form: SMS gateways and the office's own systems). Any
+# other Apprise scheme is refused where a channel URL is accepted, so that a
+# stolen token cannot point a recipient's messages at an arbitrary service.
+CHANNEL_SCHEMES = ("wecombot", "dingtalk", "feishu", "lark", "mailto", "mailtos", "json", "jsons", "form", "forms")
+
+
+def channel_url(url: str) -> None:
+    """Validator of a channel URL's scheme."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in CHANNEL_SCHEMES or not rest.strip("/"):
+        raise ValidationError(f"A channel URL starts with one of {', '.join(s + '://' for s in CHANNEL_SCHEMES)}.")
+
+
 RECIPIENT_KEY = re.compile(r"^[a-z]+:[A-Za-z0-9_-]{1,64}$")  # volunteer:12, leader:3, resident:<request id>
 
 
@@ -196,7 +210,8 @@ class NotificationRequested(Schema):
 
     dedupe_key = fields.String(required=True, validate=validate.Length(1, 200))
     recipient = fields.String(required=True, validate=validate.Regexp(RECIPIENT_KEY))
-    channels = fields.List(fields.String(validate=validate.Length(1, 2000)), load_default=None, allow_none=True)
+    channels = fields.List(fields.String(validate=[validate.Length(1, 2000), channel_url]), load_default=None,
+                           allow_none=True, validate=validate.Length(0, 5))
     language = fields.String(load_default="zh-CN", validate=validate.OneOf(LANGUAGES))
     template = fields.String(required=True, validate=validate.OneOf(TEMPLATES))
     context = fields.Dict(keys=fields.String(), load_default=dict)

@@ -121,6 +121,8 @@ def _apprise(url: str, title: str, body: str, dedupe_key: str) -> str | None:
     sender = apprise.Apprise()
     if not sender.add(url):
         return "channel URL not understood"
-    if sender.notify(title=title, body=body):
+    # Plain text: residents' words must never become live HTML in an email
+    # (Apprise escapes text for channels that show HTML).
+    if sender.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT):
         return None
     return "channel refused or unreachable"

@@ -17,7 +17,7 @@ from services.common import clock, contract
 from services.common import db as common_db
 from services.common.inbox import backoff
 
-from . import channels
+from . import channels, messages
 from .models import Delivery, Recipient
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,9 @@ def attempt(db, outbox, delivery_id: int) -> str | None:
                 delivery.status = "failed"
                 retry_in = backoff(tries_here % ATTEMPTS_PER_CHANNEL, RETRY_BASE_SECONDS, RETRY_CAP_SECONDS)
                 delivery.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
+        if delivery.status in ("sent", "dead") and (safe := messages.redacted(note.template, note.language)):
+            # A sign-in link is kept no longer than it takes to send it.
+            note.short_body = note.full_body = safe
         session.commit()
         log.info("delivery attempt", extra={"delivery_id": delivery.id, "status": delivery.status,
                                             "attempts": delivery.attempts, "channel_index": delivery.channel_index,

@@ -45,6 +45,8 @@ def handle_send(session, data, env) -> None:
                         language=data["language"], title=title, short_body=short, full_body=full,
                         urgent=data["urgent"], reply_to=data["reply_to"])
     session.add(note)
+    if not recipient.channels and (safe := messages.redacted(data["template"], data["language"])):
+        note.short_body = note.full_body = safe  # nowhere to send the key: keep none
     if recipient.channels:
         session.add(Delivery(notification=note, channels=list(recipient.channels),
                              next_attempt_at=delivery.first_attempt_at(recipient, data["urgent"], delivery.utcnow())))

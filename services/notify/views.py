@@ -9,12 +9,13 @@ import logging
 from flask import Blueprint as WebBlueprint
 from flask import current_app, render_template
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from jinja2 import TemplateError
 from sqlalchemy import select
 
 from services.common import contract
-from services.common.web import require_token
+from services.common.factory import ApiBlueprint, page_of
+from services.common.web import caller, require_caller
 
 from . import channels, delivery, messages
 from .models import Delivery, Notification, Recipient
@@ -32,7 +33,7 @@ from .schemas import (
 log = logging.getLogger(__name__)
 
 web = WebBlueprint("web", __name__)
-api = Blueprint("api", __name__, url_prefix="/api/v1", description="In-app inbox, preferences, delivery log")
+api = ApiBlueprint("api", __name__, url_prefix="/api/v1", description="In-app inbox, preferences, delivery log")
 
 def _session():
     return current_app.extensions["db"].Session
@@ -45,23 +46,35 @@ def home():
 
 @api.before_request
 def _services_only():
-    # Before validation, so that a caller without the token learns nothing.
-    require_token("SERVICE_TOKEN", "ADMIN_TOKEN")
+    # Before validation, so that a caller without a token learns nothing.
+    if caller() is None:
+        abort(401, message="a valid bearer token is required")
 
 
 def _staff_only():
-    require_token("ADMIN_TOKEN")
+    require_caller("admin")
+
+
+# Whose inbox a calling service may read: intake shows residents theirs on
+# the tracking page, matching shows volunteers theirs in the portal.
+INBOX_READERS = {"resident": "requests", "volunteer": "volunteers"}
+
+
+def _inbox_reader(recipient: str) -> None:
+    require_caller("admin", INBOX_READERS.get(recipient.partition(":")[0], "admin"))
 
 
 @api.route("/inbox/<string:recipient>")
 class Inbox(MethodView):
     @api.response(200, InboxMessageOut(many=True))
-    def get(self, recipient):
-        """A recipient's in-app messages, newest first."""
-        return _session().scalars(
-            select(Notification).where(Notification.recipient_key == recipient)
-            .order_by(Notification.id.desc()).limit(100)
-        ).all()
+    @api.paginate()
+    def get(self, recipient, pagination_parameters):
+        """A recipient's in-app messages, newest first, a page at a time
+        (residents' for intake, volunteers' for matching); sign-in links
+        never appear here."""
+        _inbox_reader(recipient)
+        return page_of(_session(), select(Notification).where(Notification.recipient_key == recipient)
+                       .order_by(Notification.id.desc()), pagination_parameters)
 
 
 @api.route("/inbox/<string:recipient>/<id:message_id>/read")
@@ -69,6 +82,7 @@ class InboxRead(MethodView):
     @api.response(200, InboxMessageOut)
     def post(self, recipient, message_id):
         """Mark one in-app message read."""
+        _inbox_reader(recipient)
         note = _session().get(Notification, message_id)
         if note is None or note.recipient_key != recipient:
             abort(404, message="no such message")
@@ -81,7 +95,8 @@ class InboxRead(MethodView):
 class Preferences(MethodView):
     @api.response(200, PreferencesOut)
     def get(self, recipient):
-        """Language, quiet hours and channels (masked) of a recipient."""
+        """Language, quiet hours and channels (masked) of a recipient (admin token)."""
+        _staff_only()
         row = _session().get(Recipient, recipient)
         if row is None:
             abort(404, message="no such recipient")
@@ -90,7 +105,8 @@ class Preferences(MethodView):
     @api.arguments(PreferencesIn)
     @api.response(200, PreferencesOut)
     def put(self, data, recipient):
-        """Set language, quiet hours (non-urgent messages wait), channels in order."""
+        """Set language, quiet hours (non-urgent messages wait), channels in order (admin token)."""
+        _staff_only()
         if not contract.RECIPIENT_KEY.match(recipient):
             abort(422, errors={"path": {"recipient": ["Not a recipient key (kind:id)."]}})
         row = _session().get(Recipient, recipient) or Recipient.new(recipient, current_app.config["QUIET_HOURS"])
@@ -105,10 +121,12 @@ class Preferences(MethodView):
 class Deliveries(MethodView):
     @api.arguments(DeliveryQuery, location="query")
     @api.response(200, DeliveryOut(many=True))
-    def get(self, query):
+    @api.paginate()
+    def get(self, query, pagination_parameters):
         """The delivery log, newest first, by recipient, dedupe key, status
-        and time (the staff console reads it with the service token)."""
-        stmt = select(Delivery).join(Notification).order_by(Delivery.id.desc()).limit(query["limit"])
+        and time (the staff console reads it with intake's token)."""
+        require_caller("admin", "requests")
+        stmt = select(Delivery).join(Notification).order_by(Delivery.id.desc())
         if "recipient" in query:
             stmt = stmt.where(Notification.recipient_key == query["recipient"])
         if "key" in query:
@@ -117,7 +135,7 @@ class Deliveries(MethodView):
             stmt = stmt.where(Delivery.status == query["status"])
         if "since" in query:
             stmt = stmt.where(Delivery.created_at >= query["since"])
-        return _session().scalars(stmt).unique().all()
+        return page_of(_session(), stmt, pagination_parameters)
 
 
 @api.route("/deliveries/<id:delivery_id>/retry")
