@@ -147,6 +147,61 @@ def test_sign_in_is_rate_limited_per_address(make_app):
     assert sign_in(app, "a4", "x", addr="10.9.9.8")[1].status_code == 401
 
 
+def test_strangers_guessing_cannot_lock_the_owner_out_of_their_usual_browser(app, unit_redis):
+    owner, resp = sign_in(app, "admin")  # the owner's browser, signed in before
+    assert resp.status_code == 303
+    owner.post("/staff/logout", data={"csrf_token": csrf_token(owner.get("/staff/").text)})
+    for attempt in range(5):  # someone else hammers the account from several addresses
+        assert sign_in(app, "admin", f"wrong {attempt}", addr=f"10.0.5.{attempt}")[1].status_code == 401
+    # A new browser is held back (guessing stays bounded)…
+    assert sign_in(app, "admin", PASSWORD, addr="10.0.6.1")[1].status_code == 429
+    # …but the owner's own browser signs in as usual.
+    _, again = sign_in(app, "admin", PASSWORD, client=owner, addr="10.0.7.1")
+    assert again.status_code == 303
+    # The device cookie is no master key: it is counted on its own.
+    for attempt in range(5):
+        assert sign_in(app, "admin", f"typo {attempt}", client=owner, addr="10.0.7.1")[1].status_code == 401
+    assert sign_in(app, "admin", PASSWORD, client=owner, addr="10.0.7.1")[1].status_code == 429
+
+
+def test_a_forged_device_cookie_is_worth_nothing(app):
+    for attempt in range(5):
+        sign_in(app, "admin", f"wrong {attempt}", addr=f"10.0.8.{attempt}")
+    client = app.test_client()
+    client.set_cookie("linli_staff_device", "eyJhIjoiMSIsIm4iOiIyIn0.forged.sig", path="/staff")
+    assert sign_in(app, "admin", PASSWORD, client=client, addr="10.0.8.9")[1].status_code == 429
+
+
+def test_the_per_address_limit_sees_the_client_behind_the_documented_proxy(make_app):
+    app = make_app("requests", LOGIN_LIMIT_ADDRESS=3, PROXY_HOPS=1)
+
+    def attempt(name, forwarded_for):
+        client = app.test_client()
+        page = client.get("/staff/login")
+        return client.post("/staff/login", headers={"X-Forwarded-For": forwarded_for},
+                           data={"username": name, "password": "x", "csrf_token": csrf_token(page.text)},
+                           environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code
+
+    assert [attempt(n, "203.0.113.7") for n in ("b1", "b2", "b3", "b4")] == [401, 401, 401, 429]
+    # Another resident behind the same proxy is not held back by it.
+    assert attempt("b5", "203.0.113.8") == 401
+    # A client cannot pretend to be several by adding addresses of its own:
+    # only the hop the proxy appended counts.
+    assert attempt("b6", "198.51.100.1, 203.0.113.7") == 429
+
+
+def test_without_a_configured_proxy_forwarded_addresses_are_ignored(make_app):
+    app = make_app("requests", LOGIN_LIMIT_ADDRESS=2)
+    results = []
+    for n, fake in enumerate(("203.0.113.1", "203.0.113.2", "203.0.113.3")):
+        client = app.test_client()
+        page = client.get("/staff/login")
+        results.append(client.post("/staff/login", headers={"X-Forwarded-For": fake},
+                                   data={"username": f"c{n}", "password": "x", "csrf_token": csrf_token(page.text)},
+                                   environ_base={"REMOTE_ADDR": "10.1.1.1"}).status_code)
+    assert results == [401, 401, 429]
+
+
 def test_session_is_renewed_at_sign_in_and_revoked_at_sign_out(app):
     client = app.test_client()
     client.get("/staff/login")

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import func, select
 
 from services.common import contract
-from services.requests.models import OutboxMessage, ServiceRequest, StatusChange
-from tests.conftest import ADMIN_TOKEN, SERVICE_TOKEN, csrf_token
+from services.requests.models import ContactAccess, OutboxMessage, ServiceRequest, StatusChange
+from tests.conftest import ADMIN_TOKEN, REQUESTS_TOKEN, VOLUNTEERS_TOKEN, csrf_token
 
 GOOD = {
     "category": "haircut",
@@ -151,16 +151,28 @@ def test_api_submission_and_tracking_without_personal_data(intake):
     assert client.get("/track/AAAAAAAAAAAA").status_code == 404
 
 
-def test_contact_is_only_for_services_holding_the_token(intake):
+def test_contact_is_only_for_matching_and_only_while_a_volunteer_is_on_it(intake):
     client = intake.test_client()
     request_id = client.post("/api/v1/requests", json=GOOD).json["id"]
-    url = f"/api/v1/internal/requests/{request_id}/contact"
+    url = f"/api/v1/internal/requests/{request_id}/contact?reader=volunteer:7"
+    matching = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
     assert client.get(url).status_code == 401
     assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    for token in (SERVICE_TOKEN, ADMIN_TOKEN):
-        resp = client.get(url, headers={"Authorization": f"Bearer {token}"})
-        assert resp.status_code == 200
-        assert resp.json["contact_phone"] == "13812341234" and resp.json["room"] == "302"
+    # Not intake's own token, not even the admin token: matching alone shows contacts.
+    for token in (REQUESTS_TOKEN, ADMIN_TOKEN):
+        assert client.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 403
+    # Before anyone accepted, nobody gets it.
+    assert client.get(url, headers=matching).status_code == 409
+    apply_event(intake, status_event(request_id, "assigned"))
+    resp = client.get(url, headers=matching)
+    assert resp.status_code == 200
+    assert resp.json["contact_phone"] == "13812341234" and resp.json["room"] == "302"
+    # Once the work is done the contact is no longer given out.
+    apply_event(intake, status_event(request_id, "completed"))
+    assert client.get(url, headers=matching).status_code == 409
+    with intake.app_context():
+        readers = intake.extensions["db"].Session.scalars(select(ContactAccess.actor)).all()
+    assert readers == ["volunteer:7"]  # one read, logged; the refused ones read nothing
 
 
 def test_catalogue_endpoints(intake):
@@ -213,7 +225,7 @@ def test_the_resident_cancels_with_the_tracking_code(intake):
     assert event == {"request_id": request_id, "actor": "resident", "reason": "邻居帮我理了"}
     # The contact is no longer given out, and a second cancel is refused.
     contact = client.get(f"/api/v1/internal/requests/{request_id}/contact",
-                         headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
+                         headers={"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"})
     assert contact.status_code == 410
     assert client.post(f"/api/v1/requests/{code}/cancel", json={}).status_code == 409
 

@@ -9,15 +9,28 @@ from flask import Response
 from openpyxl import Workbook
 
 FORMATS = ("csv", "xlsx")
+# A cell that starts with one of these is a formula to Excel and WPS, even in
+# a CSV file: text residents or volunteers typed could run as one.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value):
+    """Text that would start a formula gets a leading apostrophe, which the
+    spreadsheet shows as text; numbers and dates stay as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def table(header, rows, fmt: str) -> bytes:
+    header = [safe_cell(h) for h in header]
+    rows = [[safe_cell(v) for v in row] for row in rows]
     if fmt == "xlsx":
         book = Workbook()
         sheet = book.active
-        sheet.append(list(header))
+        sheet.append(header)
         for row in rows:
-            sheet.append(list(row))
+            sheet.append(row)
         out = io.BytesIO()
         book.save(out)
         return out.getvalue()

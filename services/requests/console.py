@@ -125,7 +125,9 @@ def login_post():
     staff.start_session(member)
     _session().commit()
     log.info("staff signed in", extra={"staff_id": member.id})
-    return redirect(nxt, 303)
+    response = redirect(nxt, 303)
+    staff.issue_device_cookie(response, member.username)
+    return response
 
 
 @console.post("/logout")

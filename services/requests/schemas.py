@@ -4,6 +4,7 @@ the form (they are marked for extraction with N_)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -72,6 +73,8 @@ class ServiceRequestIn(Schema):
     def _clean(self, data, **kwargs):
         # Form posts send "" for untouched optional fields, and spaces around
         # phone numbers are common when copied.
+        if not isinstance(data, Mapping):
+            return data  # marshmallow answers "Invalid input type" for the whole body
         data = {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()}
         data = {k: v for k, v in data.items() if v != "" or k in ("description", "room", "contact_name")}
         if isinstance(data.get("contact_phone"), str):
@@ -258,6 +261,8 @@ class QueueQuery(Schema):
 
     @pre_load
     def _blank(self, data, **kwargs):
+        if not isinstance(data, Mapping):
+            return data
         return {k: v for k, v in data.items() if v not in ("", None)}
 
 

@@ -1,7 +1,8 @@
 """Staff accounts, sign-in and scope.
 
 Passwords are argon2id hashes. Sign-in failures are counted in Redis per
-account and per address; past the limit every attempt gets the same 429,
+address, and per account except from a browser the account signed in from
+before (device cookie); past a limit every attempt gets the same 429,
 whether the account exists or not. A session holds the staff id and the
 account's session epoch: signing out (or a password change) bumps the
 epoch and every older cookie stops working. The bootstrap admin token
@@ -23,6 +24,7 @@ import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, g, request, session
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import and_, false, or_, select, true
 
 from services.common.db import utcnow
@@ -84,17 +86,60 @@ def scope_of(staff: StaffMember | None) -> Scope:
 
 
 # --- sign-in limits (Redis) ---
+#
+# Failures are counted per address, and per account for browsers the account
+# has not signed in from before. A browser that has signed in to the account
+# carries a signed device cookie (OWASP's "device cookies"): it is counted
+# on its own, so that strangers guessing at an account cannot lock its owner
+# out of their usual browser, while guessing from anywhere else stays
+# bounded by the account's limit.
+
+DEVICE_COOKIE = "linli_staff_device"
+DEVICE_DAYS = 180
 
 
 def _limiter() -> redis.Redis:
     return redis_client(current_app.config["REDIS_URL"])
 
 
-def _keys(username: str) -> dict[str, str]:
+def _hash(value: str) -> str:
     # Hashed: the key names no account and no address in Redis.
-    acct = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
-    addr = hashlib.sha256((request.remote_addr or "").encode()).hexdigest()[:32]
-    return {"LOGIN_LIMIT_ACCOUNT": f"linli:login:acct:{acct}", "LOGIN_LIMIT_ADDRESS": f"linli:login:addr:{addr}"}
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def _device_signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="linli-staff-device")
+
+
+def _device(username: str) -> str | None:
+    """The id of this browser's device cookie, if it was issued for `username`."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw:
+        return None
+    try:
+        value = _device_signer().loads(raw, max_age=DEVICE_DAYS * 86400)
+    except BadSignature:
+        return None
+    account = _hash(username.strip().lower())
+    return value.get("n") if isinstance(value, dict) and value.get("a") == account else None
+
+
+def issue_device_cookie(response, username: str) -> None:
+    value = _device_signer().dumps({"a": _hash(username.strip().lower()), "n": secrets.token_urlsafe(12)})
+    response.set_cookie(DEVICE_COOKIE, value, max_age=DEVICE_DAYS * 86400, path="/staff", httponly=True,
+                        samesite="Lax", secure=current_app.config["SESSION_COOKIE_SECURE"])
+
+
+def _keys(username: str) -> dict[str, str]:
+    """The counters this attempt is judged by: its address, and its device
+    (a known browser) or else the account (any other browser)."""
+    keys = {"LOGIN_LIMIT_ADDRESS": f"linli:login:addr:{_hash(request.remote_addr or '')}"}
+    device = _device(username)
+    if device:
+        keys["LOGIN_LIMIT_ACCOUNT"] = f"linli:login:dev:{_hash(device)}"
+    else:
+        keys["LOGIN_LIMIT_ACCOUNT"] = f"linli:login:acct:{_hash(username.strip().lower())}"
+    return keys
 
 
 def locked_out(username: str) -> bool:
@@ -208,7 +253,40 @@ def create(db_session, username: str, password: str, role: str, name: str, grid:
     return staff
 
 
+def demo_leftovers(db_session) -> str:
+    """The demo staff accounts that can still sign in (production refuses to start with any)."""
+    names = db_session.scalars(select(StaffMember.username).where(StaffMember.demo.is_(True),
+                                                                  StaffMember.active.is_(True))).all()
+    return f"demo staff accounts {', '.join(names)}" if names else ""
+
+
+def remove_demo(db_session) -> list[str]:
+    """Close the demo's staff accounts for good: inactive, no usable
+    password, every session ended. The rows stay, because the timelines
+    name them as actors."""
+    removed = []
+    for staff in db_session.scalars(select(StaffMember).where(StaffMember.demo.is_(True))):
+        staff.active = False
+        staff.password_hash = "!removed-demo-account"  # no argon2 hash: nothing verifies against it
+        staff.session_epoch += 1
+        removed.append(staff.username)
+    return removed
+
+
 def register_commands(app) -> None:
+    app.extensions["demo_leftovers"] = demo_leftovers
+
+    @app.cli.command("remove-demo")
+    def remove_demo_command():
+        """Close every demo staff account (make remove-demo)."""
+        db = current_app.extensions["db"]
+        try:
+            removed = remove_demo(db.Session())
+            db.Session.commit()
+        finally:
+            db.Session.remove()
+        click.echo(f"requests: demo staff accounts closed: {', '.join(removed) or 'none'}")
+
     @app.cli.command("create-staff")
     @click.option("--username", required=True)
     @click.option("--role", type=click.Choice(ROLES), default="admin", show_default=True)

@@ -11,14 +11,16 @@ from flask import Blueprint as WebBlueprint
 from flask import current_app, g, redirect, render_template, request, url_for
 from flask.views import MethodView
 from flask_babel import lazy_gettext as _l
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from markupsafe import Markup
 from marshmallow import ValidationError
 from sqlalchemy import select
 
 from services.common import contract
 from services.common.db import utcnow
-from services.common.web import current_lang, read_service, require_token
+from services.common.factory import ApiBlueprint, page_of
+from services.common.ratelimit import limit
+from services.common.web import current_lang, read_service, require_caller, require_token
 
 from . import models, staff
 from .models import Building, ContactAccess, Open311Key, ServiceRequest, normalise_tracking_code
@@ -40,7 +42,7 @@ from .schemas import (
 log = logging.getLogger(__name__)
 
 web = WebBlueprint("web", __name__)
-api = Blueprint("api", __name__, url_prefix="/api/v1", description="Residents' service requests")
+api = ApiBlueprint("api", __name__, url_prefix="/api/v1", description="Residents' service requests")
 
 STATUS_LABELS = {
     "submitted": _l("Submitted"),
@@ -104,6 +106,7 @@ def form():
 
 
 @web.post("/")
+@limit("request_form")
 def submit_form():
     values = request.form.to_dict()
     values.pop("csrf_token", None)
@@ -237,6 +240,9 @@ class Buildings(MethodView):
 
 @api.route("/requests")
 class Requests(MethodView):
+    # One budget per address for the form and the API together.
+    decorators = [limit("request_form")]
+
     @api.arguments(ServiceRequestIn)
     @api.response(201, ServiceRequestCreated)
     def post(self, data):
@@ -319,13 +325,16 @@ class Open311KeyById(MethodView):
 class Contact(MethodView):
     @api.response(200, ContactOut)
     def get(self, request_id):
-        """The resident's contact, for the services (service token)."""
-        require_token("SERVICE_TOKEN", "ADMIN_TOKEN")
+        """The resident's contact, for matching only (its token), and only
+        while a volunteer is on the request (assigned or in progress)."""
+        require_caller("volunteers")
         req = _session().get(ServiceRequest, str(request_id))
         if req is None:
             abort(404, message="no such request")
         if req.status == "cancelled" or req.anonymised_at is not None:
             abort(410, message="the resident withdrew this request, or its data was removed")
+        if req.status not in ("assigned", "in_progress"):
+            abort(409, message="the contact is given only while a volunteer is on the request")
         # Who the calling service shows it to (volunteer:<id>): the access log says.
         reader = request.args.get("reader", "")
         reader = reader if contract.RECIPIENT_KEY.match(reader) else "service"
@@ -349,12 +358,13 @@ def _staff_api():
 class StaffRequests(MethodView):
     @api.arguments(QueueQuery, location="query")
     @api.response(200, StaffRequestOut(many=True))
-    def get(self, query):
-        """Requests in the caller's scope, newest first, with the queue's filters."""
+    @api.paginate()
+    def get(self, query, pagination_parameters):
+        """Requests in the caller's scope, newest first, with the queue's filters, a page at a time."""
         _staff_api()
         from .console import queue_statement
 
-        return _session().scalars(queue_statement(query, utcnow()).limit(1000)).all()
+        return page_of(_session(), queue_statement(query, utcnow()), pagination_parameters)
 
 
 @api.route("/staff/requests/<uuid:request_id>")

@@ -1,0 +1,301 @@
+"""Safe by default, across the services: secrets checked at start-up,
+production unless the demo is asked for, the operator's environment over
+.env, tokens kept out of logs, rate limits, bounded bodies, database errors
+without values, spreadsheet cells that cannot run, HTTPS hardening."""
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy.exc import IntegrityError
+
+from services.common import settings, tables
+from services.common.settings import ConfigError
+from tests.conftest import SECRET_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("requests", "volunteers", "notify")
+GOOD = {"category": "haircut", "description": "想理发", "building": "3", "unit": "1", "room": "302",
+        "contact_name": "李阿姨", "contact_phone": "13812341234", "consent": True}
+
+
+@pytest.fixture
+def environment(monkeypatch, tmp_path):
+    """A clean production environment with strong secrets; tests take them away."""
+    for key in list(os.environ):
+        if key.startswith("LINLI_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("LINLI_DATA_DIR", str(tmp_path))
+    for key, value in SECRET_ENV.items():
+        monkeypatch.setenv(key, value)
+    return monkeypatch
+
+
+def start(service: str, **config):
+    module = importlib.import_module(f"services.{service}")
+    return module.create_app({"DATABASE_URL": "sqlite://", **config} if config else {"DATABASE_URL": "sqlite://"})
+
+
+# --- secrets and the demo ---
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("variable, value, says", [
+    ("LINLI_SECRET_KEY", "change-me-secret", "placeholder"),
+    ("LINLI_SECRET_KEY", "short-but-random-7Hq", "shorter than 32"),
+    ("LINLI_SECRET_KEY", None, "not set"),
+    ("LINLI_ADMIN_TOKEN", "change-me-admin", "placeholder"),
+    ("LINLI_REQUESTS_TOKEN", "change-me", "placeholder"),
+    ("LINLI_VOLUNTEERS_TOKEN", "tiny", "shorter than 32"),
+    ("LINLI_PHONE_DIGEST_KEY", None, "not set"),
+])
+def test_a_service_refuses_to_start_with_an_unsafe_secret_and_names_it(environment, service, variable, value, says):
+    if value is None:
+        environment.delenv(variable)
+    else:
+        environment.setenv(variable, value)
+    with pytest.raises(ConfigError) as refused:
+        start(service)
+    assert variable in str(refused.value) and says in str(refused.value)
+    assert (value or "\0") not in str(refused.value)  # the refusal does not print the secret
+
+
+def test_env_example_as_shipped_starts_nothing(environment):
+    """The operator who copies .env.example and forgets to edit it gets a refusal, not a service."""
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            environment.setenv(key, value)
+    for service in SERVICES:
+        with pytest.raises(ConfigError) as refused:
+            start(service)
+        for variable in ("LINLI_SECRET_KEY", "LINLI_ADMIN_TOKEN", "LINLI_REQUESTS_TOKEN", "LINLI_PHONE_DIGEST_KEY"):
+            assert variable in str(refused.value)
+    assert settings.demo() is False  # and it ships production
+
+
+def test_the_admin_token_may_be_left_out_which_closes_the_admin_api(environment):
+    environment.delenv("LINLI_ADMIN_TOKEN")
+    app = start("requests")
+    assert app.config["ADMIN_TOKEN"] is None
+    assert app.test_client().post("/api/v1/open311/keys", json={"name": "x"},
+                                  headers={"Authorization": "Bearer "}).status_code == 401
+
+
+def test_production_is_the_default(environment):
+    assert start("volunteers").config["DEMO"] is False
+    environment.setenv("LINLI_DEMO", "yes please")
+    with pytest.raises(ConfigError, match="LINLI_DEMO"):
+        start("volunteers")
+
+
+def test_the_local_demo_makes_its_own_keys_but_never_takes_a_placeholder(environment, tmp_path):
+    for key in SECRET_ENV:
+        environment.delenv(key)
+    environment.setenv("LINLI_DEMO", "1")
+    first, second = start("requests"), start("requests")
+    assert len(first.config["SECRET_KEY"]) >= 32 and first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert first.config["REQUESTS_TOKEN"] == start("volunteers").config["REQUESTS_TOKEN"]
+    environment.setenv("LINLI_SECRET_KEY", "change-me-secret")
+    with pytest.raises(ConfigError, match="LINLI_SECRET_KEY"):
+        start("requests")
+
+
+def test_the_demo_reachable_from_other_machines_needs_real_secrets(environment):
+    for key in SECRET_ENV:
+        environment.delenv(key)
+    environment.setenv("LINLI_DEMO", "1")
+    environment.setenv("LINLI_BIND", "0.0.0.0")
+    with pytest.raises(ConfigError, match="LINLI_SECRET_KEY is not set"):
+        start("requests")
+
+
+def test_an_operators_environment_outranks_dotenv(tmp_path):
+    """make run starts everything through deploy/with_env.py (honcho alone lets .env win)."""
+    (tmp_path / ".env").write_text("LINLI_DEMO=1\nLINLI_ADMIN_TOKEN=from-dotenv\nLINLI_ONLY_IN_FILE=file\n")
+    env = {**os.environ, "LINLI_DEMO": "0", "LINLI_ADMIN_TOKEN": "from-the-operator"}
+    env.pop("LINLI_ONLY_IN_FILE", None)
+    out = subprocess.run([sys.executable, str(ROOT / "deploy" / "with_env.py"), sys.executable, "-c",
+                          "import os; print(os.environ['LINLI_DEMO'], os.environ['LINLI_ADMIN_TOKEN'],"
+                          " os.environ['LINLI_ONLY_IN_FILE'])"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "from-the-operator", "file"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(WITH_ENV) $(BIN)/honcho start -e /dev/null" in makefile  # honcho reads no .env of its own
+    assert "run: export LINLI_DEMO ?= 1" in makefile  # make run is the demo, unless the operator says otherwise
+
+
+def test_make_env_writes_no_placeholder(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "deploy" / "make_env.py"), str(ROOT / ".env.example"),
+                    str(tmp_path / ".env")], check=True)
+    text = (tmp_path / ".env").read_text()
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    assert not [key for key, value in values.items() if "change-me" in value]
+    for key, _ in settings.SECRETS.values():
+        assert settings.secret_problem(key, values[key]) is None
+
+
+# --- logs, bodies, database errors ---
+
+
+def test_the_access_log_names_the_route_never_the_token(make_app, caplog):
+    app = make_app("requests")
+    client = app.test_client()
+    code = client.post("/api/v1/requests", json=GOOD).json["tracking_code"]
+    with caplog.at_level(logging.INFO, logger="linli.http"):
+        client.get(f"/track/{code}")
+        client.get(f"/api/v1/requests/{code}")
+        client.get("/no/such/page/SECRET123")
+    routes = [r.route for r in caplog.records if r.name == "linli.http" and hasattr(r, "route")]
+    assert routes == ["/track/<code>", "/api/v1/requests/<code>", "(no route)"]
+    text = "\n".join(str(r.__dict__) for r in caplog.records)
+    assert code not in text and "SECRET123" not in text
+
+
+def test_request_bodies_are_bounded(make_app):
+    app = make_app("requests")
+    big = {**GOOD, "description": "x" * 300_000}
+    resp = app.test_client().post("/api/v1/requests", json=big)
+    assert resp.status_code == 413
+    resp = app.test_client().post("/", data={**GOOD, "description": "x" * 300_000})
+    assert resp.status_code == 413
+
+
+@pytest.mark.parametrize("body", [[None, None], [], "text", 42, None, [GOOD]])
+def test_json_that_is_not_an_object_gets_a_clear_error_and_changes_nothing(make_app, body):
+    """Schemathesis found `[null, null]` answering 500."""
+    from services.requests.models import ServiceRequest
+
+    app = make_app("requests")
+    resp = app.test_client().post("/api/v1/requests", json=body)
+    assert resp.status_code == 422, resp.text
+    assert resp.json["errors"]["json"]
+    with app.app_context():
+        assert app.extensions["db"].Session.query(ServiceRequest).count() == 0
+
+
+def test_a_failed_statement_carries_no_values(make_app):
+    from services.requests.models import StaffMember
+
+    app = make_app("requests")
+    with app.app_context():
+        session = app.extensions["db"].Session
+        session.add(StaffMember(username="dup", display_name="王建国 13812341234", role="admin",
+                                password_hash="x", session_epoch=1, active=True))
+        session.commit()
+        session.add(StaffMember(username="dup", display_name="李秀英 13987654321", role="admin",
+                                password_hash="x", session_epoch=1, active=True))
+        with pytest.raises(IntegrityError) as failed:
+            session.commit()
+        session.rollback()
+    assert "13987654321" not in str(failed.value) and "李秀英" not in str(failed.value)
+
+
+# --- spreadsheets ---
+
+
+@pytest.mark.parametrize("fmt", tables.FORMATS)
+def test_exported_cells_never_start_a_formula(fmt):
+    typed = ["=HYPERLINK(\"http://evil.example\",\"点我\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "普通文字"]
+    data = tables.table(["name", *["c"] * 5], [typed, [1, -5, 2.5, "", "ok", "a=b"]], fmt)
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    else:
+        rows = [[("" if v is None else v) for v in row]
+                for row in load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True)]
+    assert rows[1][:5] == ["'" + v for v in typed[:5]] and rows[1][5] == "普通文字"
+    # Numbers stay numbers (negative ones too); text that merely contains "=" stays as typed.
+    expected = ["1", "-5", "2.5", "", "ok", "a=b"] if fmt == "csv" else [1, -5, 2.5, "", "ok", "a=b"]
+    assert rows[2] == expected
+
+
+# --- HTTPS ---
+
+
+def test_https_deployments_get_secure_cookies_and_hsts_by_default(environment):
+    environment.setenv("LINLI_REQUESTS_URL", "https://linli.example.org")
+    app = start("requests")
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.test_client().get("/", base_url="https://linli.example.org").headers[
+        "Strict-Transport-Security"].startswith("max-age=")
+    assert "Strict-Transport-Security" not in app.test_client().get("/").headers  # plain HTTP: never
+    environment.setenv("LINLI_SECURE_COOKIES", "0")  # the operator's explicit word wins
+    assert start("requests").config["SESSION_COOKIE_SECURE"] is False
+
+
+def test_plain_http_on_loopback_keeps_ordinary_cookies(environment):
+    app = start("requests")
+    assert app.config["SESSION_COOKIE_SECURE"] is False and app.config["HSTS"] is False
+
+
+# --- rate limits ---
+
+
+def limits(**overrides):
+    return {**settings.RATE_LIMITS, **overrides}
+
+
+def test_the_request_form_and_api_share_a_limit_per_address(make_app, unit_redis):
+    app = make_app("requests", RATE_LIMITS=limits(request_form="3 per hour"))
+    client = app.test_client()
+    here = {"REMOTE_ADDR": "10.3.3.3"}
+    assert client.post("/api/v1/requests", json=GOOD, environ_base=here).status_code == 201
+    assert client.post("/api/v1/requests", json=GOOD, environ_base=here).status_code == 201
+    form = client.get("/", environ_base=here).text
+    from tests.conftest import csrf_token
+
+    ok = client.post("/", data={**GOOD, "consent": "y", "csrf_token": csrf_token(form)}, environ_base=here)
+    assert ok.status_code == 303
+    api = client.post("/api/v1/requests", json=GOOD, environ_base=here)
+    assert api.status_code == 429 and api.json["code"] == 429  # JSON for API clients
+    page = client.post("/", data={**GOOD, "consent": "y", "csrf_token": csrf_token(form)}, environ_base=here)
+    assert page.status_code == 429 and "社区办公室" in page.text  # the page says whom to call, in Chinese
+    english = client.post("/?lang=en", data={**GOOD, "consent": "y", "csrf_token": csrf_token(form)},
+                          environ_base=here)
+    assert english.status_code == 429 and "community office" in english.text
+    # Another address is not held back; reading is never limited.
+    assert client.post("/api/v1/requests", json=GOOD, environ_base={"REMOTE_ADDR": "10.3.3.4"}).status_code == 201
+    assert client.get("/", environ_base=here).status_code == 200
+    # Counted in Redis (every web worker shares it), keyed without the address.
+    keys = b" ".join(unit_redis.keys("*ratelimit*"))
+    assert keys and b"10.3.3.3" not in keys
+
+
+def test_the_limiter_fails_open_when_redis_is_down(make_app, caplog):
+    app = make_app("requests", RATE_LIMITS=limits(request_form="1 per hour"), REDIS_URL="redis://127.0.0.1:1/0")
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING):
+        answers = [client.post("/api/v1/requests", json=GOOD).status_code for _ in range(3)]
+    assert answers == [201, 201, 201]  # residents are still heard
+    assert any("rate limit" in r.getMessage().lower() for r in caplog.records)  # and it is logged
+
+
+# --- lists come in pages ---
+
+
+def test_list_endpoints_answer_a_page_at_a_time(make_app):
+    import json
+
+    from tests.conftest import ADMIN_TOKEN
+
+    app = make_app("requests")
+    client = app.test_client()
+    for _ in range(3):
+        assert client.post("/api/v1/requests", json=GOOD).status_code == 201
+    staff = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    first = client.get("/api/v1/staff/requests?page_size=2", headers=staff)
+    second = client.get("/api/v1/staff/requests?page_size=2&page=2", headers=staff)
+    assert len(first.json) == 2 and len(second.json) == 1
+    assert json.loads(first.headers["X-Pagination"])["total"] == 3
+    assert {r["tracking_code"] for r in first.json + second.json} == {
+        r["tracking_code"] for r in client.get("/api/v1/staff/requests", headers=staff).json}
+    # The page size is bounded: nobody asks for everything at once.
+    assert client.get("/api/v1/staff/requests?page_size=100000", headers=staff).status_code == 422
