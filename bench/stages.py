@@ -70,6 +70,12 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="linli-stages-")
     os.environ["LINLI_DATA_DIR"] = tmp
     os.environ.setdefault("LINLI_REDIS_URL", "redis://127.0.0.1:6379/11")  # the events go nowhere else
+    import secrets
+
+    from services.common.settings import SECRETS
+
+    for variable, _ in SECRETS.values():  # production settings, with secrets of this run's own
+        os.environ.setdefault(variable, secrets.token_urlsafe(32))
 
     from bench.run import roster_csv
     from services import notify, requests, volunteers
