@@ -9,11 +9,13 @@ from xml.etree import ElementTree as ET
 
 import pytest
 import requests
+import xmltodict
 from georeport import GeoReport
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from services.common import contract
+from services.requests import open311
 from services.requests.models import OutboxMessage, ServiceRequest
 from tests.conftest import ADMIN_TOKEN
 
@@ -65,7 +67,7 @@ def test_post_then_read_back_with_the_client_in_both_formats(server):
     assert created["token"] == request_id
     with app.app_context():
         session = app.extensions["db"].Session
-        req = session.get(ServiceRequest, request_id)
+        req = session.scalar(select(ServiceRequest).where(ServiceRequest.public_id == request_id))
         assert (req.channel, req.building_code, req.unit, req.room, req.contact_name) == ("open311", "3", "1", "302",
                                                                                            "张桂兰")
         # The same intake path: the event is in the outbox.
@@ -79,9 +81,8 @@ def test_post_then_read_back_with_the_client_in_both_formats(server):
         listed = listed if isinstance(listed, list) else [listed]
         assert request_id in {r["service_request_id"] for r in listed}
     raw = requests.get(f"{base}/requests.json", timeout=5).text + requests.get(f"{base}/requests.xml", timeout=5).text
-    for secret in ("13812341234", "张桂兰", "桂兰", "zhang@example.org", "302", req.tracking_code):
+    for secret in ("13812341234", "张桂兰", "桂兰", "zhang@example.org", "302", req.tracking_code, req.id, "腿脚不便"):
         assert secret not in raw, secret
-    assert "***********" in raw  # the phone inside the description is masked
     xml_post = post(base, fmt="xml")
     root = ET.fromstring(xml_post.content)
     assert root.tag == "service_requests" and root.find("request/service_request_id").text
@@ -104,11 +105,11 @@ def test_tokens_and_updates_with_fixmystreet_statuses(server):
 def test_filters_status_dates_and_ids(server):
     _, base = server
     first = post(base).json()[0]["service_request_id"]
-    second = post(base, service_code="parking", description="车位").json()[0]["service_request_id"]
+    second = post(base, service_code="alterations", description="改裤脚").json()[0]["service_request_id"]
     ids = requests.get(f"{base}/requests.json", params={"service_request_id": f"{first},{second}"}, timeout=5).json()
     assert {r["service_request_id"] for r in ids} == {first, second}
-    parking = requests.get(f"{base}/requests.json", params={"service_code": "parking"}, timeout=5).json()
-    assert [r["service_request_id"] for r in parking] == [second]
+    altered = requests.get(f"{base}/requests.json", params={"service_code": "alterations"}, timeout=5).json()
+    assert [r["service_request_id"] for r in altered] == [second]
     assert requests.get(f"{base}/requests.json", params={"status": "closed"}, timeout=5).json() == []
     assert len(requests.get(f"{base}/requests.json", params={"status": "open"}, timeout=5).json()) == 2
     old = requests.get(f"{base}/requests.json", params={"start_date": "2020-01-01T00:00:00Z",
@@ -120,6 +121,9 @@ def test_filters_status_dates_and_ids(server):
     ("/services/teleport.json", {}, 404),
     ("/requests/00000000-0000-0000-0000-000000000000.json", {}, 404),
     ("/tokens/nope.xml", {}, 404),
+    ("/requests/LL-%00.json", {}, 404),
+    ("/requests.json", {"service_request_id": "LL-\u0000"}, 400),
+    ("/requests.json", {"service_code": "x" * 1001}, 400),
     ("/requests.json", {"start_date": "2026-01-01T00:00:00Z", "end_date": "2026-06-01T00:00:00Z"}, 400),
     ("/requests.json", {"start_date": "yesterday"}, 400),
     ("/requests.json", {"status": "pending"}, 400),
@@ -180,3 +184,91 @@ def test_discovery(server):
     assert doc["endpoints"][0]["specification"] == "http://wiki.open311.org/GeoReport_v2"
     assert "application/json" in doc["endpoints"][0]["formats"]
     assert ET.fromstring(requests.get(f"{base}/discovery.xml", timeout=5).content).tag == "discovery"
+
+
+# --- bounded input, linear address patterns, XML-safe text ---
+
+
+@pytest.mark.parametrize("fields, says", [
+    ({"address_string": "1" + " " * 1000}, "address_string: at most 200 characters"),
+    ({"address_id": "3-1-" + " " * 100 + "302"}, "address_id: at most 40 characters"),
+    ({"description": "x" * 4001}, "description: at most 4000 characters"),
+    ({"first_name": "桂" * 33}, "first_name: at most 32 characters"),
+    ({"last_name": "张" * 33}, "last_name: at most 32 characters"),
+    ({"phone": "1" * 33}, "phone: at most 32 characters"),
+    ({"email": "a" * 250 + "@example.org"}, "email: at most 254 characters"),
+    ({"attribute[room]": "3" * 65}, "attribute[room]: at most 64 characters"),
+    ({"attribute[window_start]": "2026-" * 20}, "attribute[window_start]: at most 64 characters"),
+    ({"lat": "3" * 65}, "lat: at most 64 characters"),
+    # PostgreSQL stores no NUL in text: refused here rather than failing there.
+    ({"description": "请上门\u0000理发"}, "description: contains a NUL character"),
+])
+def test_over_long_fields_are_refused_before_parsing_naming_the_field(server, fields, says):
+    app, base = server
+    for fmt in ("json", "xml"):
+        resp = post(base, fmt=fmt, **fields)
+        assert resp.status_code == 400
+        if fmt == "json":
+            assert resp.json() == [{"code": 400, "description": says}]
+        else:
+            assert ET.fromstring(resp.content).find("error/description").text == says
+    with app.app_context():
+        assert app.extensions["db"].Session.scalar(select(func.count()).select_from(ServiceRequest)) == 0
+
+
+@pytest.mark.parametrize("text, found", [
+    ("翠苑一区5幢2单元101室", ("5", "2", "101")),
+    ("3栋1单元302", ("3", "1", "302")),
+    ("12号楼3单元1101", ("12", "3", "1101")),
+    ("3 幢 1 单元 302 室", ("3", "1", "302")),
+    ("3幢\t\n  1单元\u3000302", ("3", "1", "302")),
+    ("3幢" + " " * 150 + "1单元302", ("3", "1", "302")),
+    ("1" + " " * 190, None),
+    ("5幢2单元", None),
+])
+def test_the_address_pattern_reads_squeezed_whitespace(text, found):
+    match = open311.ADDRESS_TEXT.search(open311._squeeze(text))
+    assert (match.groups() if match else None) == found
+
+
+@pytest.mark.parametrize("text, found", [
+    ("3-1-302", ("3", "1", "302")), (" 3 / 1 / 302 ", ("3", "1", "302")), ("3 -1- B12", ("3", "1", "B12")),
+    ("3-1", None), ("3-1-302 x", None),
+])
+def test_the_address_id_pattern(text, found):
+    match = open311.ADDRESS_ID.fullmatch(open311._squeeze(text))
+    assert (match.groups() if match else None) == found
+
+
+def test_a_long_run_of_spaces_in_the_address_still_places_the_request(server):
+    app, base = server
+    resp = post(base, address_id=None, address_string="3幢" + " " * 150 + "1单元302室")
+    assert resp.status_code == 200, resp.text
+    with app.app_context():
+        req = app.extensions["db"].Session.scalar(select(ServiceRequest))
+        assert (req.building_code, req.unit, req.room) == ("3", "1", "302")
+
+
+def test_control_characters_do_not_break_the_xml(server):
+    app, base = server
+    public_id = post(base, description="请上门\u000b理发\u0001，谢谢\u001f。").json()[0]["service_request_id"]
+    with app.app_context():
+        session = app.extensions["db"].Session
+        req = session.scalar(select(ServiceRequest).where(ServiceRequest.public_id == public_id))
+        req.move_to("matching", actor="matching", note="备注\u0008含控制符")
+        session.commit()
+    since = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    listed = requests.get(f"{base}/requests.xml", params={"api_key": KEY}, timeout=5)
+    one = requests.get(f"{base}/requests/{public_id}.xml", params={"api_key": KEY}, timeout=5)
+    for resp in (listed, one):
+        assert resp.status_code == 200
+        root = ET.fromstring(resp.content)
+        assert root.find("request/description").text == "请上门\ufffd理发\ufffd，谢谢\ufffd。"
+        assert xmltodict.parse(resp.content)["service_requests"]["request"]["service_request_id"] == public_id
+    updates = requests.get(f"{base}/servicerequestupdates.xml", params={"start_date": since, "api_key": KEY},
+                           timeout=5)
+    notes = [u.find("description").text for u in ET.fromstring(updates.content).iter("request_update")]
+    assert notes == [None, "备注\ufffd含控制符"]
+    # An error that echoes the path is well-formed too.
+    error = requests.get(f"{base}/services/tele%0Bport.xml", timeout=5)
+    assert error.status_code == 404 and ET.fromstring(error.content).find("error/code").text == "404"

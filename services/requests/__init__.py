@@ -54,8 +54,8 @@ def seed(session, cfg) -> str:
     summary = f"{len(data['buildings'])} buildings"
     password = cfg.get("DEMO_STAFF_PASSWORD")
     if cfg["DEMO"] and password and session.scalar(select(StaffMember.id).limit(1)) is None:
-        staff.create(session, "office", password, "admin", "社区办公室")
-        staff.create(session, "grid1", password, "grid_leader", "第一网格网格长", grid="G1")
-        staff.create(session, "hall-3-1", password, "hallway_leader", "3幢1单元楼道长", stairwells=["3:1"])
+        staff.create(session, "office", password, "admin", "社区办公室", demo=True)
+        staff.create(session, "grid1", password, "grid_leader", "第一网格网格长", grid="G1", demo=True)
+        staff.create(session, "hall-3-1", password, "hallway_leader", "3幢1单元楼道长", stairwells=["3:1"], demo=True)
         summary += ", demo staff office / grid1 / hall-3-1"
     return summary

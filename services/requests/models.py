@@ -58,12 +58,36 @@ def normalise_tracking_code(code: str) -> str:
     return code.replace("-", "").replace(" ", "").upper()
 
 
+# The id Open311 partners and the public feed see: random, so that it tells
+# nothing about the internal UUID, the tracking code or how many requests a
+# building made; lower-case with a prefix, so that nobody mistakes it for a
+# tracking code. 32**10 = 2**50: collisions are negligible for a district.
+PUBLIC_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32, lower case
+PUBLIC_ID_LENGTH = 10
+
+
+def new_public_id() -> str:
+    return "LL-" + "".join(secrets.choice(PUBLIC_ID_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
+
+
+# Channels on which a resident (or staff or a partner for them) asks for
+# help. Anything else (a programme's own visits, say) is not a resident's
+# request and stays out of public feeds; see open311._publicly_listed.
+RESIDENT_CHANNELS = ("web", "api", "open311", "staff")
+
+
+# Timeline entries other than status changes (event None) that the resident
+# sees; the rest are the office's internal steps.
+PUBLIC_EVENTS = ("extended",)
+
+
 class ServiceRequest(Base):
     """A resident's call for help (服务请求), from the form, the API or staff."""
 
     __tablename__ = "service_request"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     tracking_code: Mapped[str] = mapped_column(String(16), unique=True, default=new_tracking_code)
+    public_id: Mapped[str] = mapped_column(String(16), unique=True, index=True, default=new_public_id)
     category: Mapped[str] = mapped_column(String(32), index=True)
     description: Mapped[str] = mapped_column(Text)
     building_code: Mapped[str] = mapped_column(ForeignKey("building.code"), index=True)
@@ -78,7 +102,7 @@ class ServiceRequest(Base):
     elderly: Mapped[bool] = mapped_column(Boolean, default=False)  # over 80: dispatched first when scarce
     disability: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    channel: Mapped[str] = mapped_column(String(8))  # web, api, open311
+    channel: Mapped[str] = mapped_column(String(8))  # web, api, open311, staff (RESIDENT_CHANNELS)
     language: Mapped[str] = mapped_column(String(8), default="zh-CN")  # for messages to the resident
     status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)
     volunteer_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -127,7 +151,7 @@ class ServiceRequest(Base):
     def public_history(self) -> list[StatusChange]:
         """What the resident sees: status changes and extensions, not the
         office's internal steps (hand-backs, refused actions)."""
-        return [h for h in self.history if h.event in (None, "extended")]
+        return [h for h in self.history if h.event is None or h.event in PUBLIC_EVENTS]
 
     @property
     def overdue(self) -> bool:
@@ -237,6 +261,8 @@ class StaffMember(Base):
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # An account seeded for the demo (make run), so that it can be told apart and removed.
+    demo: Mapped[bool] = mapped_column(Boolean, default=False)
 
     @property
     def actor(self) -> str:
@@ -274,6 +300,7 @@ def submit(session, outbox, data: dict, channel: str, language: str, digest_key:
     now = utcnow()
     take_by, due_at = hotline.deadlines(timer, now)
     req = ServiceRequest(
+        public_id=new_public_id(),
         category=data["category"],
         description=data["description"],
         building_code=data["building"],

@@ -5,8 +5,18 @@ Linli's richer statuses.
 
 Requests posted here take the one intake path (same validation, outbox,
 events). Reads never show the requester's name, phone, email or room —
-building level only; the service request id is the request's UUID, never
-the resident's tracking code.
+building level only. The service request id is the request's public id,
+never its UUID nor the resident's tracking code.
+
+Reads without a key are public: no free text at all (no description, no
+timeline note: fixed status labels only), no staff-only matters (complaints,
+parking…) and nothing but residents' requests (`_publicly_listed`). A
+staff-issued key (`api_key`) reads the full record: description, notes and
+the office's internal timeline steps.
+
+Every form field is bounded in length before anything parses it, and the
+address patterns run in linear time: a long run of spaces once took seconds
+of backtracking.
 """
 from __future__ import annotations
 
@@ -18,13 +28,13 @@ from xml.etree import ElementTree as ET
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from services.common import contract
 from services.common.web import SHANGHAI
 
 from . import models
-from .models import Building, Open311Key, ServiceRequest, StatusChange
+from .models import RESIDENT_CHANNELS, Building, Open311Key, ServiceRequest, StatusChange
 from .schemas import ServiceRequestIn
 
 open311 = Blueprint("open311", __name__, url_prefix="/open311/v2")
@@ -37,9 +47,33 @@ FMS_STATUS = {
     "in_progress": "in_progress", "completed": "fixed", "closed": "closed", "cancelled": "no_further_action",
     "escalated": "internal_referral",
 }
-ADDRESS_ID = re.compile(r"^\s*(\d{1,3})\s*[-/]\s*(\d{1,2})\s*[-/]\s*([0-9A-Za-z-]{1,8})\s*$")
-ADDRESS_TEXT = re.compile(r"(\d{1,3})\s*[幢栋号]?\s*楼?\s*(\d{1,2})\s*单元\s*([0-9A-Za-z-]{1,8})\s*室?")
-PHONE_LIKE = re.compile(r"\d{7,}")
+# Both run on text whose whitespace runs are already one space (_squeeze):
+# with only bounded quantifiers, each starting position costs a bounded
+# number of steps, so a search is linear in the text. (`\s*` next to `\s*`
+# backtracked cubically: a digit and 1,000 spaces took seconds.)
+ADDRESS_ID = re.compile(r"(\d{1,3}) ?[-/] ?(\d{1,2}) ?[-/] ?([0-9A-Za-z-]{1,8})")
+ADDRESS_TEXT = re.compile(r"(\d{1,3}) ?[幢栋号]? ?楼? ?(\d{1,2}) ?单元 ?([0-9A-Za-z-]{1,8})")
+# Longest value of each form field a post may carry; checked before any
+# parsing. Anything not listed (lat, long, device_id, attribute[…], …) gets
+# DEFAULT_LIMIT.
+FIELD_LIMITS = {
+    "api_key": 200, "service_code": 32, "description": 4000, "address_string": 200, "address_id": 40,
+    "first_name": 32, "last_name": 32, "phone": 32, "email": 254, "media_url": 2000,
+}
+DEFAULT_LIMIT = 64
+# GET parameters (ids, codes, dates, status, api_key) are short lists.
+QUERY_LIMIT = 1000
+# Characters XML 1.0 does not allow (C0 controls but tab, CR and LF;
+# surrogates; U+FFFE/U+FFFF): one in a text node makes the document unreadable.
+XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# What the public feed says instead of a timeline note: a fixed label.
+PUBLIC_LABELS = {
+    "submitted": "已提交 / submitted", "matching": "正在寻找志愿者 / looking for a volunteer",
+    "offered": "已联系志愿者 / offered to a volunteer", "assigned": "已安排 / assigned",
+    "in_progress": "处理中 / in progress", "completed": "已完成 / completed", "closed": "已关闭 / closed",
+    "cancelled": "已取消 / cancelled", "escalated": "已转社区工作人员 / passed to community staff",
+    "extended": "办理期限已延长 / deadline extended",
+}
 
 
 class Open311Error(Exception):
@@ -82,7 +116,7 @@ def _fill(node, value) -> None:
     elif isinstance(value, bool):
         node.text = "true" if value else "false"
     else:
-        node.text = str(value)
+        node.text = XML_ILLEGAL.sub("\ufffd", str(value))
 
 
 def respond(fmt: str, root: str, item: str, rows, status: int = 200, single: bool = False) -> Response:
@@ -182,17 +216,33 @@ def _api_key_ok(given: str) -> bool:
     return key is not None and key.revoked_at is None
 
 
+def _bounded(values, limits: dict[str, int], default: int) -> None:
+    """Refuse an over-long value before anything parses it, naming the
+    field; and a NUL, which PostgreSQL cannot store in text."""
+    for name, value in values.items(multi=True):
+        limit = limits.get(name, default)
+        if len(name) > 64 or len(value) > limit:
+            raise Open311Error(400, f"{name[:64]}: at most {limit} characters")
+        if "\x00" in value:
+            raise Open311Error(400, f"{name}: contains a NUL character")
+
+
+def _squeeze(text: str) -> str:
+    """Whitespace runs as one space (str.split is linear), for the address patterns."""
+    return " ".join(text.split())
+
+
 def _location(form) -> dict:
-    address_id = form.get("address_id", "")
-    match = ADDRESS_ID.match(address_id) if address_id else None
+    address_id = _squeeze(form.get("address_id", ""))
+    match = ADDRESS_ID.fullmatch(address_id) if address_id else None
     if match:
         return {"building": match.group(1), "unit": match.group(2), "room": match.group(3)}
     if address_id:
-        building = current_app.extensions["db"].Session.get(Building, address_id.strip())
+        building = current_app.extensions["db"].Session.get(Building, address_id)
         if building is not None:
             return {"building": building.code, "room": form.get("attribute[room]", "")}
         raise Open311Error(400, "address_id is a building code, or building-unit-room like 3-1-302")
-    match = ADDRESS_TEXT.search(form.get("address_string", ""))
+    match = ADDRESS_TEXT.search(_squeeze(form.get("address_string", "")))
     if match:
         return {"building": match.group(1), "unit": match.group(2), "room": match.group(3)}
     if form.get("lat") or form.get("long"):
@@ -204,12 +254,11 @@ def _location(form) -> dict:
 @open311.post(f"/requests.{FMT}")
 def post_request(fmt):
     form = request.form
+    _bounded(form, FIELD_LIMITS, DEFAULT_LIMIT)
     if not _api_key_ok(form.get("api_key", "")):
         raise Open311Error(403, "a valid api_key is required to post requests")
     if not form.get("service_code"):
         raise Open311Error(400, "service_code is required")
-    if len(form.get("description", "")) > 4000:
-        raise Open311Error(400, "description: at most 4000 characters")
     location = _location(form)
     name = f"{form.get('last_name', '')}{form.get('first_name', '')}".strip()
     values = {
@@ -233,21 +282,47 @@ def post_request(fmt):
     session.commit()
     notice = ("已收到，社区或邻居志愿者会尽快联系。/ "
               "Received; a neighbour volunteer or the community office will respond.")
+    # GeoReport lets the token be the id itself: the request exists at once.
     return respond(fmt, "service_requests", "request", [{
-        "service_request_id": req.id, "token": req.id, "service_notice": notice, "account_id": None}])
+        "service_request_id": req.public_id, "token": req.public_id, "service_notice": notice, "account_id": None}])
 
 
-def _public(req: ServiceRequest) -> dict:
-    """Building level only; phone-like digit runs in the description masked."""
+# --- reads: public, or in full with a staff-issued key ---
+
+
+STAFF_ONLY = tuple(c.code for c in contract.CATEGORIES if c.staff_only)
+
+
+def _publicly_listed(query):
+    """The one rule for what a keyless read may show at all: residents'
+    requests (not a programme's own), in categories volunteers serve (not
+    complaints and other matters for the office)."""
+    return query.where(ServiceRequest.channel.in_(RESIDENT_CHANNELS), ServiceRequest.category.not_in(STAFF_ONLY))
+
+
+def _full_access() -> bool:
+    """A staff-issued key in the query string reads the full record. (The
+    app's request log leaves query strings out, so the key is not logged.)"""
+    _bounded(request.args, {}, QUERY_LIMIT)
+    return _api_key_ok(request.args.get("api_key", ""))
+
+
+def _record(req: ServiceRequest, full: bool) -> dict:
+    """Building level only, always. Without a key no free text: the
+    description is left empty and the status note is a fixed label."""
     category = contract.CATEGORY_BY_CODE[req.category]
     last = req.history[-1] if req.history else None
+    if full:
+        notes = f"{req.status}{': ' + last.note if last and last.note else ''}"
+    else:
+        notes = PUBLIC_LABELS[req.status]
     return {
-        "service_request_id": req.id,
+        "service_request_id": req.public_id,
         "status": "closed" if req.status in CLOSED else "open",
-        "status_notes": f"{req.status}{': ' + last.note if last and last.note else ''}",
+        "status_notes": notes,
         "service_name": category.zh,
         "service_code": req.category,
-        "description": PHONE_LIKE.sub(lambda m: "*" * len(m.group()), req.description),
+        "description": req.description if full else "",
         "agency_responsible": "社区工作人员" if category.staff_only else "翠邻里志愿者",
         "service_notice": "",
         "requested_datetime": _when(req.created_at),
@@ -260,13 +335,23 @@ def _public(req: ServiceRequest) -> dict:
     }
 
 
+def _one(public_id: str, full: bool) -> ServiceRequest | None:
+    if len(public_id) > 16 or "\x00" in public_id:
+        return None  # no such id (and PostgreSQL refuses a NUL in a query)
+    query = select(ServiceRequest).where(ServiceRequest.public_id == public_id)
+    return current_app.extensions["db"].Session.scalar(query if full else _publicly_listed(query))
+
+
 @open311.get(f"/requests.{FMT}")
 def get_requests(fmt):
+    full = _full_access()
     session = current_app.extensions["db"].Session
     query = select(ServiceRequest).order_by(ServiceRequest.created_at.desc()).limit(1000)
+    if not full:
+        query = _publicly_listed(query)
     ids = [i.strip() for i in request.args.get("service_request_id", "").split(",") if i.strip()]
     if ids:
-        query = query.where(ServiceRequest.id.in_(ids))  # overrides every other filter, as the spec says
+        query = query.where(ServiceRequest.public_id.in_(ids))  # overrides every other filter, as the spec says
     else:
         codes = [c.strip() for c in request.args.get("service_code", "").split(",") if c.strip()]
         if codes:
@@ -284,39 +369,48 @@ def get_requests(fmt):
             query = query.where(ServiceRequest.status.in_(CLOSED))
         elif wanted == {"open"}:
             query = query.where(ServiceRequest.status.not_in(CLOSED))
-    rows = [_public(r) for r in session.scalars(query)]
+    rows = [_record(r, full) for r in session.scalars(query)]
     return respond(fmt, "service_requests", "request", rows)
 
 
 @open311.get(f"/requests/<request_id>.{FMT}")
 def get_request(request_id, fmt):
-    req = current_app.extensions["db"].Session.get(ServiceRequest, request_id)
+    full = _full_access()
+    req = _one(request_id, full)
     if req is None:
-        raise Open311Error(404, f"no service request {request_id}")
-    return respond(fmt, "service_requests", "request", [_public(req)])
+        raise Open311Error(404, f"no service request {request_id[:64]}")
+    return respond(fmt, "service_requests", "request", [_record(req, full)])
 
 
 @open311.get(f"/tokens/<token>.{FMT}")
 def get_token(token, fmt):
-    req = current_app.extensions["db"].Session.get(ServiceRequest, token)
+    # The token a post returned is the public id (never the tracking code).
+    req = _one(token, _full_access())
     if req is None:
-        raise Open311Error(404, f"no token {token}")
-    return respond(fmt, "service_requests", "request", [{"service_request_id": req.id, "token": token}])
+        raise Open311Error(404, f"no token {token[:64]}")
+    return respond(fmt, "service_requests", "request", [{"service_request_id": req.public_id, "token": token}])
 
 
 @open311.get(f"/servicerequestupdates.{FMT}")
 def updates(fmt):
-    """FixMyStreet's extension: status changes in a time range."""
+    """FixMyStreet's extension: timeline entries in a time range. Without a
+    key, only the entries a resident's tracking page shows (status changes
+    and extensions), each with a fixed label, never the note; with a key,
+    every entry and its note."""
+    full = _full_access()
     start = _parse_date("start_date")
     if start is None:
         raise Open311Error(400, "start_date is required")
     end = _parse_date("end_date") or datetime.now(timezone.utc)
     if end - start > MAX_RANGE:
         raise Open311Error(400, "start_date to end_date may not span more than 90 days")
-    changes = current_app.extensions["db"].Session.scalars(
-        select(StatusChange).where(StatusChange.at >= start, StatusChange.at <= end).order_by(StatusChange.id)
-        .limit(1000))
-    rows = [{"update_id": c.id, "service_request_id": c.request_id, "status": FMS_STATUS[c.status],
-             "linli_status": c.status, "updated_datetime": _when(c.at), "description": c.note, "media_url": ""}
-            for c in changes]
+    query = (select(StatusChange, ServiceRequest.public_id).join(StatusChange.request)
+             .where(StatusChange.at >= start, StatusChange.at <= end).order_by(StatusChange.id).limit(1000))
+    if not full:
+        query = _publicly_listed(query).where(
+            or_(StatusChange.event.is_(None), StatusChange.event.in_(models.PUBLIC_EVENTS)))
+    rows = [{"update_id": c.id, "service_request_id": public_id, "status": FMS_STATUS[c.status],
+             "linli_status": c.status, "updated_datetime": _when(c.at),
+             "description": c.note if full else PUBLIC_LABELS[c.event or c.status], "media_url": ""}
+            for c, public_id in current_app.extensions["db"].Session.execute(query)]
     return respond(fmt, "service_request_updates", "request_update", rows)

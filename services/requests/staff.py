@@ -233,7 +233,7 @@ def session_lifetime(app) -> None:
 
 
 def create(db_session, username: str, password: str, role: str, name: str, grid: str | None = None,
-           stairwells: list[str] | None = None) -> StaffMember:
+           stairwells: list[str] | None = None, demo: bool = False) -> StaffMember:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if len(password) < MIN_PASSWORD:
@@ -249,6 +249,7 @@ def create(db_session, username: str, password: str, role: str, name: str, grid:
     staff.password_hash = hasher.hash(password)
     staff.session_epoch = (staff.session_epoch or 0) + 1  # a new password signs everyone out
     staff.active = True
+    staff.demo = demo
     db_session.add(staff)
     return staff
 
