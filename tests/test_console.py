@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from services.common import contract
 from services.requests import hotline, models, staff
 from services.requests.models import ContactAccess, OutboxMessage, ServiceRequest, StaffMember
-from tests.conftest import ADMIN_TOKEN, csrf_token
+from tests.conftest import ADMIN_TOKEN, VOLUNTEERS_TOKEN, csrf_token
 
 PASSWORD = "correct horse battery"
 RESIDENT = {"category": "haircut", "description": "想在家理个发", "unit": "1", "room": "302",
@@ -527,8 +527,11 @@ def test_contact_is_masked_until_shown_and_every_look_is_logged(app):
     shown = action(g1, rid, "contact")
     assert "13812341234" in shown.text and "张桂兰" in shown.text
     assert shown.headers["Cache-Control"] == "no-store"
+    with app.app_context():
+        get_request(app, rid).status = "assigned"  # matching reads the contact only for an assigned volunteer
+        app.extensions["db"].Session.commit()
     app.test_client().get(f"/api/v1/internal/requests/{rid}/contact?reader=volunteer:7",
-                          headers={"Authorization": "Bearer test-service-token"})
+                          headers={"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"})
     with app.app_context():
         member = app.extensions["db"].Session.scalar(select(StaffMember).where(StaffMember.username == "g1"))
         log = [(a.actor, a.purpose) for a in app.extensions["db"].Session.scalars(select(ContactAccess))]
@@ -548,7 +551,7 @@ def test_withdrawal_purges_the_contact(app):
         assert (req.contact_name, req.contact_phone, req.room) == ("", "", "")
         assert req.category == "haircut" and req.building_code == G1_BUILDING
     contact = app.test_client().get(f"/api/v1/internal/requests/{rid}/contact",
-                                    headers={"Authorization": "Bearer test-service-token"})
+                                    headers={"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"})
     assert contact.status_code == 410
 
 

@@ -123,9 +123,10 @@ def test_a_staff_issued_key_reads_the_full_record(app):
         assert one["description"] == ""
 
 
-def test_staff_only_matters_and_programmes_are_not_public(app):
+def test_staff_only_matters_health_services_and_programmes_are_not_public(app):
     client = app.test_client()
     complaint = post(client, service_code="complaint", description="投诉302邻居半夜噪音")
+    prenatal = post(client, service_code="prenatal_guidance", description="孕检咨询")
     visit = post(client, description="探访独居老人")
     with app.app_context():
         stored(app, visit).channel = "visit"  # a programme's own request, not a resident's
@@ -133,15 +134,15 @@ def test_staff_only_matters_and_programmes_are_not_public(app):
     assert client.get(f"{PREFIX}/requests.json").json == []
     assert client.get(f"{PREFIX}/servicerequestupdates.json", query_string=since()).json == []
     assert b"<request>" not in client.get(f"{PREFIX}/requests.xml").data
-    for hidden in (complaint, visit):
+    for hidden in (complaint, prenatal, visit):
         assert client.get(f"{PREFIX}/requests/{hidden}.xml").status_code == 404
         assert client.get(f"{PREFIX}/tokens/{hidden}.json").status_code == 404
         assert client.get(f"{PREFIX}/requests.json", query_string={"service_request_id": hidden}).json == []
     # The key holder (the office's partner desk) still sees both.
     listed = client.get(f"{PREFIX}/requests.json", query_string={"api_key": KEY}).json
-    assert {r["service_request_id"] for r in listed} == {complaint, visit}
+    assert {r["service_request_id"] for r in listed} == {complaint, prenatal, visit}
     updates = client.get(f"{PREFIX}/servicerequestupdates.json", query_string={**since(), "api_key": KEY}).json
-    assert {u["service_request_id"] for u in updates} == {complaint, visit}
+    assert {u["service_request_id"] for u in updates} == {complaint, prenatal, visit}
 
 
 def test_the_public_id_is_neither_the_uuid_nor_the_tracking_code(app):

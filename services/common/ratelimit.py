@@ -46,10 +46,9 @@ def init_limiter(app) -> None:
     limiter.init_app(app)
 
 
-def limit(name: str, key: Callable[[], str] | None = None, scope: str | None = None):
-    """The named limit from configuration, per client address or per `key`.
-    `scope` lets two limits of one view count separately (per phone and per
-    address)."""
-    return limiter.limit(lambda: current_app.config["RATE_LIMITS"][name],
-                         key_func=(lambda: hashed(key())) if key else None,
-                         scope=scope or name, methods=["POST"])
+def limit(name: str, key: Callable[[], str] | None = None):
+    """The named limit from configuration, per client address or per `key`,
+    on POSTs. Every view that takes the same name shares one count (the form
+    and the API share "request_form")."""
+    return limiter.shared_limit(lambda: current_app.config["RATE_LIMITS"][name], scope=name,
+                                key_func=(lambda: hashed(key())) if key else None, methods=["POST"])

@@ -176,6 +176,31 @@ class IdConverter(IntegerConverter):
         super().__init__(url_map, min=1, max=MAX_ID)
 
 
+def _nul_field() -> tuple[str, str] | None:
+    """(location, field) of the first NUL character sent, if any. No text
+    Linli keeps may hold one (PostgreSQL refuses it, and nobody types it)."""
+    sources = {"query": request.args, "form": request.form}
+    body = request.get_json(silent=True) if request.is_json else None
+    for location, values in sources.items():
+        for key, value in values.items(multi=True):
+            if "\x00" in key or "\x00" in value:
+                return location, key.replace("\x00", "")
+
+    def walk(value, path):
+        if isinstance(value, str):
+            return path if "\x00" in value else None
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, inner in items:
+            if isinstance(key, str) and "\x00" in key:
+                return key.replace("\x00", "")
+            if found := walk(inner, key if path == "" else f"{path}.{key}"):
+                return found
+        return None
+
+    found = walk(body, "") if body is not None else None
+    return ("json", found or "_schema") if found is not None else None
+
+
 def init_web(app) -> None:
     """What every service's factory does to its Flask app."""
     configure_logging()
@@ -190,6 +215,17 @@ def init_web(app) -> None:
     @app.before_request
     def _request_id():
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+
+    @app.before_request
+    def _refuse_nul():
+        if request.method in ("GET", "HEAD", "OPTIONS") and not request.args:
+            return None
+        if (where := _nul_field()) is None:
+            return None
+        location, name = where
+        if request.path.startswith(("/api/", "/open311")):
+            abort(422, errors={location: {name: ["NUL characters are not allowed."]}})
+        return render_template("error.html", code=400), 400
 
     @app.after_request
     def _headers(response):

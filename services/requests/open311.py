@@ -291,13 +291,17 @@ def post_request(fmt):
 
 
 STAFF_ONLY = tuple(c.code for c in contract.CATEGORIES if c.staff_only)
+# A health check or prenatal guidance at a building and a time says who is
+# ill or expecting: sensitive personal information, never in a public feed.
+HEALTH = ("health_check", "prenatal_guidance")
 
 
 def _publicly_listed(query):
     """The one rule for what a keyless read may show at all: residents'
     requests (not a programme's own), in categories volunteers serve (not
-    complaints and other matters for the office)."""
-    return query.where(ServiceRequest.channel.in_(RESIDENT_CHANNELS), ServiceRequest.category.not_in(STAFF_ONLY))
+    complaints and other matters for the office), and no health service."""
+    return query.where(ServiceRequest.channel.in_(RESIDENT_CHANNELS),
+                       ServiceRequest.category.not_in(STAFF_ONLY + HEALTH))
 
 
 def _full_access() -> bool:
