@@ -192,6 +192,13 @@ def test_deactivation_ends_portal_sessions_for_good(world, intake):
     assert api.patch(f"/api/v1/volunteers/{vid}", json={"active": True}, headers=STAFF).status_code == 200
     # Active again, but the session from before the deactivation does not come back.
     assert client.get("/me").status_code == 303
+    # The console's deactivation (a staff action through the outbox) ends sessions too.
+    sign_in(world, client, "13900007777")
+    assert client.get("/me").status_code == 200
+    world.at(utcnow()).staff_action({"action": "deactivate", "actor": "staff:1", "volunteer_id": vid})
+    world.at(utcnow()).staff_action({"action": "activate", "actor": "staff:1", "volunteer_id": vid})
+    world.session.commit()
+    assert client.get("/me").status_code == 303
 
 
 # --- 11. nobody confirms their own hours ---
