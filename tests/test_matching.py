@@ -5,6 +5,7 @@ clock."""
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -96,6 +97,12 @@ class World:
         rows = self.session.scalars(select(OutboxMessage).where(OutboxMessage.task_name == task_name)
                                     .order_by(OutboxMessage.created_at)).all()
         return [r.envelope["data"] for r in rows]
+
+    def offer_path(self, offer) -> str:
+        """The offer's link, as its message carried it (only a hash of the token is stored)."""
+        [url] = [e["context"]["offer_url"] for e in self.events(contract.NOTIFY_SEND)
+                 if e["template"] == "offer" and e["dedupe_key"] == f"offer:{offer.id}"]
+        return "/offers/" + url.rsplit("/offers/", 1)[1]
 
     def count(self, model):
         return self.session.scalar(select(func.count()).select_from(model))
@@ -573,14 +580,15 @@ def test_staff_can_reassign_by_hand(world):
 
 def test_offer_page_shows_building_only_and_takes_accept_by_post(world):
     register(world.app)
-    world.receive(submitted())
+    world.receive(submitted(), datetime.now(timezone.utc))  # open on the web's clock: an expired one is closed
     offer = world.offers()[0]
+    link = world.offer_path(offer)
     client = world.app.test_client()
-    page = client.get(f"/offers/{offer.token}?decision=accept").get_data(as_text=True)
+    page = client.get(f"{link}?decision=accept").get_data(as_text=True)
     assert "138****1234" in page and "3幢" in page
     assert world.offers()[0].status == "open"  # a GET never changes anything
-    assert client.post(f"/offers/{offer.token}", data={"decision": "accept"}).status_code == 400  # no CSRF token
-    resp = client.post(f"/offers/{offer.token}", data={"decision": "accept", "csrf_token": csrf_token(page)})
+    assert client.post(link, data={"decision": "accept"}).status_code == 400  # no CSRF token
+    resp = client.post(link, data={"decision": "accept", "csrf_token": csrf_token(page)})
     assert resp.status_code == 303 and "outcome=accepted" in resp.headers["Location"]
     assert world.offers()[0].status == "accepted"
     sends = [e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "offer"]
@@ -591,15 +599,16 @@ def test_offer_page_shows_building_only_and_takes_accept_by_post(world):
 def test_the_demo_community_seeds_once(make_app):
     app = make_app("volunteers", DEMO=True)
     client = app.test_client()
-    vols = client.get("/api/v1/volunteers", headers=STAFF).json
-    assert len(vols) == 60
+    resp = client.get("/api/v1/volunteers?page_size=200", headers=STAFF)
+    vols = resp.json
+    assert len(vols) == 60 and json.loads(resp.headers["X-Pagination"])["total"] == 60
     doctors = [v for v in vols if "达式华医疗服务队" in v["teams"]]
     assert doctors and all(set(v["verified"]) == set(v["skills"]) for v in doctors)
     [station] = client.get("/api/v1/stations", headers=STAFF).json
     sessions = client.get(f"/api/v1/stations/{station['id']}/sessions", headers=STAFF).json
     assert {s["category"] for s in sessions} >= {"haircut", "sharpening", "umbrella_repair"}
     assert app.test_cli_runner().invoke(args=["init-db"]).exit_code == 0  # again: nothing doubled
-    assert len(client.get("/api/v1/volunteers", headers=STAFF).json) == 60
+    assert json.loads(client.get("/api/v1/volunteers", headers=STAFF).headers["X-Pagination"])["total"] == 60
     assert len(client.get("/api/v1/stations", headers=STAFF).json) == 1
 
 

@@ -4,10 +4,11 @@ Offer pages and the registry API; consumes request.submitted; emits status
 changes and notifications."""
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import click
-from flask import Flask
+from flask import Flask, current_app, render_template, request
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
@@ -24,13 +25,28 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .models import Base, OutboxMessage
 
     app = service_app(__name__, config.load(), test_config, outbox_model=OutboxMessage)
+    # The volunteers app has portal sessions only (no staff sign-in here).
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(days=app.config["PORTAL_SESSION_DAYS"])
+    # Bounds the whole request, so that an oversized roster upload is
+    # refused before it is spooled to disk (with room for the form's framing).
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = app.config["ROSTER_MAX_BYTES"] + 64 * 1024
 
     from . import tasks, views  # noqa: F401  (tasks register with Celery)
 
-    register_api(app, views.api)
+    api = register_api(app, views.api)
+
+    @app.errorhandler(413)
+    def too_large(exc):
+        # The API answers in JSON like its other errors; pages with a page.
+        if request.path.startswith("/api/"):
+            return api.handle_http_exception(exc)
+        return render_template("error.html", code=413), 413
+
     app.register_blueprint(views.web)
     register_db_commands(app, Base.metadata, VERSIONS, seed)
     app.cli.add_command(import_volunteers)
+    app.cli.add_command(remove_demo)
     return app
 
 
@@ -43,8 +59,15 @@ def import_volunteers(path, partial):
     from . import roster
     from .views import import_roster
 
+    cfg = current_app.config
     with open(path, "rb") as fh:
-        rows = roster.read_rows(path, fh.read())
+        data = fh.read(cfg["ROSTER_MAX_BYTES"] + 1)
+    try:
+        if len(data) > cfg["ROSTER_MAX_BYTES"]:
+            raise roster.RosterTooLarge(f"The roster file is larger than {cfg['ROSTER_MAX_BYTES']} bytes.")
+        rows = roster.read_rows(path, data, **roster.limits(cfg))
+    except roster.RosterTooLarge as exc:
+        raise click.ClickException(str(exc)) from exc
     with click.progressbar(length=len(rows), label="checking rows") as bar:
         report = import_roster(rows, partial=partial, progress=bar.update)
     for error in report["errors"]:
@@ -93,13 +116,13 @@ def seed_demo(session, data: dict, cfg) -> int:
 
     vols = []
     for v in data["demo_volunteers"]:
-        vol = Volunteer()
+        vol = Volunteer(demo=True)
         vol.apply(VolunteerIn().load(v), cfg["PHONE_DIGEST_KEY"])
         session.add(vol)
         vols.append(vol)
     session.flush()
     for s in data.get("demo_stations", []):
-        station = Station(code=s["code"], name=s["name"], place=s["place"])
+        station = Station(code=s["code"], name=s["name"], place=s["place"], demo=True)
         session.add(station)
         session.flush()
         for spec in s["sessions"]:
@@ -110,3 +133,74 @@ def seed_demo(session, data: dict, cfg) -> int:
                                        start_time=slot["start"], end_time=slot["end"], volunteer_id=barber.id,
                                        slots=slot["slots"]))
     return len(vols)
+
+
+@click.command("remove-demo")
+@with_appcontext
+def remove_demo():
+    """Remove the demo volunteers and stations (those the demo seed made).
+
+    What never took part in anything is deleted. A demo volunteer or
+    station with history (offers, tasks, bookings, hours, time coins) stays
+    as a record, because that history belongs to real requests and to
+    residents' timelines: the volunteer is deactivated, signed out and
+    anonymised (no name, phone, channels, skills or availability left), the
+    station's sessions are switched off."""
+    session = current_app.extensions["db"].Session
+    summary = remove_demo_data(session)
+    session.commit()
+    click.echo("demo data removed: " + ", ".join(f"{v} {k}" for k, v in summary.items()))
+
+
+def remove_demo_data(session) -> dict:
+    from sqlalchemy import delete, exists, or_, update
+
+    from .models import (
+        Assignment,
+        Booking,
+        CoinEntry,
+        HoursEntry,
+        LoginLink,
+        Offer,
+        Station,
+        StationSession,
+        Volunteer,
+    )
+
+    counts = {"stations deleted": 0, "stations kept with history": 0, "volunteers deleted": 0,
+              "volunteers anonymised": 0}
+    for station in session.scalars(select(Station).where(Station.demo.is_(True))).all():
+        booked = session.scalar(select(exists().where(Booking.session_id == StationSession.id,
+                                                      StationSession.station_id == station.id)))
+        if booked:
+            session.execute(update(StationSession).where(StationSession.station_id == station.id)
+                            .values(active=False))
+            counts["stations kept with history"] += 1
+        else:
+            session.execute(delete(StationSession).where(StationSession.station_id == station.id))
+            session.delete(station)
+            counts["stations deleted"] += 1
+    session.flush()
+    for vol in session.scalars(select(Volunteer).where(Volunteer.demo.is_(True))).all():
+        vid = vol.id
+        history = session.scalar(select(or_(
+            exists().where(Offer.volunteer_id == vid), exists().where(Assignment.volunteer_id == vid),
+            exists().where(HoursEntry.volunteer_id == vid), exists().where(CoinEntry.volunteer_id == vid),
+            exists().where(StationSession.volunteer_id == vid))))
+        session.execute(delete(LoginLink).where(LoginLink.volunteer_id == vid))
+        session.execute(update(Station).where(Station.lead_volunteer_id == vid).values(lead_volunteer_id=None))
+        if history:
+            if vol.active or vol.phone_digest is not None:
+                vol.end_sessions()
+                vol.active = False
+                vol.name = vol.display_name = f"demo-{vid}"
+                vol.phone = f"removed-{vid}"  # unique, and never a mobile number one could sign in with
+                vol.phone_digest = None
+                vol.channels, vol.teams, vol.unit = [], [], None
+                vol.skills, vol.windows, vol.days_off = [], [], []
+                counts["volunteers anonymised"] += 1
+        else:
+            session.delete(vol)
+            counts["volunteers deleted"] += 1
+    session.flush()
+    return counts

@@ -38,6 +38,13 @@ def load() -> dict:
     cfg["ESCALATION_STEP_MINUTES"] = int(os.environ.get("LINLI_ESCALATION_STEP_MINUTES", "120"))
     cfg["LOGIN_LINK_MINUTES"] = int(os.environ.get("LINLI_LOGIN_LINK_MINUTES", "30"))
     cfg["PORTAL_SESSION_DAYS"] = int(os.environ.get("LINLI_PORTAL_SESSION_DAYS", "30"))
+    # Roster files are read whole before the first row is checked: a bound on
+    # the upload, on what an XLSX (a zip) unpacks to, and on rows and columns
+    # keeps a bad or hostile file from taking the worker's memory.
+    cfg["ROSTER_MAX_BYTES"] = int(os.environ.get("LINLI_ROSTER_MAX_BYTES", str(5 * 1024 * 1024)))
+    cfg["ROSTER_MAX_UNPACKED_BYTES"] = int(os.environ.get("LINLI_ROSTER_MAX_UNPACKED_BYTES", str(50 * 1024 * 1024)))
+    cfg["ROSTER_MAX_ROWS"] = int(os.environ.get("LINLI_ROSTER_MAX_ROWS", "5000"))
+    cfg["ROSTER_MAX_COLUMNS"] = int(os.environ.get("LINLI_ROSTER_MAX_COLUMNS", "50"))
     return cfg
 
 

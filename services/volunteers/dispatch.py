@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common import clock, contract
@@ -35,6 +35,8 @@ from .models import (
     StationSession,
     Volunteer,
     VolunteerSkill,
+    new_token,
+    token_hash,
 )
 
 log = logging.getLogger(__name__)
@@ -212,7 +214,10 @@ class Dispatcher:
         vid = cand.volunteer_id
         channels, language = self.session.execute(
             select(Volunteer.channels, Volunteer.language).where(Volunteer.id == vid)).one()
+        # The raw token lives only in this message's link; the offer keeps its hash.
+        token = new_token()
         offer = Offer(request=req, volunteer_id=vid, reason=" ".join(cand.reasons), created_at=self.now,
+                      token_hash=token_hash(token),
                       expires_at=self.deadline(req, self.now, timedelta(minutes=pol["offer_minutes"])))
         self.session.add(offer)
         self.session.flush()
@@ -229,7 +234,7 @@ class Dispatcher:
                         "summary": req.summary[:200],
                         "window_start": req.window_start.isoformat() if req.window_start else "",
                         "window_end": req.window_end.isoformat() if req.window_end else "",
-                        "offer_url": f"{self.base_url}/offers/{offer.token}",
+                        "offer_url": f"{self.base_url}/offers/{token}",
                     })
         if first:
             self.tell_intake(req, "offered", actor="matching")
@@ -244,8 +249,11 @@ class Dispatcher:
         # offers without deadlocking against their claims.
         self.session.execute(select(ServiceRequest.id).where(ServiceRequest.id == offer.request_id)
                              .with_for_update())
+        # Past its time an offer is closed even before the sweep marks it
+        # expired (the sweep then offers the request onwards, as for any expiry).
         claimed = self.session.execute(
-            update(Offer).where(Offer.id == offer.id, Offer.status == "open")
+            update(Offer).where(Offer.id == offer.id, Offer.status == "open",
+                                or_(Offer.expires_at.is_(None), Offer.expires_at > self.now))
             .values(status="accepted", responded_at=self.now)
         ).rowcount
         if not claimed:
@@ -534,6 +542,8 @@ class Dispatcher:
                 vol.apply({k: data[k] for k in ("capacity", "skills") if data.get(k) is not None},
                           self.cfg["PHONE_DIGEST_KEY"])
             else:
+                if action != "activate" and vol.active:
+                    vol.end_sessions()  # a deactivated volunteer's portal sessions end now
                 vol.active = action == "activate"
             log.info(f"volunteer {action}", extra={"volunteer_id": vol.id, "actor": actor})
             return
@@ -601,9 +611,15 @@ class Dispatcher:
 
     # --- hours and the time bank ---
 
-    def confirm_hours(self, entry: HoursEntry, by: str, hours: Decimal | None = None) -> None:
+    def confirm_hours(self, entry: HoursEntry, by: str, hours: Decimal | None = None,
+                      by_volunteer: int | None = None) -> bool:
         """Confirmed by whoever organised the service; a correction sets the
-        hours. Coins follow the confirmed hours (1 hour = 1 coin)."""
+        hours. Coins follow the confirmed hours (1 hour = 1 coin).
+        `by_volunteer`: the volunteer confirming (a station lead), who may
+        never confirm their own entry: coins would be self-issued."""
+        if by_volunteer is not None and by_volunteer == entry.volunteer_id:
+            log.info("own hours not confirmed", extra={"hours_entry_id": entry.id, "volunteer_id": by_volunteer})
+            return False
         if hours is not None:
             entry.hours = hours
         entry.status, entry.confirmed_by, entry.confirmed_at = "confirmed", by, self.now
@@ -613,6 +629,7 @@ class Dispatcher:
                                        ref=f"hours:{entry.id}", hours_entry_id=entry.id, created_at=self.now))
         else:
             coin.amount = entry.hours
+        return True
 
     def coin_balance(self, volunteer_id: int) -> Decimal:
         total = self.session.scalar(select(func.coalesce(func.sum(CoinEntry.amount), 0))

@@ -3,6 +3,7 @@ their skills, matching's own view of each service request, offers,
 assignments, escalations, and the messaging tables."""
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -94,6 +95,11 @@ class Volunteer(Base):
     rating_sum: Mapped[int] = mapped_column(Integer, default=0)
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Stored in each portal session at sign-in; bumping it (sign-out,
+    # deactivation) ends every session, copied cookies included.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Made by the demo seed: `flask remove-demo` finds them by this.
+    demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     skills: Mapped[list[VolunteerSkill]] = relationship(cascade="all, delete-orphan", lazy="selectin")
     windows: Mapped[list[AvailabilityWindow]] = relationship(cascade="all, delete-orphan", lazy="selectin",
@@ -113,9 +119,16 @@ class Volunteer(Base):
     def rating(self) -> float | None:
         return self.rating_sum / self.rating_count if self.rating_count else None
 
+    def end_sessions(self) -> None:
+        """Sign out of the portal everywhere: every session carries the
+        epoch it began in, and an older epoch no longer counts."""
+        self.session_epoch = (self.session_epoch or 0) + 1
+
     def apply(self, data: dict, digest_key: str) -> None:
         """Set registry fields from validated input (API, roster import);
         fields not given stay as they are."""
+        if data.get("active") is False and self.active:
+            self.end_sessions()
         for name in ("name", "phone", "building", "unit", "capacity", "channels", "language", "teams", "active"):
             if name in data:
                 setattr(self, name, data[name])
@@ -192,6 +205,17 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def token_hash(token: str) -> str:
+    """What is stored of a link token: a copy of the database (a backup, a
+    support dump) must not be a set of working links."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _unknown_token_hash() -> str:
+    # An offer made without a link (tests, tools) gets a hash of a token nobody holds.
+    return token_hash(new_token())
+
+
 class Offer(Base):
     """A request offered to one volunteer, answered through a link."""
 
@@ -201,7 +225,8 @@ class Offer(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), index=True)
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id"), index=True)
-    token: Mapped[str] = mapped_column(String(64), unique=True, default=new_token)
+    # SHA-256 of the link's token; the token itself goes only into the offer message.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, default=_unknown_token_hash)
     status: Mapped[str] = mapped_column(String(12), default="open")  # open, accepted, declined, expired, withdrawn
     reason: Mapped[str] = mapped_column(String(200), default="")  # why this volunteer was chosen
     decline_reason: Mapped[str] = mapped_column(String(200), default="")
@@ -211,6 +236,15 @@ class Offer(Base):
 
     request: Mapped[ServiceRequest] = relationship(back_populates="offers", lazy="joined")
     volunteer: Mapped[Volunteer] = relationship(lazy="joined")
+
+    @property
+    def token(self) -> str:
+        raise AttributeError("only a hash of an offer's token is stored")
+
+    @token.setter
+    def token(self, value: str) -> None:
+        # Offer(token=…) (tools, tests) keeps working, and stores only the hash.
+        self.token_hash = token_hash(value)
 
 
 LIVE_ASSIGNMENT = text("status <> 'cancelled'")
@@ -265,6 +299,7 @@ class Station(Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(64))
     place: Mapped[str] = mapped_column(String(100))
+    demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     lead_volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("volunteer.id"), nullable=True)
 
 

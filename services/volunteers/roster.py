@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from typing import Callable, Iterable
 
 from marshmallow import ValidationError
@@ -24,18 +25,62 @@ LIST_SPLIT = re.compile(r"[,，、;；\s]+")
 TRUE = {"1", "true", "yes", "y", "是", "在岗"}
 
 
-def read_rows(filename: str, data: bytes) -> list[dict]:
+class RosterTooLarge(ValueError):
+    """The file is past a configured bound; nothing of it is imported."""
+
+
+def limits(cfg) -> dict:
+    """read_rows' bounds from the service configuration."""
+    return {"max_rows": cfg["ROSTER_MAX_ROWS"], "max_columns": cfg["ROSTER_MAX_COLUMNS"],
+            "max_unpacked": cfg["ROSTER_MAX_UNPACKED_BYTES"]}
+
+
+def read_rows(filename: str, data: bytes, max_rows: int = 5000, max_columns: int = 50,
+              max_unpacked: int = 50 * 1024 * 1024) -> list[dict]:
     """Rows as {column: text}, from a CSV (UTF-8, with or without BOM) or
-    the first sheet of an XLSX, both with a header row."""
+    the first sheet of an XLSX, both with a header row. Reading stops with
+    RosterTooLarge past `max_rows` data rows or `max_columns` columns, and
+    an XLSX that would unpack to more than `max_unpacked` bytes is not
+    opened at all (a small zip can hold gigabytes of repeated cells)."""
     if filename.lower().endswith(".xlsx"):
-        sheet = load_workbook(io.BytesIO(data), read_only=True, data_only=True).active
-        values = list(sheet.iter_rows(values_only=True))
-        header = [str(h or "").strip() for h in (values[0] if values else ())]
-        rows = [dict(zip(header, ("" if v is None else str(v) for v in row), strict=False)) for row in values[1:]]
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            # The sizes the archive declares bound what zipfile will unpack.
+            if sum(info.file_size for info in archive.infolist()) > max_unpacked:
+                raise RosterTooLarge(f"The workbook unpacks to more than {max_unpacked} bytes.")
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        try:
+            values = book.active.iter_rows(values_only=True)
+            header = [str(h or "").strip() for h in next(values, ())]
+            _bounded({}, _width(header), 0, max_rows, max_columns)
+            rows = []
+            for row in values:
+                rows.append(_bounded(dict(zip(header, ("" if v is None else str(v) for v in row), strict=False)),
+                                     _width(row), len(rows), max_rows, max_columns))
+        finally:
+            book.close()  # read-only workbooks keep the archive open until closed
     else:
-        text = data.decode("utf-8-sig")
-        rows = list(csv.DictReader(io.StringIO(text)))
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+        if len(reader.fieldnames or ()) > max_columns:
+            raise RosterTooLarge(f"The roster has more than {max_columns} columns.")
+        rows = []
+        for row in reader:
+            width = len(reader.fieldnames) + len(row.pop(None, None) or ())  # cells past the header's
+            rows.append(_bounded(row, width, len(rows), max_rows, max_columns))
     return [r for r in rows if any((v or "").strip() for v in r.values())]
+
+
+def _width(cells) -> int:
+    """Up to the last filled cell: a read-only sheet pads rows to the width
+    its dimension claims."""
+    return max((i + 1 for i, v in enumerate(cells) if v not in (None, "")), default=0)
+
+
+def _bounded(row: dict, width: int, count: int, max_rows: int, max_columns: int) -> dict:
+    if count >= max_rows:
+        raise RosterTooLarge(f"The roster has more than {max_rows} rows; split it into smaller files.")
+    if width > max_columns:
+        raise RosterTooLarge(f"The roster has more than {max_columns} columns.")
+    return row
 
 
 def to_input(row: dict) -> tuple[dict, dict]:

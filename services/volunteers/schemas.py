@@ -20,6 +20,7 @@ WEEKDAYS = {
     **{name: i for i, name in enumerate(("周一", "周二", "周三", "周四", "周五", "周六", "周日"))},
     "周天": 6,
 }
+STAIRWELL = re.compile(r"^[^:\s]{1,16}:[^:\s]{1,8}$")
 MONTH = re.compile(r"^20\d{2}-(0[1-9]|1[0-2])$")  # e.g. 2026-11
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 WINDOW_TEXT = re.compile(r"^\s*(\S+)\s+(\d{1,2}:\d{2})\s*[-–~至]\s*(\d{1,2}:\d{2})\s*$")
@@ -107,6 +108,10 @@ class VolunteerPatch(VolunteerIn):
 class VolunteerQuery(Schema):
     skill = fields.String(validate=validate.OneOf(contract.VOLUNTEER_SKILLS))
     building = fields.String(validate=validate.Length(1, 16))
+    unit = fields.String(validate=validate.Length(1, 8))
+    # building:unit, repeatable (?stairwell=3:1&stairwell=3:2): a hallway leader's area.
+    stairwell = fields.List(fields.String(validate=validate.Regexp(STAIRWELL, error="building:unit, e.g. 3:1")),
+                            validate=validate.Length(1, 50))
     grid = fields.String(validate=validate.Length(1, 16))
     team = fields.String(validate=validate.Length(1, 32))
     active = fields.Boolean()

@@ -4,7 +4,6 @@ coins), and the staff API (registry, rosters, stations, reassignment,
 hours and the time bank)."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from datetime import datetime, timedelta
@@ -17,7 +16,7 @@ from flask.views import MethodView
 from flask_babel import lazy_gettext as _l
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from services.common import contract
 from services.common.db import utcnow
@@ -39,6 +38,7 @@ from .models import (
     StationSession,
     Volunteer,
     VolunteerSkill,
+    token_hash,
 )
 from .schemas import (
     MOBILE,
@@ -95,15 +95,22 @@ def _dispatcher() -> Dispatcher:
     return Dispatcher(_db(), current_app.extensions["outbox"], current_app.config)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+LIVE_TASK = ("active", "started")  # assigned or in progress: the contact is needed
 
 
 # --- the offer page (linked from the offer message) ---
 
 
 def _offer(token: str) -> Offer | None:
-    return _db().scalar(select(Offer).where(Offer.token == token))
+    return _db().scalar(select(Offer).where(Offer.token_hash == token_hash(token)))
+
+
+@web.after_request
+def _no_store(response):
+    # Portal and offer pages show residents' contacts, or answer for a
+    # signed-in volunteer or a link token: no browser or proxy keeps a copy.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @web.get("/")
@@ -113,32 +120,58 @@ def home():
 
 @web.get("/offers/<token>")
 def offer_page(token: str):
+    """The offer as its link shows it. A GET never changes anything and
+    never signs in: link previews and crawlers open links too."""
     offer = _offer(token)
     if offer is None:
         return render_template("not_found.html"), 404
-    return _render_offer(offer, outcome=OUTCOMES.get(request.args.get("outcome", "")))
+    return _render_offer(offer, url_for("web.answer_offer", token=token),
+                         outcome=OUTCOMES.get(request.args.get("outcome", "")))
 
 
-def _render_offer(offer: Offer, outcome=None, status: int = 200):
-    accepted = offer.status == "accepted" and _live_assignment(offer) is not None
+def _render_offer(offer: Offer, action: str, outcome=None, status: int = 200):
+    live = offer.status == "accepted" and _live_assignment(offer) is not None
+    # The contact is for the volunteer doing the task, in their own signed-in
+    # browser, while the task is live: not for whoever else holds the link
+    # (a forwarded message, a shared phone), and not after completion.
+    reader = _signed_in_volunteer()
+    mine = reader is not None and reader.id == offer.volunteer_id
     return render_template(
         "offer.html", offer=offer, req=offer.request, category=contract.CATEGORY_BY_CODE[offer.request.category],
-        reasons=[REASONS[r] for r in offer.reason.split() if r in REASONS],
-        contact=_contact(offer.request_id, offer.volunteer_id) if accepted else None, outcome=outcome,
+        reasons=[REASONS[r] for r in offer.reason.split() if r in REASONS], action=action,
+        open_now=offer.status == "open" and (offer.expires_at is None or offer.expires_at > utcnow()),
+        live=live, mine=mine, contact=_contact(offer.request_id, offer.volunteer_id) if live and mine else None,
+        outcome=outcome,
     ), status
 
 
 def _live_assignment(offer: Offer) -> Assignment | None:
     return _db().scalar(select(Assignment).where(
-        Assignment.offer_id == offer.id, Assignment.status.in_(("active", "started", "completed"))))
+        Assignment.offer_id == offer.id, Assignment.status.in_(LIVE_TASK)))
 
 
 @web.post("/offers/<token>")
 def answer_offer(token: str):
-    """Accept or decline (with an optional reason); a GET never changes anything."""
+    """Accept or decline (with an optional reason). Accepting through the
+    link signs the offer's volunteer in to the portal in this browser: the
+    link and a deliberate POST are the same proof as a sign-in link, and
+    the contact is shown only to a signed-in volunteer."""
     offer = _offer(token)
     if offer is None:
         return render_template("not_found.html"), 404
+    outcome = _answer(offer, url_for("web.answer_offer", token=token))
+    if not isinstance(outcome, str):
+        return outcome
+    if outcome == "accepted":
+        vol = _db().get(Volunteer, offer.volunteer_id)
+        if vol is not None and vol.active:
+            _start_portal_session(vol)
+    return redirect(url_for("web.offer_page", token=token, outcome=outcome), 303)
+
+
+def _answer(offer: Offer, action: str):
+    """The form's decision, carried out and committed: the outcome, or a
+    page to show again."""
     decision = request.form.get("decision")
     dispatcher = _dispatcher()
     if decision == "accept":
@@ -147,9 +180,9 @@ def answer_offer(token: str):
         reason = request.form.get("reason", "").strip()[:200]
         outcome = "declined" if dispatcher.decline(offer, reason) else "closed"
     else:
-        return _render_offer(offer, outcome=_l("Choose accept or decline."), status=400)
+        return _render_offer(offer, action, outcome=_l("Choose accept or decline."), status=400)
     _db().commit()
-    return redirect(url_for("web.offer_page", token=token, outcome=outcome), 303)
+    return outcome
 
 
 def _contact(request_id: str, volunteer_id: int) -> dict | None:
@@ -179,7 +212,7 @@ def login_send():
     if vol is not None:
         token = secrets.token_urlsafe(32)
         minutes = current_app.config["LOGIN_LINK_MINUTES"]
-        link = LoginLink(volunteer_id=vol.id, token_hash=_token_hash(token),
+        link = LoginLink(volunteer_id=vol.id, token_hash=token_hash(token),
                          expires_at=utcnow() + timedelta(minutes=minutes))
         _db().add(link)
         _db().flush()
@@ -193,7 +226,7 @@ def login_send():
 
 
 def _valid_link(token: str) -> LoginLink | None:
-    link = _db().scalar(select(LoginLink).where(LoginLink.token_hash == _token_hash(token)))
+    link = _db().scalar(select(LoginLink).where(LoginLink.token_hash == token_hash(token)))
     if link is None or link.used_at is not None or link.expires_at <= utcnow():
         return None
     return link
@@ -214,14 +247,40 @@ def login_use(token: str):
     if not used:
         return render_template("login_confirm.html", valid=False, token=token), 400
     _db().commit()
-    session.clear()  # a fresh session at sign-in: nothing carried over from before
-    session.permanent = True
-    session["volunteer_id"] = link.volunteer_id
+    _start_portal_session(_db().get(Volunteer, link.volunteer_id))
     return redirect(url_for("web.portal"), 303)
+
+
+def _start_portal_session(vol: Volunteer) -> None:
+    """A fresh session at sign-in (nothing carried over from before), for
+    PORTAL_SESSION_DAYS, tied to the volunteer's current session epoch."""
+    session.clear()
+    session.permanent = True
+    session["volunteer_id"] = vol.id
+    session["epoch"] = vol.session_epoch
+
+
+def _signed_in_volunteer() -> Volunteer | None:
+    """The volunteer of this browser's portal session, if it still counts:
+    active, and begun in the volunteer's current epoch."""
+    volunteer_id, epoch = session.get("volunteer_id"), session.get("epoch")
+    if not isinstance(volunteer_id, int) or not isinstance(epoch, int):
+        return None
+    vol = _db().get(Volunteer, volunteer_id)
+    if vol is None or not vol.active or vol.session_epoch != epoch:
+        return None
+    return vol
 
 
 @web.post("/logout")
 def logout():
+    """Sign out everywhere: a copy of the cookie (another device, a
+    stolen one) stops working too."""
+    vol = _signed_in_volunteer()
+    if vol is not None:
+        vol.end_sessions()
+        _db().commit()
+        log.info("portal signed out", extra={"volunteer_id": vol.id})
     session.clear()
     return redirect(url_for("web.login_form"), 303)
 
@@ -229,8 +288,8 @@ def logout():
 def volunteer_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
-        vol = _db().get(Volunteer, session.get("volunteer_id") or 0)
-        if vol is None or not vol.active:
+        vol = _signed_in_volunteer()
+        if vol is None:
             session.clear()
             return redirect(url_for("web.login_form"), 303)
         g.volunteer = vol
@@ -280,7 +339,9 @@ def _portal(outcome=None, errors=None, status=200):
     led = db.scalars(select(Station.id).where(Station.lead_volunteer_id == vol.id)).all()
     to_confirm = []
     if led:
-        to_confirm = [h for h in db.scalars(select(HoursEntry).where(HoursEntry.status != "confirmed")).all()
+        # Never their own: nobody confirms their own hours (coins follow them).
+        to_confirm = [h for h in db.scalars(select(HoursEntry).where(HoursEntry.status != "confirmed",
+                                                                     HoursEntry.volunteer_id != vol.id)).all()
                       if h.assignment.booking_id and _station_of(h.assignment) in led]
     return render_template(
         "portal.html", vol=vol, offers=offers, inbox=_inbox(vol.id),
@@ -289,6 +350,32 @@ def _portal(outcome=None, errors=None, status=200):
         to_confirm=to_confirm, outcome=outcome, errors=errors or {},
         categories=contract.CATEGORY_BY_CODE, reasons=REASONS,
     ), status
+
+
+def _own_offer(offer_id: int) -> Offer:
+    offer = _db().get(Offer, offer_id)
+    if offer is None or offer.volunteer_id != g.volunteer.id:
+        abort(404)
+    return offer
+
+
+@web.get("/me/offers/<id:offer_id>")
+@volunteer_required
+def my_offer(offer_id: int):
+    """An offer opened from the portal: the link's token is not stored, so
+    the signed-in volunteer reaches their offers by id."""
+    return _render_offer(_own_offer(offer_id), url_for("web.answer_my_offer", offer_id=offer_id),
+                         outcome=OUTCOMES.get(request.args.get("outcome", "")))
+
+
+@web.post("/me/offers/<id:offer_id>")
+@volunteer_required
+def answer_my_offer(offer_id: int):
+    offer = _own_offer(offer_id)
+    outcome = _answer(offer, url_for("web.answer_my_offer", offer_id=offer_id))
+    if not isinstance(outcome, str):
+        return outcome
+    return redirect(url_for("web.my_offer", offer_id=offer_id, outcome=outcome), 303)
 
 
 @web.get("/me/sheet")
@@ -309,11 +396,9 @@ def task_sheet():
         return booking.starts_at if booking else t.complete_by or far_future
 
     rows = [(t, bookings.get(t.booking_id), _contact(t.request_id, vol.id)) for t in sorted(tasks, key=when)]
-    response = current_app.make_response(render_template(
-        "task_sheet.html", vol=vol, rows=rows, categories=contract.CATEGORY_BY_CODE,
-        printed_at=utcnow()))
-    response.headers["Cache-Control"] = "no-store"  # residents' contacts
-    return response
+    # Residents' contacts: never stored (the blueprint's Cache-Control: no-store).
+    return render_template("task_sheet.html", vol=vol, rows=rows, categories=contract.CATEGORY_BY_CODE,
+                           printed_at=utcnow())
 
 
 def _inbox(volunteer_id: int) -> list[dict]:
@@ -392,7 +477,10 @@ def hours_confirm_as_lead(entry_id: int):
     station = _db().get(Station, _station_of(entry.assignment) or 0) if entry is not None else None
     if station is None or station.lead_volunteer_id != g.volunteer.id:
         abort(404)
-    _dispatcher().confirm_hours(entry, by=f"station-lead:{g.volunteer.id}", hours=entry.correction_hours)
+    if not _dispatcher().confirm_hours(entry, by=f"station-lead:{g.volunteer.id}", hours=entry.correction_hours,
+                                       by_volunteer=g.volunteer.id):
+        # Their own entry: another organiser (or staff) confirms it.
+        return _portal(OUTCOMES["refused"], status=403)
     _db().commit()
     return redirect(url_for("web.portal", outcome="confirmed"), 303)
 
@@ -437,25 +525,52 @@ def _phone_free(phone: str) -> None:
         abort(422, errors={"json": {"phone": ["A volunteer with this phone number is registered already."]}})
 
 
+# Every list of the API comes in pages (X-Pagination header: total, pages, …),
+# so that a caller never makes the service load a whole community at once.
+PAGES = {"page": 1, "page_size": 50, "max_page_size": 200}
+
+
+def _paged(stmt, pages) -> list:
+    """One page of `stmt` (ordered by the caller), and the total for the header."""
+    pages.item_count = _db().scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    return _db().scalars(stmt.offset(pages.first_item).limit(pages.page_size)).unique().all()
+
+
+def _has_team(team: str):
+    """Teams are a short JSON list: matched in SQL, so that pages count right."""
+    if _db().get_bind().dialect.name == "postgresql":
+        elements = func.json_array_elements_text(Volunteer.teams).table_valued("value")
+    else:
+        elements = func.json_each(Volunteer.teams).table_valued("value")
+    return select(elements.c.value).where(elements.c.value == team).exists()
+
+
 @api.route("/volunteers")
 class Volunteers(MethodView):
     @api.arguments(VolunteerQuery, location="query")
     @api.response(200, VolunteerOut(many=True))
-    def get(self, query):
-        """List volunteers, by skill, building, grid, team, active."""
+    @api.paginate(**PAGES)
+    def get(self, query, pagination_parameters):
+        """List volunteers, by skill, building (and unit), stairwell, grid,
+        team, active; a page at a time."""
         stmt = select(Volunteer).join(Building, Volunteer.building == Building.code).order_by(Volunteer.id)
         if "skill" in query:
             stmt = stmt.where(Volunteer.skills.any(VolunteerSkill.category == query["skill"]))
         if "building" in query:
             stmt = stmt.where(Volunteer.building == query["building"])
+        if "unit" in query:
+            stmt = stmt.where(Volunteer.unit == query["unit"])
+        if query.get("stairwell"):
+            # A hallway leader's area: any of these building:unit pairs.
+            pairs = [s.split(":", 1) for s in query["stairwell"]]
+            stmt = stmt.where(or_(*(and_(Volunteer.building == b, Volunteer.unit == u) for b, u in pairs)))
         if "grid" in query:
             stmt = stmt.where(Building.grid == query["grid"])
         if "active" in query:
             stmt = stmt.where(Volunteer.active.is_(query["active"]))
-        vols = _db().scalars(stmt).unique().all()
-        if "team" in query:  # teams are a short JSON list: filtered here, the same on SQLite and PostgreSQL
-            vols = [v for v in vols if query["team"] in v.teams]
-        return vols
+        if "team" in query:
+            stmt = stmt.where(_has_team(query["team"]))
+        return _paged(stmt, pagination_parameters)
 
     @api.arguments(VolunteerIn)
     @api.response(201, VolunteerOut)
@@ -501,8 +616,14 @@ class VolunteerImport(MethodView):
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             abort(422, errors={"files": {"file": ["Attach a .csv or .xlsx roster."]}})
+        limit = current_app.config["ROSTER_MAX_BYTES"]
+        data = upload.read(limit + 1)
+        if len(data) > limit:
+            abort(413, message=f"The roster file is larger than {limit} bytes; split it into smaller files.")
         try:
-            rows = roster.read_rows(upload.filename, upload.read())
+            rows = roster.read_rows(upload.filename, data, **roster.limits(current_app.config))
+        except roster.RosterTooLarge as exc:
+            abort(413, message=str(exc))
         except Exception as exc:  # not a CSV/XLSX at all
             abort(422, errors={"files": {"file": [f"Not a readable roster: {type(exc).__name__}"]}})
         report = import_roster(rows, partial=args["partial"])
@@ -539,9 +660,10 @@ class VolunteerExport(MethodView):
 @api.route("/stations")
 class Stations(MethodView):
     @api.response(200, StationOut(many=True))
-    def get(self):
+    @api.paginate(**PAGES)
+    def get(self, pagination_parameters):
         """Service stations."""
-        return _db().scalars(select(Station).order_by(Station.id)).all()
+        return _paged(select(Station).order_by(Station.id), pagination_parameters)
 
     @api.arguments(StationIn)
     @api.response(201, StationOut)
@@ -560,9 +682,11 @@ class Stations(MethodView):
 @api.route("/stations/<id:station_id>/sessions")
 class StationSessions(MethodView):
     @api.response(200, StationSessionOut(many=True))
-    def get(self, station_id):
+    @api.paginate(**PAGES)
+    def get(self, station_id, pagination_parameters):
         """A station's weekly sessions."""
-        return _db().scalars(select(StationSession).where(StationSession.station_id == station_id)).all()
+        return _paged(select(StationSession).where(StationSession.station_id == station_id)
+                      .order_by(StationSession.id), pagination_parameters)
 
     @api.arguments(StationSessionIn)
     @api.response(201, StationSessionOut)
@@ -629,9 +753,10 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
 class Hours(MethodView):
     @api.arguments(HoursQuery, location="query")
     @api.response(200, HoursOut(many=True))
-    def get(self, query):
+    @api.paginate(**PAGES)
+    def get(self, query, pagination_parameters):
         """Service hours, by status, month and volunteer."""
-        stmt = select(HoursEntry).order_by(HoursEntry.completed_at)
+        stmt = select(HoursEntry).order_by(HoursEntry.completed_at, HoursEntry.id)
         if "status" in query:
             stmt = stmt.where(HoursEntry.status == query["status"])
         if "volunteer_id" in query:
@@ -639,7 +764,7 @@ class Hours(MethodView):
         if "month" in query:
             start, end = _month_bounds(query["month"])
             stmt = stmt.where(HoursEntry.completed_at >= start, HoursEntry.completed_at < end)
-        return _db().scalars(stmt).all()
+        return _paged(stmt, pagination_parameters)
 
 
 @api.route("/hours/export")
