@@ -144,5 +144,6 @@ def test_dockerfile_builds_one_image_that_runs_as_a_user():
 
 def test_env_example_names_every_secret_compose_needs():
     example = (ROOT / ".env.example").read_text()
-    for key in ("LINLI_ADMIN_TOKEN", "LINLI_SERVICE_TOKEN", "LINLI_SECRET_KEY", "POSTGRES_PASSWORD"):
+    for key in ("LINLI_ADMIN_TOKEN", "LINLI_REQUESTS_TOKEN", "LINLI_VOLUNTEERS_TOKEN", "LINLI_SECRET_KEY",
+                "LINLI_PHONE_DIGEST_KEY", "POSTGRES_PASSWORD"):
         assert f"{key}=change-me" in example

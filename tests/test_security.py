@@ -318,3 +318,56 @@ def test_list_endpoints_answer_a_page_at_a_time(make_app):
         r["tracking_code"] for r in client.get("/api/v1/staff/requests", headers=staff).json}
     # The page size is bounded: nobody asks for everything at once.
     assert client.get("/api/v1/staff/requests?page_size=100000", headers=staff).status_code == 422
+
+
+def test_sign_in_links_are_limited_per_phone_and_per_address(make_app, unit_redis):
+    from tests.conftest import csrf_token
+
+    app = make_app("volunteers", RATE_LIMITS=limits(magic_link_phone="2 per hour", magic_link_address="3 per hour"))
+
+    def ask(phone, addr):
+        client = app.test_client()
+        page = client.get("/login", environ_base={"REMOTE_ADDR": addr})
+        return client.post("/login", data={"phone": phone, "csrf_token": csrf_token(page.text)},
+                           environ_base={"REMOTE_ADDR": addr}).status_code
+
+    # One phone, asked for from three addresses: the third is refused.
+    assert [ask("13900000001", f"10.4.0.{n}") for n in range(3)] == [200, 200, 429]
+    # One address walking through phone numbers: the fourth is refused.
+    assert [ask(f"1390000001{n}", "10.4.1.1") for n in range(4)] == [200, 200, 200, 429]
+    keys = b" ".join(unit_redis.keys("*ratelimit*"))
+    assert b"13900000001" not in keys and b"10.4.1.1" not in keys
+
+
+def test_production_refuses_to_start_while_demo_data_can_sign_in(make_app, tmp_path):
+    from services.common.factory import check_before_serving
+
+    demo_staff = make_app("requests", DEMO=True, DEMO_STAFF_PASSWORD="demo-password-for-the-test")
+    demo_vols = make_app("volunteers", DEMO=True)
+    for demo in (demo_staff, demo_vols):
+        production = importlib.import_module(demo.import_name).create_app({
+            "DATABASE_URL": demo.config["DATABASE_URL"], "REDIS_URL": demo.config["REDIS_URL"],
+            "DEMO": False, **{k: demo.config[k] for k in settings.SECRETS}})
+        with pytest.raises(ConfigError, match="demo"):
+            check_before_serving(production)
+        refused = production.test_cli_runner().invoke(args=["init-db"])
+        assert refused.exit_code != 0 and "remove-demo" in refused.output
+        removed = production.test_cli_runner().invoke(args=["remove-demo"])
+        assert removed.exit_code == 0, removed.output
+        check_before_serving(production)  # nothing left that can sign in: it starts
+        assert production.test_cli_runner().invoke(args=["init-db"]).exit_code == 0
+    # The demo staff cannot sign in any more.
+    from tests.conftest import csrf_token
+
+    client = demo_staff.test_client()
+    page = client.get("/staff/login")
+    resp = client.post("/staff/login", data={"username": "office", "password": "demo-password-for-the-test",
+                                             "csrf_token": csrf_token(page.text)})
+    assert resp.status_code == 401
+
+
+def test_gunicorn_and_the_workers_check_before_serving():
+    conf = (ROOT / "deploy" / "gunicorn.conf.py").read_text()
+    assert "def post_worker_init(worker):" in conf and "check_before_serving(worker.wsgi)" in conf
+    for service in SERVICES:
+        assert "check_before_serving(flask_app)" in (ROOT / "services" / service / "worker.py").read_text()

@@ -60,10 +60,7 @@ def docs():
     return render_template("docs.html", spec=api.spec.to_dict())
 
 
-def read_service(api_url_key: str, path: str):
-    """Read another service's public API with this service's own caller
-    token (never its database). None when it cannot answer: pages degrade,
-    they do not fail."""
+def _read(api_url_key: str, path: str) -> http.Response | None:
     token = current_app.config.get(f"{current_app.config['SERVICE'].upper()}_TOKEN")
     if not token:
         return None
@@ -71,12 +68,35 @@ def read_service(api_url_key: str, path: str):
         resp = http.get(f"{current_app.config[api_url_key]}{path}", headers={"Authorization": f"Bearer {token}"},
                         timeout=current_app.config["HTTP_TIMEOUT"])
         resp.raise_for_status()
-        return resp.json()
+        resp.json()  # an answer that is not JSON is no answer
+        return resp
     except (http.RequestException, ValueError) as exc:
         # The path names ids only (no phone, no name): fine in a log line.
         logging.getLogger("linli.http").warning("service read failed", extra={"path": path,
                                                                               "error": type(exc).__name__})
         return None
+
+
+def read_service(api_url_key: str, path: str):
+    """Read another service's public API with this service's own caller
+    token (never its database). None when it cannot answer: pages degrade,
+    they do not fail."""
+    resp = _read(api_url_key, path)
+    return resp.json() if resp is not None else None
+
+
+def read_all_pages(api_url_key: str, path: str, max_pages: int = 100) -> list | None:
+    """Every item of a paginated list (flask-smorest's X-Pagination), read
+    200 at a time: a list is never cut short without anyone knowing."""
+    items, page = [], 1
+    sep = "&" if "?" in path else "?"
+    while page and page <= max_pages:
+        resp = _read(api_url_key, f"{path}{sep}page_size=200&page={page}")
+        if resp is None:
+            return None if not items else items
+        items += resp.json()
+        page = json.loads(resp.headers.get("X-Pagination", "{}")).get("next_page")
+    return items
 
 
 def select_locale():

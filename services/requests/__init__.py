@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 from flask import Flask
 from sqlalchemy import select
 
 from services.common.cli import register_db_commands
 from services.common.community import load as load_community
 from services.common.factory import register_api, service_app
+from services.common.settings import PLACEHOLDERS
 
 from . import config, hotline, staff
 
@@ -53,6 +55,8 @@ def seed(session, cfg) -> str:
         session.add(row)
     summary = f"{len(data['buildings'])} buildings"
     password = cfg.get("DEMO_STAFF_PASSWORD")
+    if password and any(password.lower().startswith(p) for p in PLACEHOLDERS):
+        raise click.ClickException("LINLI_DEMO_STAFF_PASSWORD is still a placeholder: no demo account gets it")
     if cfg["DEMO"] and password and session.scalar(select(StaffMember.id).limit(1)) is None:
         staff.create(session, "office", password, "admin", "社区办公室", demo=True)
         staff.create(session, "grid1", password, "grid_leader", "第一网格网格长", grid="G1", demo=True)

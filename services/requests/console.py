@@ -20,7 +20,7 @@ from sqlalchemy import and_, or_, select
 
 from services.common import contract, tables
 from services.common.db import utcnow
-from services.common.web import SHANGHAI, local_time, read_service
+from services.common.web import SHANGHAI, local_time, read_all_pages, read_service
 
 from . import hotline, models, staff
 from .models import FINAL, Building, ContactAccess, ServiceRequest, StaffMember
@@ -223,7 +223,7 @@ def _deliveries(req: ServiceRequest, matching: dict | None) -> list[dict]:
 def _candidates(req: ServiceRequest) -> list[dict]:
     if contract.CATEGORY_BY_CODE[req.category].staff_only:
         return []
-    return read_service("VOLUNTEERS_API_URL", f"/api/v1/volunteers?skill={req.category}&active=true") or []
+    return read_all_pages("VOLUNTEERS_API_URL", f"/api/v1/volunteers?skill={req.category}&active=true") or []
 
 
 def _detail(req: ServiceRequest, errors: dict | None = None, form: str | None = None, status: int = 200,
@@ -496,11 +496,13 @@ def dashboard():
 def _scoped_volunteers() -> list[dict]:
     scope = g.scope
     if scope.role == "grid_leader":
-        return read_service("VOLUNTEERS_API_URL", f"/api/v1/volunteers?grid={scope.grid}") or []
-    vols = read_service("VOLUNTEERS_API_URL", "/api/v1/volunteers") or []
+        return read_all_pages("VOLUNTEERS_API_URL", f"/api/v1/volunteers?grid={scope.grid}") or []
     if scope.role == "hallway_leader":
-        vols = [v for v in vols if f"{v['building']}:{v.get('unit')}" in scope.stairwells]
-    return vols
+        if not scope.stairwells:
+            return []
+        query = urlencode([("stairwell", s) for s in scope.stairwells])
+        return read_all_pages("VOLUNTEERS_API_URL", f"/api/v1/volunteers?{query}") or []
+    return read_all_pages("VOLUNTEERS_API_URL", "/api/v1/volunteers") or []
 
 
 VOLUNTEER_HEADER = ("id", "name", "building", "unit", "skills", "active", "capacity")

@@ -29,8 +29,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(days=app.config["PORTAL_SESSION_DAYS"])
     # Bounds the whole request, so that an oversized roster upload is
     # refused before it is spooled to disk (with room for the form's framing).
-    if app.config.get("MAX_CONTENT_LENGTH") is None:
-        app.config["MAX_CONTENT_LENGTH"] = app.config["ROSTER_MAX_BYTES"] + 64 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = max(app.config["MAX_CONTENT_LENGTH"] or 0,
+                                           app.config["ROSTER_MAX_BYTES"] + 64 * 1024)
+    app.extensions["demo_leftovers"] = demo_leftovers
 
     from . import tasks, views  # noqa: F401  (tasks register with Celery)
 
@@ -133,6 +134,17 @@ def seed_demo(session, data: dict, cfg) -> int:
                                        start_time=slot["start"], end_time=slot["end"], volunteer_id=barber.id,
                                        slots=slot["slots"]))
     return len(vols)
+
+
+def demo_leftovers(session) -> str:
+    """Demo volunteers who can still sign in (production refuses to start with any)."""
+    from sqlalchemy import func
+
+    from .models import Volunteer
+
+    count = session.scalar(select(func.count()).select_from(Volunteer).where(Volunteer.demo.is_(True),
+                                                                             Volunteer.active.is_(True)))
+    return f"{count} demo volunteers" if count else ""
 
 
 @click.command("remove-demo")

@@ -27,6 +27,7 @@ WINDOW_TEXT = re.compile(r"^\s*(\S+)\s+(\d{1,2}:\d{2})\s*[-–~至]\s*(\d{1,2}:\
 
 
 def channel_ok(url: str) -> None:
+    contract.channel_url(url)
     if apprise.Apprise.instantiate(url) is None:
         raise ValidationError("Not a channel URL Apprise understands (e.g. wecombot://KEY, mailto://…, json://…).")
 

@@ -20,8 +20,9 @@ from sqlalchemy import and_, func, or_, select, update
 
 from services.common import contract
 from services.common.db import utcnow
+from services.common.ratelimit import limit
 from services.common.tables import download, table
-from services.common.web import SHANGHAI, read_service, require_token
+from services.common.web import SHANGHAI, read_service, require_caller
 
 from . import roster
 from .dispatch import Dispatcher
@@ -203,9 +204,17 @@ def login_form():
     return render_template("login.html", sent=False, error=None)
 
 
+def _phone_typed() -> str:
+    return request.form.get("phone", "").replace(" ", "")
+
+
 @web.post("/login")
+# Sign-in links are urgent messages: nobody may send a volunteer twenty of
+# them at 3 a.m. (per phone), nor walk the phone numbers (per address).
+@limit("magic_link_phone", key=_phone_typed)
+@limit("magic_link_address")
 def login_send():
-    phone = request.form.get("phone", "").replace(" ", "")
+    phone = _phone_typed()
     if not MOBILE.match(phone):
         return render_template("login.html", sent=False, error=_l("Enter your 11-digit mobile number.")), 422
     vol = _db().scalar(select(Volunteer).where(Volunteer.phone == phone, Volunteer.active.is_(True)))
@@ -505,12 +514,11 @@ def donate():
 @api.before_request
 def _staff_only():
     # Before validation, so that a caller without the token learns nothing.
-    # Other services (the staff console) may read with the service token;
-    # only staff automation writes.
+    # The staff console (intake's token) may read; only staff automation writes.
     if request.method in ("GET", "HEAD"):
-        require_token("ADMIN_TOKEN", "SERVICE_TOKEN")
+        require_caller("admin", "requests")
     else:
-        require_token("ADMIN_TOKEN")
+        require_caller("admin")
 
 
 def _volunteer(volunteer_id: int) -> Volunteer:
