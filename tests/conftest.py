@@ -12,6 +12,8 @@ import psycopg
 import pytest
 import redis
 
+from services.common.settings import RATE_LIMITS
+
 # Unit tests publish into their own Redis database, so that they never
 # feed the queues that the integration tests' workers read.
 UNIT_REDIS_URL = os.environ.get("LINLI_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -80,6 +82,9 @@ def make_app(tmp_path, monkeypatch, unit_redis):
             "DATABASE_URL": url,
             "REDIS_URL": UNIT_REDIS_URL,
             **SECRETS,
+            # Tests post from one address; the limits are tested where they
+            # are set on purpose (tests/test_security.py).
+            "RATE_LIMITS": {name: "1000000 per minute" for name in RATE_LIMITS},
             "DEMO": False,
             **config,
         })

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from celery import Celery
 
+from tests.conftest import SECRET_ENV
 from tests.system import procfile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,10 +44,20 @@ def test_compose_rejects_an_unknown_key(tmp_path):
     text = (ROOT / "docker-compose.yml").read_text().replace("  redis:\n    image: redis:7\n",
                                                                "  redis:\n    image: redis:7\n    colour: blue\n", 1)
     (tmp_path / "docker-compose.yml").write_text(text)
-    (tmp_path / ".env").write_text("")
+    (tmp_path / ".env").write_text("POSTGRES_PASSWORD=a-long-random-password-for-the-validator\n")
     shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
     result = subprocess.run(["docker-compose", "config", "-q"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode != 0 and "colour" in result.stderr
+
+
+def test_compose_has_no_fallback_database_password(tmp_path):
+    """Without POSTGRES_PASSWORD compose refuses, instead of a password everyone knows."""
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    (tmp_path / ".env").write_text("")
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
+    result = subprocess.run(["docker-compose", "config", "-q"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode != 0 and "POSTGRES_PASSWORD" in result.stderr
 
 
 def test_compose_has_every_process_with_healthchecks_and_ordering(compose):
@@ -93,6 +104,8 @@ def test_procfile_and_compose_start_the_same_commands(compose):
 
 def test_every_command_names_something_that_imports(monkeypatch, tmp_path):
     monkeypatch.setenv("LINLI_DATA_DIR", str(tmp_path))
+    for key, value in SECRET_ENV.items():
+        monkeypatch.setenv(key, value)
     for name, command in procfile().items():
         argv = shlex.split(interpolate(command))
         if argv[0] == "gunicorn":

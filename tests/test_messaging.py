@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from services.common import contract
 from services.requests import tasks as intake_tasks
 from services.requests.models import DeadMessage, OutboxMessage, ServiceRequest, StatusChange
-from tests.conftest import UNIT_REDIS_URL
+from tests.conftest import SECRETS, UNIT_REDIS_URL
 from tests.test_intake import GOOD
 
 # A port nobody listens on: Redis "down".
@@ -50,7 +50,7 @@ def test_redis_down_still_takes_the_request_and_the_relay_sends_it_later(make_ap
 
     # Redis is back: the periodic relay (same database, working broker) sends it.
     from services.requests import create_app
-    up = create_app({"DATABASE_URL": down.config["DATABASE_URL"], "REDIS_URL": UNIT_REDIS_URL})
+    up = create_app({"DATABASE_URL": down.config["DATABASE_URL"], "REDIS_URL": UNIT_REDIS_URL, **SECRETS})
     assert up.extensions["outbox"].relay(grace=timedelta(0)) == 1
     assert up.extensions["outbox"].pending() == 0
     assert unit_redis.llen("volunteers") == 1

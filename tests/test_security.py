@@ -371,3 +371,19 @@ def test_gunicorn_and_the_workers_check_before_serving():
     assert "def post_worker_init(worker):" in conf and "check_before_serving(worker.wsgi)" in conf
     for service in SERVICES:
         assert "check_before_serving(flask_app)" in (ROOT / "services" / service / "worker.py").read_text()
+
+
+def test_open311_posts_are_limited_per_key(make_app):
+    app = make_app("requests", RATE_LIMITS=limits(open311_post="2 per hour"), OPEN311_API_KEYS="partner-desk-one,two")
+    client = app.test_client()
+
+    def post(key, fmt="json"):
+        return client.post(f"/open311/v2/requests.{fmt}", data={
+            "api_key": key, "service_code": "haircut", "address_id": "3-1-302", "first_name": "秀英",
+            "last_name": "王", "phone": "13812345678", "description": "理发"})
+
+    assert [post("partner-desk-one").status_code for _ in range(2)] == [200, 200]
+    refused = post("partner-desk-one")
+    assert refused.status_code == 429 and refused.json[0]["code"] == 429  # GeoReport's error shape
+    assert b"<errors>" in post("partner-desk-one", "xml").data
+    assert post("two").status_code == 200  # another key has its own budget

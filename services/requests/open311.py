@@ -31,6 +31,7 @@ from marshmallow import ValidationError
 from sqlalchemy import or_, select
 
 from services.common import contract
+from services.common.ratelimit import limit
 from services.common.web import SHANGHAI
 
 from . import models
@@ -126,6 +127,14 @@ def respond(fmt: str, root: str, item: str, rows, status: int = 200, single: boo
     resp = jsonify(body)
     resp.status_code = status
     return resp
+
+
+@open311.errorhandler(429)
+def _too_many(exc):
+    fmt = request.view_args.get("fmt", "json") if request.view_args else "json"
+    rows = [{"code": 429, "description": "too many requests with this api_key: wait and try again, "
+                                         "or ask the community office to raise the limit"}]
+    return respond(fmt, "errors", "error", rows, status=429)
 
 
 @open311.errorhandler(Open311Error)
@@ -252,6 +261,7 @@ def _location(form) -> dict:
 
 
 @open311.post(f"/requests.{FMT}")
+@limit("open311_post", key=lambda: request.form.get("api_key", ""))
 def post_request(fmt):
     form = request.form
     _bounded(form, FIELD_LIMITS, DEFAULT_LIMIT)
