@@ -71,6 +71,8 @@ class ApiBlueprint(SmorestBlueprint):
 def page_of(session, stmt, pagination) -> list:
     """One page of a select statement, with the total for X-Pagination."""
     pagination.item_count = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    if pagination.first_item >= pagination.item_count:
+        return []  # past the end (a huge page number never reaches the database)
     return session.scalars(stmt.offset(pagination.first_item).limit(pagination.page_size)).unique().all()
 
 

@@ -126,7 +126,11 @@ def _retry_or_bury(task, db, dead, message, error: str) -> str:
     if task.request.retries >= MAX_RETRIES:
         _bury(db, dead, task.name, message, f"gave up after {MAX_RETRIES} retries: {error}")
         return "dead"
-    raise task.retry(countdown=backoff(task.request.retries), max_retries=MAX_RETRIES)
+    # The retried message is logged by the worker like any other: by its
+    # envelope id only, never its arguments (residents' words and rooms).
+    message_id = message.get("id") if isinstance(message, dict) else None
+    raise task.retry(countdown=backoff(task.request.retries), max_retries=MAX_RETRIES,
+                     argsrepr=f"[{message_id}]", kwargsrepr="{}")
 
 
 def _bury(db, dead, task_name: str, message, error: str) -> None:

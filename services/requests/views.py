@@ -326,14 +326,18 @@ class Contact(MethodView):
     @api.response(200, ContactOut)
     def get(self, request_id):
         """The resident's contact, for matching only (its token), and only
-        while a volunteer is on the request (assigned or in progress)."""
+        while a volunteer is on the request (offered and accepted, assigned
+        or in progress), never after it is finished."""
         require_caller("volunteers")
         req = _session().get(ServiceRequest, str(request_id))
         if req is None:
             abort(404, message="no such request")
         if req.status == "cancelled" or req.anonymised_at is not None:
             abort(410, message="the resident withdrew this request, or its data was removed")
-        if req.status not in ("assigned", "in_progress"):
+        # "offered" too: matching commits the acceptance and shows the
+        # contact before its "assigned" event reaches intake. Matching itself
+        # checks that the reader holds a live assignment.
+        if req.status not in ("offered", "assigned", "in_progress"):
             abort(409, message="the contact is given only while a volunteer is on the request")
         # Who the calling service shows it to (volunteer:<id>): the access log says.
         reader = request.args.get("reader", "")

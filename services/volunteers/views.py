@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from services.common import contract
 from services.common.db import utcnow
+from services.common.factory import page_of
 from services.common.ratelimit import limit
 from services.common.tables import download, table
 from services.common.web import SHANGHAI, read_service, require_caller
@@ -539,9 +540,7 @@ PAGES = {"page": 1, "page_size": 50, "max_page_size": 200}
 
 
 def _paged(stmt, pages) -> list:
-    """One page of `stmt` (ordered by the caller), and the total for the header."""
-    pages.item_count = _db().scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    return _db().scalars(stmt.offset(pages.first_item).limit(pages.page_size)).unique().all()
+    return page_of(_db(), stmt, pages)
 
 
 def _has_team(team: str):
