@@ -106,6 +106,9 @@ def check_before_serving(app: Flask) -> None:
             return
         finally:
             app.extensions["db"].Session.remove()
+            # The Celery worker checks in its parent, before it forks: a pooled
+            # connection inherited by the children would be shared by them.
+            app.extensions["db"].engine.dispose()
     if left:
         raise ConfigError(f"Linli will not start in production while demo data can sign in ({left}). "
                           f"Remove it with `make remove-demo` (or `flask --app services.{app.config['SERVICE']} "
