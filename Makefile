@@ -6,7 +6,7 @@ export LINLI_DATA_DIR ?= $(CURDIR)/var/data
 # The Procfile's commands (gunicorn, celery, flask) come from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run seed remove-demo lint test test-unit bench bench-stages bench-matching chaos openapi translations translations-update clean
+.PHONY: install run seed remove-demo lint test-prereqs test test-unit bench bench-stages bench-matching chaos openapi translations translations-update clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -51,7 +51,11 @@ remove-demo: install .env
 lint: install
 	$(BIN)/ruff check services tests bench
 
-test: install lint
+# Debian's docker-compose, Chromium and CJK fonts (deploy/test-prereqs.sh).
+test-prereqs:
+	sh deploy/test-prereqs.sh
+
+test: install lint test-prereqs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install

@@ -126,7 +126,7 @@ def check_secrets(cfg: dict) -> None:
             problems.append(problem)
     if problems:
         raise ConfigError("Linli will not start: " + "; ".join(problems)
-                          + ". Generate values with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+                          + ". Generate each value with `openssl rand -base64 32`.")
 
 
 def _int(name: str, default: int) -> int:

@@ -362,11 +362,12 @@ def _portal(outcome=None, errors=None, status=200):
     ), status
 
 
-def _own_offer(offer_id: int) -> Offer:
-    offer = _db().get(Offer, offer_id)
-    if offer is None or offer.volunteer_id != g.volunteer.id:
+def _own(model, row_id: int):
+    """The signed-in volunteer's own offer or task by id; anyone else's is a 404."""
+    row = _db().get(model, row_id)
+    if row is None or row.volunteer_id != g.volunteer.id:
         abort(404)
-    return offer
+    return row
 
 
 @web.get("/me/offers/<id:offer_id>")
@@ -374,14 +375,14 @@ def _own_offer(offer_id: int) -> Offer:
 def my_offer(offer_id: int):
     """An offer opened from the portal: the link's token is not stored, so
     the signed-in volunteer reaches their offers by id."""
-    return _render_offer(_own_offer(offer_id), url_for("web.answer_my_offer", offer_id=offer_id),
+    return _render_offer(_own(Offer, offer_id), url_for("web.answer_my_offer", offer_id=offer_id),
                          outcome=OUTCOMES.get(request.args.get("outcome", "")))
 
 
 @web.post("/me/offers/<id:offer_id>")
 @volunteer_required
 def answer_my_offer(offer_id: int):
-    offer = _own_offer(offer_id)
+    offer = _own(Offer, offer_id)
     outcome = _answer(offer, url_for("web.answer_my_offer", offer_id=offer_id))
     if not isinstance(outcome, str):
         return outcome
@@ -434,17 +435,10 @@ def _station_of(assignment: Assignment) -> int | None:
     return booking.session.station_id if booking else None
 
 
-def _own_task(assignment_id: int) -> Assignment:
-    task = _db().get(Assignment, assignment_id)
-    if task is None or task.volunteer_id != g.volunteer.id:
-        abort(404)
-    return task
-
-
 @web.post("/me/tasks/<id:assignment_id>/start")
 @volunteer_required
 def task_start(assignment_id: int):
-    ok = _dispatcher().start(_own_task(assignment_id))
+    ok = _dispatcher().start(_own(Assignment, assignment_id))
     _db().commit()
     return redirect(url_for("web.portal", outcome="started" if ok else "refused"), 303)
 
@@ -452,7 +446,7 @@ def task_start(assignment_id: int):
 @web.post("/me/tasks/<id:assignment_id>/complete")
 @volunteer_required
 def task_complete(assignment_id: int):
-    task = _own_task(assignment_id)
+    task = _own(Assignment, assignment_id)
     try:
         data = _form(CompleteIn())
     except ValidationError as exc:
