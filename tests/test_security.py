@@ -387,3 +387,104 @@ def test_open311_posts_are_limited_per_key(make_app):
     assert refused.status_code == 429 and refused.json[0]["code"] == 429  # GeoReport's error shape
     assert b"<errors>" in post("partner-desk-one", "xml").data
     assert post("two").status_code == 200  # another key has its own budget
+
+
+def test_only_the_roster_upload_takes_a_larger_body(make_app):
+    """The volunteers service allows a roster file, not 5 MB of anonymous JSON elsewhere."""
+    from tests.conftest import ADMIN_TOKEN
+
+    app = make_app("volunteers")
+    client = app.test_client()
+    big = {"phone": "1" * 400_000}
+    assert client.post("/login", data=big).status_code == 413
+    assert client.post("/api/v1/volunteers", json={"name": "x" * 400_000},
+                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 413
+    rows = "".join(f"{'王' * 20}{n},139{n:08d},3,1,haircut,{'x' * 20}\n" for n in range(4000))
+    roster = io.BytesIO(("name,phone,building,unit,skills,note\n" + rows).encode())
+    assert 256 * 1024 < len(roster.getvalue()) < 5_000_000  # over the usual bound, under the roster's
+    resp = client.post("/api/v1/volunteers/import", data={"file": (roster, "roster.csv")},
+                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, content_type="multipart/form-data")
+    assert resp.status_code != 413  # read and judged by its rows (5000 at most), not refused for its size
+
+
+def test_an_unhandled_error_is_logged_by_its_route_not_its_path(make_app):
+    app = make_app("volunteers")
+
+    def boom(token):
+        raise RuntimeError("broken")
+
+    app.add_url_rule("/boom/<token>", "boom", boom)
+    app.testing = False  # let Flask log it as in production, instead of raising into the test
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    seen = Records()
+    logging.getLogger().addHandler(seen)
+    try:
+        assert app.test_client().get("/boom/SECRET-TOKEN-42").status_code == 500
+    finally:
+        logging.getLogger().removeHandler(seen)
+    formatter = logging.getLogger().handlers[0].formatter
+    text = "\n".join(formatter.format(r) for r in seen.records)
+    assert "/boom/<token>" in text and "SECRET-TOKEN-42" not in text
+
+
+def test_a_rate_limit_that_is_not_a_limit_refuses_to_start(environment):
+    environment.setenv("LINLI_RATE_LIMITS", '{"request_form": "2 per fortnight"}')
+    with pytest.raises(ConfigError, match="request_form"):
+        start("requests")
+
+
+def test_phone_digests_follow_a_new_key_at_the_next_start(make_app):
+    """A volunteer must never be offered their own request, also after the
+    digest key changes (it once fell back to the session key)."""
+    from services.common import contract
+    from services.volunteers.models import Volunteer
+    from tests.conftest import ADMIN_TOKEN
+
+    app = make_app("volunteers")
+    created = app.test_client().post("/api/v1/volunteers", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, json={
+        "name": "王建国", "phone": "13900001111", "building": "3", "unit": "1", "skills": ["haircut"]})
+    assert created.status_code == 201
+    renewed = importlib.import_module("services.volunteers").create_app({
+        **{k: app.config[k] for k in ("DATABASE_URL", "REDIS_URL", *settings.SECRETS)}, "DEMO": False,
+        "PHONE_DIGEST_KEY": "a-new-phone-digest-key-of-forty-characters"})
+    result = renewed.test_cli_runner().invoke(args=["init-db"])
+    assert result.exit_code == 0 and "1 phone digests renewed" in result.output
+    with renewed.app_context():
+        vol = renewed.extensions["db"].Session.get(Volunteer, created.json["id"])
+        assert vol.phone_digest == contract.phone_digest("13900001111", "a-new-phone-digest-key-of-forty-characters")
+
+
+@pytest.mark.parametrize("service, revision, model", [
+    ("requests", "8ab0c1eb1a92", "StaffMember"), ("volunteers", "4c85f8c331cd", "Volunteer")])
+def test_demo_data_seeded_before_the_marker_is_marked_by_the_migration(make_app, service, revision, model):
+    """The demo used to be the default: a deployment upgraded from then must
+    not pass for clean. A real account that merely shares a name stays unmarked."""
+    from alembic import command
+    from sqlalchemy import func, select, update
+
+    module = importlib.import_module(f"services.{service}")
+    models = importlib.import_module(f"services.{service}.models")
+    table = getattr(models, model)
+    app = make_app(service, DEMO=True, DEMO_STAFF_PASSWORD="demo-password-for-the-test")
+    db = app.extensions["db"]
+    with app.app_context():
+        if service == "requests":
+            from services.requests import staff
+
+            staff.create(db.Session, "zhou", "a-long-password-1", "admin", "社区办公室")  # a real one, same name
+        db.Session.execute(update(table).values(demo=False))  # as before the marker existed
+        db.Session.commit()
+        demo_before = db.Session.scalar(select(func.count()).select_from(table))
+        cfg = db.alembic_config(module.VERSIONS, models.Base.metadata)
+        command.downgrade(cfg, revision)
+        db.Session.remove()
+        command.upgrade(cfg, "head")
+        marked = db.Session.scalar(select(func.count()).select_from(table).where(table.demo.is_(True)))
+        db.Session.remove()
+    assert marked == (3 if service == "requests" else demo_before)
+    production = module.create_app({"DATABASE_URL": app.config["DATABASE_URL"], "REDIS_URL": app.config["REDIS_URL"],
+                                    "DEMO": False, **{k: app.config[k] for k in settings.SECRETS}})
+    from services.common.factory import check_before_serving
+
+    with pytest.raises(ConfigError, match="demo"):
+        check_before_serving(production)

@@ -92,23 +92,24 @@ def check_before_serving(app: Flask) -> None:
     post_worker_init, the Celery worker's entry point): in production, no
     demo account or demo volunteer may still be able to sign in. The
     service names its check in app.extensions["demo_leftovers"]."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy import inspect
 
     from .settings import ConfigError
 
     leftovers = app.extensions.get("demo_leftovers")
     if app.config["DEMO"] or leftovers is None:
         return
-    with app.app_context():
-        try:
-            left = leftovers(app.extensions["db"].Session)
-        except SQLAlchemyError:  # not migrated yet: init-db comes first and checks again
-            return
-        finally:
-            app.extensions["db"].Session.remove()
-            # The Celery worker checks in its parent, before it forks: a pooled
-            # connection inherited by the children would be shared by them.
-            app.extensions["db"].engine.dispose()
+    db = app.extensions["db"]
+    try:
+        if not inspect(db.engine).has_table("alembic_version"):
+            return  # a new database: init-db migrates it first, and checks again then
+        with app.app_context():
+            left = leftovers(db.Session)
+            db.Session.remove()
+    finally:
+        # The Celery worker checks in its parent, before it forks: a pooled
+        # connection inherited by the children would be shared by them.
+        db.engine.dispose()
     if left:
         raise ConfigError(f"Linli will not start in production while demo data can sign in ({left}). "
                           f"Remove it with `make remove-demo` (or `flask --app services.{app.config['SERVICE']} "

@@ -164,7 +164,16 @@ def rate_limits() -> dict[str, str]:
     unknown = set(overrides) - set(RATE_LIMITS) if isinstance(overrides, dict) else {"(not an object)"}
     if unknown:
         raise ConfigError(f"LINLI_RATE_LIMITS: unknown limits {sorted(unknown)}; known: {sorted(RATE_LIMITS)}")
-    return {**RATE_LIMITS, **overrides}
+    merged = {**RATE_LIMITS, **overrides}
+    from limits import parse_many
+
+    for name, value in merged.items():
+        try:
+            parse_many(value)
+        except ValueError:
+            # Flask-Limiter would log and apply no limit at all: refuse instead.
+            raise ConfigError(f"LINLI_RATE_LIMITS: {name} is not a limit like \"20 per hour;60 per day\"") from None
+    return merged
 
 
 def base_config(service: str) -> dict:

@@ -87,13 +87,18 @@ def read_service(api_url_key: str, path: str):
 
 def read_all_pages(api_url_key: str, path: str, max_pages: int = 100) -> list | None:
     """Every item of a paginated list (flask-smorest's X-Pagination), read
-    200 at a time: a list is never cut short without anyone knowing."""
+    200 at a time; None when any page cannot be read, never a list cut short
+    without anyone knowing."""
     items, page = [], 1
     sep = "&" if "?" in path else "?"
-    while page and page <= max_pages:
+    while page:
+        if page > max_pages:
+            logging.getLogger("linli.http").warning("list longer than read", extra={"path": path,
+                                                                                "pages": max_pages})
+            return None
         resp = _read(api_url_key, f"{path}{sep}page_size=200&page={page}")
         if resp is None:
-            return None if not items else items
+            return None
         items += resp.json()
         page = json.loads(resp.headers.get("X-Pagination", "{}")).get("next_page")
     return items
@@ -232,9 +237,24 @@ def init_web(app) -> None:
     app.jinja_env.filters["local_time"] = local_time
     log = logging.getLogger("linli.http")
 
+    def log_exception(exc_info):
+        # Flask's own names the path, which may hold a sign-in link, an offer
+        # link or a tracking code: the route's pattern instead.
+        route = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        app.logger.error("Exception on %s [%s]", route, request.method, exc_info=exc_info)
+
+    app.log_exception = log_exception
+
     @app.before_request
     def _request_id():
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+
+    @app.before_request
+    def _body_limit():
+        # One view may take a larger body than the rest (a roster upload):
+        # set here, before anything reads the body.
+        if (larger := app.config.get("BODY_LIMITS", {}).get(request.endpoint)) is not None:
+            request.max_content_length = larger
 
     @app.before_request
     def _refuse_nul():

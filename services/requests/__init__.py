@@ -55,7 +55,7 @@ def seed(session, cfg) -> str:
         session.add(row)
     summary = f"{len(data['buildings'])} buildings"
     password = cfg.get("DEMO_STAFF_PASSWORD")
-    if password and any(password.lower().startswith(p) for p in PLACEHOLDERS):
+    if cfg["DEMO"] and password and any(password.lower().startswith(p) for p in PLACEHOLDERS):
         raise click.ClickException("LINLI_DEMO_STAFF_PASSWORD is still a placeholder: no demo account gets it")
     if cfg["DEMO"] and password and session.scalar(select(StaffMember.id).limit(1)) is None:
         staff.create(session, "office", password, "admin", "社区办公室", demo=True)

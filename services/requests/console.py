@@ -213,10 +213,10 @@ def _matching(req: ServiceRequest) -> dict | None:
 def _deliveries(req: ServiceRequest, matching: dict | None) -> list[dict]:
     keys = [f"offer:{o['id']}" for o in (matching or {}).get("offers", [])]
     keys += [f"escalation:{e['id']}" for e in (matching or {}).get("escalations", [])]
-    found = read_service("NOTIFY_API_URL", f"/api/v1/deliveries?recipient=resident:{req.id}") or []
+    found = read_all_pages("NOTIFY_API_URL", f"/api/v1/deliveries?recipient=resident:{req.id}") or []
     for start in range(0, len(keys), 50):
         query = urlencode([("key", k) for k in keys[start:start + 50]])
-        found += read_service("NOTIFY_API_URL", f"/api/v1/deliveries?{query}") or []
+        found += read_all_pages("NOTIFY_API_URL", f"/api/v1/deliveries?{query}") or []
     return sorted(found, key=lambda d: d["id"])
 
 

@@ -12,6 +12,7 @@ from flask import Flask, current_app, render_template, request
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from services.common import contract
 from services.common.cli import register_db_commands
 from services.common.community import load as load_community
 from services.common.factory import register_api, service_app
@@ -27,10 +28,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = service_app(__name__, config.load(), test_config, outbox_model=OutboxMessage)
     # The volunteers app has portal sessions only (no staff sign-in here).
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(days=app.config["PORTAL_SESSION_DAYS"])
-    # Bounds the whole request, so that an oversized roster upload is
-    # refused before it is spooled to disk (with room for the form's framing).
-    app.config["MAX_CONTENT_LENGTH"] = max(app.config["MAX_CONTENT_LENGTH"] or 0,
-                                           app.config["ROSTER_MAX_BYTES"] + 64 * 1024)
+    # The roster upload alone may be larger than other bodies; still bounded,
+    # so that an oversized file is refused before it is spooled to disk
+    # (with room for the form's framing).
+    app.config["BODY_LIMITS"] = {"api.VolunteerImport": app.config["ROSTER_MAX_BYTES"] + 64 * 1024}
     app.extensions["demo_leftovers"] = demo_leftovers
 
     from . import tasks, views  # noqa: F401  (tasks register with Celery)
@@ -106,7 +107,16 @@ def seed(session, cfg) -> str:
     added = 0
     if cfg["DEMO"] and session.scalar(select(Volunteer.id).limit(1)) is None:
         added = seed_demo(session, data, cfg)
-    return f"{len(data['buildings'])} buildings, {leader_count} leaders, {added} demo volunteers added"
+    # Phone digests follow the configured key: made again when it changes
+    # (LINLI_PHONE_DIGEST_KEY replaced an older fallback), or a volunteer
+    # could be offered their own request.
+    redigested = 0
+    for vol in session.scalars(select(Volunteer).where(Volunteer.phone_digest.is_not(None))):
+        digest = contract.phone_digest(vol.phone, cfg["PHONE_DIGEST_KEY"])
+        if vol.phone_digest != digest:
+            vol.phone_digest, redigested = digest, redigested + 1
+    return (f"{len(data['buildings'])} buildings, {leader_count} leaders, {added} demo volunteers added, "
+            f"{redigested} phone digests renewed")
 
 
 def seed_demo(session, data: dict, cfg) -> int:

@@ -2,8 +2,8 @@
 
 Open311 showed the request's internal UUID as its service_request_id; each
 request now gets a public id of its own (models.new_public_id), given to
-existing rows here. Staff accounts seeded for the demo are marked (existing
-accounts are not: an operator who kept the demo's accounts decides).
+existing rows here. Staff accounts the demo seed made earlier are marked
+by username, name and role together.
 
 Revision ID: r0002publicid
 Revises: 8ab0c1eb1a92
@@ -55,6 +55,19 @@ def upgrade():
     op.create_index("ix_service_request_public_id", "service_request", ["public_id"], unique=True)
 
     op.add_column("staff_member", sa.Column("demo", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # The demo seed's accounts from before this marker existed (the demo was
+    # the default then): known by username, name and role together, so that a
+    # real account that merely shares a username stays unmarked.
+    staff = sa.table("staff_member", sa.column("username"), sa.column("display_name"), sa.column("role"),
+                     sa.column("demo", sa.Boolean()))
+    for username, name, role in DEMO_STAFF:
+        op.execute(staff.update().where(staff.c.username == username, staff.c.display_name == name,
+                                        staff.c.role == role).values(demo=True))
+
+
+# As services.requests.seed made them.
+DEMO_STAFF = (("office", "社区办公室", "admin"), ("grid1", "第一网格网格长", "grid_leader"),
+              ("hall-3-1", "3幢1单元楼道长", "hallway_leader"))
 
 
 def downgrade():

@@ -43,11 +43,32 @@ def sqlite_foreign_keys(on: bool) -> None:
     raw.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
+def _mark_earlier_demo() -> None:
+    """The demo seed's volunteers and station from before this marker existed
+    (the demo was the default then), known by name and phone (the station by
+    code and name) together, as the community file lists them."""
+    import os
+
+    from services.common.community import load
+    from services.common.settings import REPO
+
+    data = load(os.environ.get("LINLI_COMMUNITY_FILE", str(REPO / "data" / "community.json")))
+    volunteer = sa.table("volunteer", sa.column("name"), sa.column("phone"), sa.column("demo", sa.Boolean()))
+    for v in data.get("demo_volunteers", []):
+        op.execute(volunteer.update().where(volunteer.c.name == v["name"], volunteer.c.phone == v["phone"])
+                   .values(demo=True))
+    station = sa.table("station", sa.column("code"), sa.column("name"), sa.column("demo", sa.Boolean()))
+    for st in data.get("demo_stations", []):
+        op.execute(station.update().where(station.c.code == st["code"], station.c.name == st["name"])
+                   .values(demo=True))
+
+
 def upgrade():
     # Plain ADD COLUMN (with a default) needs no table copy, even on SQLite.
     op.add_column("volunteer", sa.Column("session_epoch", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("volunteer", sa.Column("demo", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.add_column("station", sa.Column("demo", sa.Boolean(), nullable=False, server_default=sa.false()))
+    _mark_earlier_demo()
 
     op.add_column("offer", sa.Column("token_hash", sa.String(length=64), nullable=True))
     conn = op.get_bind()
