@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from jinja2 import UndefinedError
 from marshmallow import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from services.common import contract
 from services.common.web import SHANGHAI
@@ -375,22 +375,37 @@ def test_a_residents_html_reaches_email_as_text_never_as_markup(notify_app):
         assert typed in body
 
 
-def test_a_sign_in_link_never_shows_in_the_inbox_and_is_not_kept_once_sent(notify_app):
+@pytest.mark.parametrize("template, link", [("magic_link", "http://x/login/t"), ("offer", "http://x/offers/t")])
+def test_a_link_that_is_a_key_never_shows_in_the_inbox_and_is_not_kept_once_sent(notify_app, template, link):
+    """Sign-in and offer links reach the volunteer's channel; a look at the
+    inbox or at the database gives no working link."""
     auth = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
+
+    def stored(key):
+        with notify_app.extensions["db"].Session.session_factory() as s:
+            note = s.scalar(select(Notification).where(Notification.dedupe_key == key))
+            keyed = [(d.keyed_short or "") + (d.keyed_full or "") for d in note.deliveries]
+            return note.short_body + note.full_body + "".join(keyed)
+
     with WebhookReceiver() as hook:
-        send(notify_app, "volunteer:3", [hook.url("/v3")], key="login:1", template="magic_link", urgent=True)
-        [post] = hook.received
-    assert "http://x/login/t" in post["body"]["message"]  # the volunteer's own channel gets the link
-    [message] = notify_app.test_client().get("/api/v1/inbox/volunteer:3", headers=auth).json
-    assert "login/t" not in message["body"] and "登录链接已发送" in message["body"]
-    with notify_app.extensions["db"].Session.session_factory() as s:
-        note = s.scalar(select(Notification).where(Notification.dedupe_key == "login:1"))
-        assert "login/t" not in note.short_body + note.full_body
+        hook.status = 500  # first the channel fails: the link waits on the delivery, not in the inbox
+        send(notify_app, "volunteer:3", [hook.url("/v3")], key="k:1", template=template, urgent=True)
+        [message] = notify_app.test_client().get("/api/v1/inbox/volunteer:3", headers=auth).json
+        assert link not in message["body"] and "已发送到您的消息渠道" in message["body"]
+        with notify_app.extensions["db"].Session.session_factory() as s:
+            note = s.scalar(select(Notification).where(Notification.dedupe_key == "k:1"))
+            assert link not in note.short_body + note.full_body
+        hook.status = 200
+        for _ in range(delivery.ATTEMPTS_PER_CHANNEL):
+            with notify_app.extensions["db"].Session.session_factory() as s:
+                s.execute(update(Delivery).values(next_attempt_at=delivery.utcnow()))
+                s.commit()
+            retry_sweep(notify_app)
+        assert link in hook.received[-1]["body"]["message"]  # the channel got the link
+    assert link not in stored("k:1")  # and once sent, nothing keeps it
     # With no channel to send it on, it is not kept at all.
-    send(notify_app, "volunteer:4", None, key="login:2", template="magic_link", urgent=True)
-    with notify_app.extensions["db"].Session.session_factory() as s:
-        note = s.scalar(select(Notification).where(Notification.dedupe_key == "login:2"))
-        assert "login/t" not in note.short_body + note.full_body
+    send(notify_app, "volunteer:4", None, key="k:2", template=template, urgent=True)
+    assert link not in stored("k:2")
 
 
 @pytest.mark.parametrize("url", ["http://evil.example/hook", "telegram://bot/chat", "ftp://x/y", "json://"])

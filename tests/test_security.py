@@ -488,3 +488,31 @@ def test_demo_data_seeded_before_the_marker_is_marked_by_the_migration(make_app,
 
     with pytest.raises(ConfigError, match="demo"):
         check_before_serving(production)
+
+
+def test_published_events_are_forgotten_after_a_day(make_app):
+    """Outbox rows carry residents' words and links that are keys: once
+    published and a day old, the relay deletes them."""
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from services.common.db import utcnow
+    from services.requests.models import OutboxMessage
+
+    app = make_app("requests")
+    client = app.test_client()
+    client.post("/api/v1/requests", json=GOOD)
+    client.post("/api/v1/requests", json=GOOD)
+    db, outbox = app.extensions["db"], app.extensions["outbox"]
+    with app.app_context():
+        old, new = db.Session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.created_at)).all()[:2]
+        db.Session.execute(update(OutboxMessage).where(OutboxMessage.id == old)
+                           .values(published_at=utcnow() - timedelta(days=2)))
+        db.Session.execute(update(OutboxMessage).where(OutboxMessage.id == new).values(published_at=utcnow()))
+        db.Session.commit()
+        db.Session.remove()
+        outbox.relay()
+        left = set(db.Session.scalars(select(OutboxMessage.id)).all())
+        db.Session.remove()
+    assert old not in left and new in left

@@ -22,7 +22,7 @@ import queue
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Integer, String, event, func, select, update
+from sqlalchemy import JSON, Integer, String, delete, event, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import contract
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 # The after-commit publish normally gets there first; the relay leaves young
 # rows alone so the two do not race to send the same message.
+KEEP_PUBLISHED = timedelta(days=1)
 RELAY_GRACE = timedelta(seconds=5)
 
 
@@ -174,6 +175,10 @@ class Outbox:
                     break
                 row.published_at = utcnow()
                 sent += 1
+            # A published event is of no more use to anyone, and it may carry
+            # a resident's words or a link that is a key: kept a day, for
+            # looking into a problem, then gone.
+            session.execute(delete(self.model).where(self.model.published_at < utcnow() - KEEP_PUBLISHED))
             session.commit()
         return sent
 

@@ -168,12 +168,6 @@ def bearer_matches(*names: str) -> bool:
                and hmac.compare_digest(given.encode(), expected.encode()) for name in names)
 
 
-def require_token(*names: str) -> None:
-    """Staff/automation API guard; with no token configured the API is closed."""
-    if not bearer_matches(*names):
-        abort(401, message="a valid bearer token is required")
-
-
 def caller() -> str | None:
     """Who is calling, by bearer token: "admin", or the calling service's
     name ("requests", "volunteers"); None for anybody else."""

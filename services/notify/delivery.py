@@ -17,7 +17,7 @@ from services.common import clock, contract
 from services.common import db as common_db
 from services.common.inbox import backoff
 
-from . import channels, messages
+from . import channels
 from .models import Delivery, Recipient
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,10 @@ def attempt(db, outbox, delivery_id: int) -> str | None:
         delivery = session.get(Delivery, delivery_id)
         note = delivery.notification
         url = delivery.channels[delivery.channel_index]
-        body = note.full_body if url.startswith(("mailto:", "mailtos:")) else note.short_body
+        if url.startswith(("mailto:", "mailtos:")):
+            body = delivery.keyed_full or note.full_body
+        else:
+            body = delivery.keyed_short or note.short_body
         error = channels.send(url, note.title, body, dedupe_key=note.dedupe_key)
         delivery.attempts += 1
         if error is None:
@@ -85,9 +88,10 @@ def attempt(db, outbox, delivery_id: int) -> str | None:
                 delivery.status = "failed"
                 retry_in = backoff(tries_here % ATTEMPTS_PER_CHANNEL, RETRY_BASE_SECONDS, RETRY_CAP_SECONDS)
                 delivery.next_attempt_at = utcnow() + timedelta(seconds=retry_in)
-        if delivery.status in ("sent", "dead") and (safe := messages.redacted(note.template, note.language)):
-            # A sign-in link is kept no longer than it takes to send it.
-            note.short_body = note.full_body = safe
+        if delivery.status in ("sent", "dead"):
+            # A link that is a key is kept no longer than it takes to send it
+            # (a dead one, retried by hand, goes out without it).
+            delivery.keyed_short = delivery.keyed_full = None
         session.commit()
         log.info("delivery attempt", extra={"delivery_id": delivery.id, "status": delivery.status,
                                             "attempts": delivery.attempts, "channel_index": delivery.channel_index,

@@ -158,20 +158,21 @@ REASONS = {
 
 COMPILED = {key: tuple(ENV.from_string(part) for part in parts) for key, parts in TEMPLATES.items()}
 
-# Messages that carry a key (a sign-in link): the channel gets the link, but
-# the in-app inbox never shows it, and once the delivery is over (sent or
-# dead) the stored text is replaced by this one.
-REDACTED = {
-    "magic_link": {"zh-CN": "登录链接已发送到您的消息渠道（仅可使用一次）。如果不是您本人操作，请忽略。",
-                   "en": "A sign-in link was sent to your message channel (it works once). "
-                         "If you did not ask for it, ignore this."},
-}
+# Context values that are keys: a sign-in link signs in, an offer link shows
+# the offer. Channels get them; the in-app inbox copy never holds them (a
+# database copy or a look at the inbox must not give working links).
+SECRET_CONTEXT = {"magic_link": ("login_url",), "offer": ("offer_url",)}
+KEY_SENT = {"zh-CN": "（链接已发送到您的消息渠道）", "en": "(link sent to your message channel)"}
 
 
-def redacted(template: str, language: str) -> str | None:
-    """The text kept and shown in place of a message that carries a key."""
-    texts = REDACTED.get(template)
-    return texts[language] if texts else None
+def carries_key(template: str) -> bool:
+    return template in SECRET_CONTEXT
+
+
+def render_for_inbox(template: str, language: str, context: dict) -> tuple[str, str, str]:
+    """The message as the inbox keeps it: every key replaced by a note."""
+    hidden = {name: KEY_SENT[language] for name in SECRET_CONTEXT.get(template, ())}
+    return render(template, language, {**context, **hidden})
 
 
 def render(template: str, language: str, context: dict) -> tuple[str, str, str]:

@@ -71,6 +71,11 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A message whose link is a key (sign-in, offer): the text with the link,
+    # for the channel, until the delivery is sent or dead; the notification
+    # (the inbox copy) never holds it.
+    keyed_short: Mapped[str | None] = mapped_column(Text, nullable=True)
+    keyed_full: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     notification: Mapped[Notification] = relationship(back_populates="deliveries", lazy="joined")
 

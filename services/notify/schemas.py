@@ -4,15 +4,14 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from services.common import contract
 
-from . import channels, messages
+from . import channels
 
 
 class InboxMessageOut(Schema):
     id = fields.Integer()
     template = fields.String()
     title = fields.String()
-    # A message that carries a sign-in link shows in the inbox without it.
-    body = fields.Function(lambda n: messages.redacted(n.template, n.language) or n.short_body)
+    body = fields.String(attribute="short_body")  # never a sign-in or offer link (messages.SECRET_CONTEXT)
     urgent = fields.Boolean()
     read = fields.Function(lambda n: n.read_at is not None)
     created_at = fields.AwareDateTime()

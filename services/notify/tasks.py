@@ -40,16 +40,19 @@ def handle_send(session, data, env) -> None:
     recipient.language = data["language"]
     session.add(recipient)
     session.flush()  # the recipient row first: notifications refer to it
-    title, short, full = messages.render(data["template"], data["language"], data["context"])
+    title, short, full = messages.render_for_inbox(data["template"], data["language"], data["context"])
     note = Notification(dedupe_key=key, recipient_key=recipient.key, template=data["template"],
                         language=data["language"], title=title, short_body=short, full_body=full,
                         urgent=data["urgent"], reply_to=data["reply_to"])
     session.add(note)
-    if not recipient.channels and (safe := messages.redacted(data["template"], data["language"])):
-        note.short_body = note.full_body = safe  # nowhere to send the key: keep none
     if recipient.channels:
-        session.add(Delivery(notification=note, channels=list(recipient.channels),
-                             next_attempt_at=delivery.first_attempt_at(recipient, data["urgent"], delivery.utcnow())))
+        row = Delivery(notification=note, channels=list(recipient.channels),
+                       next_attempt_at=delivery.first_attempt_at(recipient, data["urgent"], delivery.utcnow()))
+        if messages.carries_key(data["template"]):
+            # The text with its link, for the channel only, until the delivery is over.
+            _, row.keyed_short, row.keyed_full = messages.render(data["template"], data["language"],
+                                                                 data["context"])
+        session.add(row)
 
 
 @shared_task(name=contract.INBOX_READ, bind=True)

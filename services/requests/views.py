@@ -20,7 +20,7 @@ from services.common import contract
 from services.common.db import utcnow
 from services.common.factory import ApiBlueprint, page_of
 from services.common.ratelimit import limit
-from services.common.web import current_lang, read_service, require_caller, require_token
+from services.common.web import current_lang, read_service, require_caller
 
 from . import models, staff
 from .models import Building, ContactAccess, Open311Key, ServiceRequest, normalise_tracking_code
@@ -300,7 +300,7 @@ class Open311Keys(MethodView):
     @api.response(201, Open311KeyOut)
     def post(self, data):
         """Issue an Open311 API key (staff token); the key is shown this once."""
-        require_token("ADMIN_TOKEN")
+        require_caller("admin")
         key = secrets.token_urlsafe(24)
         row = Open311Key(name=data["name"], key_hash=hashlib.sha256(key.encode()).hexdigest())
         _session().add(row)
@@ -313,7 +313,7 @@ class Open311KeyById(MethodView):
     @api.response(204)
     def delete(self, key_id):
         """Revoke an Open311 API key (staff token)."""
-        require_token("ADMIN_TOKEN")
+        require_caller("admin")
         row = _session().get(Open311Key, key_id)
         if row is None:
             abort(404, message="no such key")

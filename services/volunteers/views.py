@@ -14,13 +14,13 @@ from flask import Blueprint as WebBlueprint
 from flask import current_app, g, redirect, render_template, request, session, url_for
 from flask.views import MethodView
 from flask_babel import lazy_gettext as _l
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import and_, func, or_, select, update
 
 from services.common import contract
 from services.common.db import utcnow
-from services.common.factory import page_of
+from services.common.factory import ApiBlueprint, page_of
 from services.common.ratelimit import limit
 from services.common.tables import download, table
 from services.common.web import SHANGHAI, read_service, require_caller
@@ -66,7 +66,7 @@ from .schemas import (
 log = logging.getLogger(__name__)
 
 web = WebBlueprint("web", __name__)
-api = Blueprint("api", __name__, url_prefix="/api/v1", description="Volunteer registry, stations, hours")
+api = ApiBlueprint("api", __name__, url_prefix="/api/v1", description="Volunteer registry, stations, hours")
 
 REASONS = {
     "same_stairwell": _l("You live in the same stairwell."),
@@ -338,7 +338,7 @@ def _portal(outcome=None, errors=None, status=200):
     offers = db.scalars(select(Offer).where(Offer.volunteer_id == vol.id, Offer.status == "open")
                         .order_by(Offer.id.desc())).all()
     tasks = db.scalars(select(Assignment).where(Assignment.volunteer_id == vol.id,
-                                                Assignment.status.in_(("active", "started")))
+                                                Assignment.status.in_(LIVE_TASK))
                        .order_by(Assignment.id)).all()
     history = db.scalars(select(Assignment).where(Assignment.volunteer_id == vol.id,
                                                   Assignment.status == "completed")
@@ -397,7 +397,7 @@ def task_sheet():
     rather carry paper than a phone."""
     vol, db = g.volunteer, _db()
     tasks = db.scalars(select(Assignment).where(Assignment.volunteer_id == vol.id,
-                                                Assignment.status.in_(("active", "started")))).all()
+                                                Assignment.status.in_(LIVE_TASK))).all()
     bookings = {b.id: b for b in db.scalars(select(Booking).where(
         Booking.id.in_([t.booking_id for t in tasks if t.booking_id]))).all()}
     far_future = datetime.max.replace(tzinfo=SHANGHAI)
@@ -528,15 +528,6 @@ def _phone_free(phone: str) -> None:
         abort(422, errors={"json": {"phone": ["A volunteer with this phone number is registered already."]}})
 
 
-# Every list of the API comes in pages (X-Pagination header: total, pages, …),
-# so that a caller never makes the service load a whole community at once.
-PAGES = {"page": 1, "page_size": 50, "max_page_size": 200}
-
-
-def _paged(stmt, pages) -> list:
-    return page_of(_db(), stmt, pages)
-
-
 def _has_team(team: str):
     """Teams are a short JSON list: matched in SQL, so that pages count right."""
     if _db().get_bind().dialect.name == "postgresql":
@@ -550,7 +541,7 @@ def _has_team(team: str):
 class Volunteers(MethodView):
     @api.arguments(VolunteerQuery, location="query")
     @api.response(200, VolunteerOut(many=True))
-    @api.paginate(**PAGES)
+    @api.paginate()
     def get(self, query, pagination_parameters):
         """List volunteers, by skill, building (and unit), stairwell, grid,
         team, active; a page at a time."""
@@ -571,7 +562,7 @@ class Volunteers(MethodView):
             stmt = stmt.where(Volunteer.active.is_(query["active"]))
         if "team" in query:
             stmt = stmt.where(_has_team(query["team"]))
-        return _paged(stmt, pagination_parameters)
+        return page_of(_db(), stmt, pagination_parameters)
 
     @api.arguments(VolunteerIn)
     @api.response(201, VolunteerOut)
@@ -661,10 +652,10 @@ class VolunteerExport(MethodView):
 @api.route("/stations")
 class Stations(MethodView):
     @api.response(200, StationOut(many=True))
-    @api.paginate(**PAGES)
+    @api.paginate()
     def get(self, pagination_parameters):
         """Service stations."""
-        return _paged(select(Station).order_by(Station.id), pagination_parameters)
+        return page_of(_db(), select(Station).order_by(Station.id), pagination_parameters)
 
     @api.arguments(StationIn)
     @api.response(201, StationOut)
@@ -683,10 +674,10 @@ class Stations(MethodView):
 @api.route("/stations/<id:station_id>/sessions")
 class StationSessions(MethodView):
     @api.response(200, StationSessionOut(many=True))
-    @api.paginate(**PAGES)
+    @api.paginate()
     def get(self, station_id, pagination_parameters):
         """A station's weekly sessions."""
-        return _paged(select(StationSession).where(StationSession.station_id == station_id)
+        return page_of(_db(), select(StationSession).where(StationSession.station_id == station_id)
                       .order_by(StationSession.id), pagination_parameters)
 
     @api.arguments(StationSessionIn)
@@ -754,7 +745,7 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
 class Hours(MethodView):
     @api.arguments(HoursQuery, location="query")
     @api.response(200, HoursOut(many=True))
-    @api.paginate(**PAGES)
+    @api.paginate()
     def get(self, query, pagination_parameters):
         """Service hours, by status, month and volunteer."""
         stmt = select(HoursEntry).order_by(HoursEntry.completed_at, HoursEntry.id)
@@ -765,7 +756,7 @@ class Hours(MethodView):
         if "month" in query:
             start, end = _month_bounds(query["month"])
             stmt = stmt.where(HoursEntry.completed_at >= start, HoursEntry.completed_at < end)
-        return _paged(stmt, pagination_parameters)
+        return page_of(_db(), stmt, pagination_parameters)
 
 
 @api.route("/hours/export")
