@@ -433,7 +433,7 @@ def test_follow_up_reopens_when_the_resident_is_unhappy(app):
         assert get_request(app, happy).status == "completed"
         req = get_request(app, unhappy)
         assert req.status == "escalated" and req.reopened and req.finished_at is None
-    reopen = [d for d in outbox(app, contract.STAFF_ACTION) if d["note"] == "reopened"]
+    reopen = [d for d in outbox(app, contract.STAFF_ACTION) if d.get("reason") == "reopened"]
     assert len(reopen) == 1 and reopen[0]["request_id"] == unhappy and reopen[0]["level"] == 2
 
 

@@ -685,11 +685,16 @@ def test_a_request_sent_again_gets_its_answer_again(world):
 
 def staff_action(world, **data):
     """The console's task, through the same consumer a worker runs."""
+
+    return consume_staff_action(world, contract.envelope(contract.STAFF_ACTION, {"actor": "staff:1", **data},
+                                                         source="requests"))
+
+
+def consume_staff_action(world, message):
     from services.common.inbox import consume
     from services.volunteers.models import DeadMessage, ProcessedMessage
     from services.volunteers.tasks import dispatcher
 
-    message = contract.envelope(contract.STAFF_ACTION, {"actor": "staff:1", **data}, source="requests")
     task = type("T", (), {"name": contract.STAFF_ACTION, "request": type("R", (), {"id": None, "retries": 0})()})
     with world.app.app_context():
         outcome = consume(task, message, lambda s, d, e: dispatcher(s).staff_action(d),
@@ -714,9 +719,9 @@ def test_console_staff_actions_reassign_refuse_escalate_close_and_deactivate(wor
     staff_action(world, action="assign", request_id=other.id, volunteer_id=second)
     assert world.events(contract.STAFF_ACTION_REFUSED) == [
         {"request_id": other.id, "action": "assign", "actor": "staff:1", "reason": "full"}]
-    staff_action(world, action="escalate", request_id=other.id, level=2, note="handed_back")
+    staff_action(world, action="escalate", request_id=other.id, level=2, note="不归我管")
     escalation = world.session.scalars(select(Escalation).where(Escalation.request_id == other.id)).one()
-    assert (escalation.level, escalation.reason) == (2, "handed_back")
+    assert (escalation.level, escalation.reason) == (2, "staff")  # a note is not a reason
     staff_action(world, action="close", request_id=other.id, note="电话里解决了")
     assert world.session.get(ServiceRequest, other.id).status == "closed"
     assert all(o.status != "open" for o in world.offers(other.id))
@@ -735,3 +740,41 @@ def test_console_staff_actions_reassign_refuse_escalate_close_and_deactivate(wor
     bad = contract.envelope  # a request action without its request is refused at the producer
     with pytest.raises(contract.ContractError):
         bad(contract.STAFF_ACTION, {"action": "assign", "actor": "staff:1", "volunteer_id": 3}, source="requests")
+
+
+@pytest.mark.parametrize("producer", ["hand_back", "unhappy_follow_up"])
+def test_intakes_own_escalations_reach_leaders_with_their_reason(world, make_app, backend, producer):
+    """Driven by intake's real producers (a staff hand-back, an unhappy
+    follow-up), not by a message written here: the leader is told why."""
+    from services.common.db import utcnow
+    from services.requests import models as intake_models
+    from services.requests.models import OutboxMessage as IntakeOutbox
+    from services.requests.models import ServiceRequest as IntakeRequest
+
+    intake = make_app("requests", backend=backend)
+    resident = {"category": "haircut", "description": "想理发", "building": "3", "unit": "1", "room": "302",
+                "contact_name": "李阿姨", "contact_phone": "13812341234", "consent": True}
+    rid = intake.test_client().post("/api/v1/requests", json=resident).json["id"]
+    world.receive(submitted(request_id=rid))
+    with intake.app_context():
+        session, outbox = intake.extensions["db"].Session, intake.extensions["outbox"]
+        req = session.get(IntakeRequest, rid)
+        if producer == "hand_back":
+            req.move_to("escalated", actor="matching")
+            assert intake_models.hand_back(session, outbox, req, "staff:1", "不归我管", utcnow()) is None
+        else:
+            req.move_to("assigned", actor="volunteer:1")
+            req.move_to("completed", actor="volunteer:1")
+            assert intake_models.give_feedback(session, outbox, req, {
+                "rating": 1, "thanks": False, "comment": "没修好", "resolved": False}, actor="resident")
+        session.commit()
+        [row] = session.scalars(select(IntakeOutbox).where(IntakeOutbox.task_name == contract.STAFF_ACTION)).all()
+        message = row.envelope
+    told_before = len(world.events(contract.NOTIFY_SEND))
+    consume_staff_action(world, message)
+    escalation = world.session.scalars(select(Escalation).where(Escalation.request_id == rid)
+                                       .order_by(Escalation.id.desc())).first()
+    expected = "handed_back" if producer == "hand_back" else "reopened"
+    assert escalation.reason == expected
+    told = [e for e in world.events(contract.NOTIFY_SEND)[told_before:] if e["template"] == "escalation"]
+    assert told and all(e["context"]["reason"] == expected for e in told)

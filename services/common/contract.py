@@ -221,6 +221,9 @@ class NotificationRequested(Schema):
 
 
 STAFF_REQUEST_ACTIONS = ("assign", "escalate", "close")
+# Why staff escalate: the words leaders read in their message (notify's
+# REASONS). A free-text note goes with it into the timeline, not the reason.
+STAFF_ESCALATION_REASONS = ("staff", "handed_back", "reopened")
 STAFF_VOLUNTEER_ACTIONS = ("activate", "deactivate", "update")
 
 
@@ -233,6 +236,8 @@ class StaffAction(Schema):
     level = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(1, 3))
     actor = fields.String(required=True, validate=validate.Length(1, 64))  # staff:<id>
     note = fields.String(load_default="", validate=validate.Length(0, 500))
+    # escalate: why, in fixed words (the note is free text).
+    reason = fields.String(load_default="staff", validate=validate.OneOf(STAFF_ESCALATION_REASONS))
     # update: what the office changed about a volunteer.
     capacity = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(1, 10))
     skills = fields.List(fields.String(validate=validate.OneOf(VOLUNTEER_SKILLS)), load_default=None,

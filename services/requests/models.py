@@ -404,7 +404,8 @@ def give_feedback(session, outbox, req: ServiceRequest, data: dict, actor: str =
     if unhappy(data):
         req.reopened = True
         req.move_to("escalated", actor=actor, note="reopened: the resident is not satisfied")
-        staff_action(session, outbox, req, "escalate", actor, note="reopened", level=2)
+        staff_action(session, outbox, req, "escalate", actor, reason="reopened",
+                     note="the resident is not satisfied", level=2)
     return True
 
 
@@ -412,12 +413,15 @@ def give_feedback(session, outbox, req: ServiceRequest, data: dict, actor: str =
 
 
 def staff_action(session, outbox, req: ServiceRequest | None, action: str, actor: str, note: str = "",
-                 volunteer_id: int | None = None, level: int | None = None, **changes) -> None:
+                 volunteer_id: int | None = None, level: int | None = None, reason: str = "staff",
+                 **changes) -> None:
     """Matching owns offers, assignments and the registry: the console
-    asks, matching does."""
+    asks, matching does. An escalation says why in `reason`, one of
+    contract.STAFF_ESCALATION_REASONS."""
     outbox.emit(session, contract.STAFF_ACTION, {
         "action": action, "request_id": req.id if req else None, "volunteer_id": volunteer_id,
-        "level": level, "actor": actor, "note": note[:500], **changes})
+        "level": level, "actor": actor, "note": note[:500], **({"reason": reason} if action == "escalate" else {}),
+        **changes})
 
 
 def take(req: ServiceRequest, actor: str) -> bool:
@@ -451,7 +455,7 @@ def hand_back(session, outbox, req: ServiceRequest, actor: str, reason: str, now
     req.routed_at = now
     req.grid_decides = req.handbacks >= hotline.HANDBACK_LIMIT
     req.record("handed_back", actor, note=reason)
-    staff_action(session, outbox, req, "escalate", actor, note=f"handed back: {reason}",
+    staff_action(session, outbox, req, "escalate", actor, reason="handed_back", note=reason,
                  level=2 if req.grid_decides else 3)
     return None
 

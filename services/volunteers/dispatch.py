@@ -529,7 +529,6 @@ class Dispatcher:
         log.info(f"request {final}", extra={"request_id": req.id, "actor": actor})
 
     # Escalation reasons a staff action may give (the rest read "by staff").
-    STAFF_REASONS = ("handed_back", "reopened")
 
     def staff_action(self, data: dict) -> None:
         """What a staff member decided in the console (intake's outbox)."""
@@ -558,8 +557,7 @@ class Dispatcher:
             if req.status in ("cancelled", "closed"):
                 refused = "closed"
             else:
-                reason = data["note"] if data["note"] in self.STAFF_REASONS else "staff"
-                self.escalate(req, reason=reason, level=data["level"])
+                self.escalate(req, reason=data["reason"], level=data["level"])
         elif action == "close":
             self.cancel(req, actor=actor, reason=data["note"], final="closed")
         if refused:
