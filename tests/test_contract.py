@@ -71,3 +71,19 @@ def test_staff_only_categories_are_not_volunteer_skills():
     staff = {c.code for c in contract.CATEGORIES if c.staff_only}
     assert staff == {"lift_retrofit", "parking", "environment", "complaint"}
     assert not staff & set(contract.VOLUNTEER_SKILLS)
+
+
+def test_the_readmes_task_table_names_every_task_of_the_contract():
+    """A newcomer finds each event's producer and consumer in the README:
+    the table and services/common/contract.py stay in step."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| task (queue) | producer | consumer | payload |", 1)[1].split("\n\n", 1)[0]
+    task_name = r"(?:requests|volunteers|notify)\.[a-z_]+"
+    in_readme = set(re.findall(f"`({task_name})`", table))
+    in_contract = {value for name, value in vars(contract).items()
+                   if name.isupper() and isinstance(value, str) and re.fullmatch(task_name, value)}
+    assert in_contract, "no task names found in the contract"
+    assert in_readme == in_contract, f"README only: {in_readme - in_contract}; contract only: {in_contract - in_readme}"

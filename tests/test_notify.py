@@ -73,11 +73,13 @@ def test_a_missing_context_value_fails_loudly():
 
 
 def test_templates_run_in_a_sandbox():
+    """A plain Jinja environment renders "(<class 'str'>, <class 'object'>)"
+    here; the sandbox refuses to reach into Python internals."""
     from jinja2.exceptions import SecurityError
     template = messages.ENV.from_string("{{ x.__class__.__mro__ }}")
     with pytest.raises(SecurityError):
-        template.render(x="")  # the sandbox refuses to reach into Python internals
-        raise SecurityError("rendered")  # pragma: no cover - reached only if the sandbox let it through
+        template.render(x="")
+    assert messages.ENV.from_string("{{ x.upper() }}").render(x="ok") == "OK"  # ordinary use still works
 
 
 @pytest.fixture
@@ -324,7 +326,9 @@ def test_staff_api_log_retry_preview_and_test_message(notify_app, caplog):
     assert bad.status_code == 422 and "context" in bad.json["errors"]["json"]
     # Celery's own trace of an in-process apply() shows the raw arguments;
     # real workers log only the envelope id (argsrepr, see the end-to-end log scan).
-    text = "\n".join(r.getMessage() + str(r.__dict__) for r in caplog.records if r.name != "celery.app.trace")
+    records = [r for r in caplog.records if r.name != "celery.app.trace"]
+    assert any(r.getMessage() == "delivery attempt" for r in records)  # the log was captured: the scan means something
+    text = "\n".join(r.getMessage() + str(r.__dict__) for r in records)
     assert "secret-path" not in text and "token=abc" not in text
 
 
