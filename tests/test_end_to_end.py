@@ -18,9 +18,9 @@ import pytest
 import redis
 import requests
 
+from services.common.clock import SHANGHAI
 from services.common.community import load as load_community
 from services.common.settings import base_config
-from services.common.web import SHANGHAI
 from tests.conftest import csrf_token
 from tests.receivers import SmtpReceiver, WebhookReceiver, wait_for
 from tests.system import ROOT, System, extract

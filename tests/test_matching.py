@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from services.common import contract
-from services.common.web import SHANGHAI
+from services.common.clock import SHANGHAI
 from services.volunteers import tasks as matching_tasks
 from services.volunteers.dispatch import Dispatcher, hours_between
 from services.volunteers.models import (

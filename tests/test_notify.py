@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select, update
 
 from services.common import contract
-from services.common.web import SHANGHAI
+from services.common.clock import SHANGHAI
 from services.notify import delivery, messages
 from services.notify import tasks as notify_tasks
 from services.notify.models import Delivery, Notification, OutboxMessage, Recipient

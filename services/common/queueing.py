@@ -1,7 +1,7 @@
 """Celery set-up shared by every service, so that the settings that must be
 the same everywhere are written once.
 
-Why each setting (see also STYLE.md):
+Why each setting:
 - JSON only, no result backend: messages are plain data, state lives in the
   owning service's database.
 - acks_late + prefetch 1 + reject_on_worker_lost: a task whose worker dies is
@@ -40,7 +40,7 @@ _clients: dict[str, redis.Redis] = {}
 def redis_client(url: str) -> redis.Redis:
     """One client (and connection pool) per process and URL. A client made
     per call cost a connection, its handshake and a read of redis-py's
-    package metadata each time: 16 % of a requests worker's CPU under load
+    package metadata each time, a large share of a worker's CPU under load
     (py-spy). redis-py's pool notices a fork and starts afresh in the child."""
     client = _clients.get(url)
     if client is None:

@@ -17,7 +17,6 @@ from flask_babel import Babel, format_datetime, get_locale
 from flask_smorest import abort
 from werkzeug.routing import IntegerConverter
 
-from .clock import SHANGHAI  # noqa: F401 (where pages and templates look for it)
 from .contract import MAX_ID
 from .queueing import redis_client
 from .settings import CALLERS

@@ -19,8 +19,9 @@ from marshmallow import ValidationError
 from sqlalchemy import and_, or_, select
 
 from services.common import contract, tables
+from services.common.clock import SHANGHAI
 from services.common.db import utcnow
-from services.common.web import SHANGHAI, local_time, read_all_pages, read_service
+from services.common.web import local_time, read_all_pages, read_service
 
 from . import hotline, models, staff
 from .models import FINAL, Building, ContactAccess, ServiceRequest, StaffMember

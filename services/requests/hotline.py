@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from services.common import clock
+from services.common.clock import SHANGHAI
 from services.common.contract import CATEGORIES
-from services.common.web import SHANGHAI
 
 # Working days are Monday to Friday in Hangzhou. Public holidays and the
 # swapped weekend days are not modelled: the office extends by hand then.
@@ -38,7 +38,7 @@ class Timer:
 
 
 def timers(overrides: dict) -> dict[str, Timer]:
-    """Per-category timers: defaults from DESIGN.md, then the operator's
+    """Per-category timers: defaults from Chinese hotline practice (12345, GB/T 33358-2016), then the operator's
     LINLI_TIMERS (JSON: {"parking": {"complete_days": 20}, ...})."""
     default = {"take_hours": 2, "complete_working_days": 5}
     per_category = {

@@ -31,8 +31,8 @@ from marshmallow import ValidationError
 from sqlalchemy import or_, select
 
 from services.common import contract
+from services.common.clock import SHANGHAI
 from services.common.ratelimit import limit
-from services.common.web import SHANGHAI
 
 from . import models
 from .models import RESIDENT_CHANNELS, Building, Open311Key, ServiceRequest, StatusChange

@@ -11,7 +11,7 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from services.common import contract
-from services.common.web import SHANGHAI
+from services.common.clock import SHANGHAI
 
 from .models import Building
 

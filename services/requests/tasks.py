@@ -12,9 +12,9 @@ from flask import current_app
 from sqlalchemy import select
 
 from services.common import contract
+from services.common.clock import SHANGHAI
 from services.common.db import utcnow
 from services.common.inbox import Permanent, consume
-from services.common.web import SHANGHAI
 
 from .models import DeadMessage, ProcessedMessage, ServiceRequest, anonymise_expired, resend_unanswered
 

@@ -2,7 +2,7 @@
 (services.common.settings), the engine's weights, and the dispatch policy
 and deadlines per category.
 
-Defaults follow Chinese hotline practice (DESIGN.md): a request is taken
+Defaults follow Chinese hotline practice (12345, GB/T 33358-2016): a request is taken
 within 2 hours in daytime, an ordinary service completed within 5 working
 days (never more than 7 days)."""
 import json

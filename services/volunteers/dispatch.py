@@ -130,8 +130,7 @@ class Dispatcher:
         """Only volunteers with the skill (and meeting `where`, if given)
         are loaded (the skill index does the first filter, the engine the
         rest), as plain rows: this runs for every request, and ORM objects
-        with their collections cost ten times more (42 ms for 200
-        volunteers, measured)."""
+        with their collections cost far more (bench/stages.py measures it)."""
         stmt = (
             select(Volunteer.id, Volunteer.capacity, Volunteer.active_tasks, Volunteer.building, Volunteer.unit,
                    Building.grid, Volunteer.last_task_at, Volunteer.offers_count, Volunteer.accepts_count,

@@ -19,11 +19,12 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import and_, func, or_, select, update
 
 from services.common import contract
+from services.common.clock import SHANGHAI
 from services.common.db import utcnow
 from services.common.factory import ApiBlueprint, page_of
 from services.common.ratelimit import limit
 from services.common.tables import download, table
-from services.common.web import SHANGHAI, read_service, require_caller
+from services.common.web import read_service, require_caller
 
 from . import roster
 from .dispatch import Dispatcher
