@@ -41,6 +41,7 @@ seed: install .env
 # make run is the local demo: demo data, on this machine only.
 run: export LINLI_DEMO ?= 1
 run: seed
+	$(WITH_ENV) $(BIN)/python deploy/need_redis.py
 	$(WITH_ENV) $(BIN)/python deploy/urls.py
 	$(WITH_ENV) $(BIN)/honcho start -e /dev/null
 
