@@ -9,12 +9,14 @@ import click
 from alembic import command
 from flask import current_app
 
+from . import extensions as ext
+
 
 def register_db_commands(app, metadata, versions_dir: Path, seed) -> None:
     @app.cli.command("init-db")
     def init_db():
         """Upgrade the database to the newest migration and seed it."""
-        db = current_app.extensions["db"]
+        db = ext.database()
         db.upgrade(versions_dir, metadata)
         session = db.Session()
         try:
@@ -35,5 +37,5 @@ def register_db_commands(app, metadata, versions_dir: Path, seed) -> None:
     @click.option("-m", "--message", required=True)
     def db_revision(message):
         """Write a new migration from the difference between models and database."""
-        db = current_app.extensions["db"]
+        db = ext.database()
         command.revision(db.alembic_config(versions_dir, metadata), message=message, autogenerate=True)

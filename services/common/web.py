@@ -17,6 +17,7 @@ from flask_babel import Babel, format_datetime, get_locale
 from flask_smorest import abort
 from werkzeug.routing import IntegerConverter
 
+from . import extensions as ext
 from .contract import MAX_ID
 from .queueing import redis_client
 from .settings import CALLERS
@@ -36,7 +37,7 @@ def healthz():
 def readyz():
     checks = {}
     try:
-        current_app.extensions["db"].ping()
+        ext.database().ping()
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = type(exc).__name__

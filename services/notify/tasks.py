@@ -8,6 +8,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from services.common import contract
+from services.common import extensions as ext
 from services.common.inbox import consume
 
 from . import delivery, messages
@@ -16,7 +17,7 @@ from .models import DeadMessage, Delivery, Notification, ProcessedMessage, Recip
 
 @shared_task(name=contract.NOTIFY_SEND, bind=True)
 def send(self, message):
-    db = current_app.extensions["db"]
+    db = ext.database()
     outcome = consume(self, message, handle_send, db=db, processed=ProcessedMessage, dead=DeadMessage)
     if outcome == "done":
         # First try right away (unless quiet hours hold it); failures wait for the sweep.
@@ -25,7 +26,7 @@ def send(self, message):
             delivery_id = session.scalar(
                 select(Delivery.id).join(Notification).where(Notification.dedupe_key == key))
         if delivery_id is not None:
-            delivery.attempt(db, current_app.extensions["outbox"], delivery_id)
+            delivery.attempt(db, ext.outbox(), delivery_id)
     return outcome
 
 
@@ -57,7 +58,7 @@ def handle_send(session, data, env) -> None:
 
 @shared_task(name=contract.INBOX_READ, bind=True)
 def inbox_read(self, message):
-    return consume(self, message, handle_inbox_read, db=current_app.extensions["db"],
+    return consume(self, message, handle_inbox_read, db=ext.database(),
                    processed=ProcessedMessage, dead=DeadMessage)
 
 
@@ -69,10 +70,10 @@ def handle_inbox_read(session, data, env) -> None:
 
 @shared_task(name=contract.RETRY_DELIVERIES)
 def retry_deliveries():
-    db, outbox = current_app.extensions["db"], current_app.extensions["outbox"]
+    db, outbox = ext.database(), ext.outbox()
     return sum(1 for delivery_id in delivery.due(db) if delivery.attempt(db, outbox, delivery_id))
 
 
 @shared_task(name=contract.RELAY_NOTIFY_OUTBOX)
 def relay_outbox():
-    return current_app.extensions["outbox"].relay()
+    return ext.outbox().relay()

@@ -14,6 +14,7 @@ from jinja2 import TemplateError
 from sqlalchemy import select
 
 from services.common import contract
+from services.common import extensions as ext
 from services.common.factory import ApiBlueprint, page_of
 from services.common.web import caller, require_caller
 
@@ -34,9 +35,6 @@ log = logging.getLogger(__name__)
 
 web = WebBlueprint("web", __name__)
 api = ApiBlueprint("api", __name__, url_prefix="/api/v1", description="In-app inbox, preferences, delivery log")
-
-def _session():
-    return current_app.extensions["db"].Session
 
 
 @web.get("/")
@@ -73,7 +71,7 @@ class Inbox(MethodView):
         (residents' for intake, volunteers' for matching); sign-in links
         never appear here."""
         _inbox_reader(recipient)
-        return page_of(_session(), select(Notification).where(Notification.recipient_key == recipient)
+        return page_of(ext.db_session(), select(Notification).where(Notification.recipient_key == recipient)
                        .order_by(Notification.id.desc()), pagination_parameters)
 
 
@@ -83,11 +81,11 @@ class InboxRead(MethodView):
     def post(self, recipient, message_id):
         """Mark one in-app message read."""
         _inbox_reader(recipient)
-        note = _session().get(Notification, message_id)
+        note = ext.db_session().get(Notification, message_id)
         if note is None or note.recipient_key != recipient:
             abort(404, message="no such message")
         note.read_at = note.read_at or delivery.utcnow()
-        _session().commit()
+        ext.db_session().commit()
         return note
 
 
@@ -97,7 +95,7 @@ class Preferences(MethodView):
     def get(self, recipient):
         """Language, quiet hours and channels (masked) of a recipient (admin token)."""
         _staff_only()
-        row = _session().get(Recipient, recipient)
+        row = ext.db_session().get(Recipient, recipient)
         if row is None:
             abort(404, message="no such recipient")
         return row
@@ -109,11 +107,11 @@ class Preferences(MethodView):
         _staff_only()
         if not contract.RECIPIENT_KEY.match(recipient):
             abort(422, errors={"path": {"recipient": ["Not a recipient key (kind:id)."]}})
-        row = _session().get(Recipient, recipient) or Recipient.new(recipient, current_app.config["QUIET_HOURS"])
+        row = ext.db_session().get(Recipient, recipient) or Recipient.new(recipient, current_app.config["QUIET_HOURS"])
         for name, value in data.items():
             setattr(row, name, value)
-        _session().add(row)
-        _session().commit()
+        ext.db_session().add(row)
+        ext.db_session().commit()
         return row
 
 
@@ -135,7 +133,7 @@ class Deliveries(MethodView):
             stmt = stmt.where(Delivery.status == query["status"])
         if "since" in query:
             stmt = stmt.where(Delivery.created_at >= query["since"])
-        return page_of(_session(), stmt, pagination_parameters)
+        return page_of(ext.db_session(), stmt, pagination_parameters)
 
 
 @api.route("/deliveries/<id:delivery_id>/retry")
@@ -144,17 +142,17 @@ class DeliveryRetry(MethodView):
     def post(self, delivery_id):
         """Try a dead delivery again, from the recipient's first channel."""
         _staff_only()
-        row = _session().get(Delivery, delivery_id)
+        row = ext.db_session().get(Delivery, delivery_id)
         if row is None:
             abort(404, message="no such delivery")
         if row.status != "dead":
             abort(409, message="only a dead delivery is retried by hand")
         row.status, row.channel_index, row.attempts = "queued", 0, 0
         row.next_attempt_at = delivery.utcnow()
-        _session().commit()
-        delivery.attempt(current_app.extensions["db"], current_app.extensions["outbox"], row.id)
-        _session().expire_all()
-        return _session().get(Delivery, delivery_id)
+        ext.db_session().commit()
+        delivery.attempt(ext.database(), ext.outbox(), row.id)
+        ext.db_session().expire_all()
+        return ext.db_session().get(Delivery, delivery_id)
 
 
 @api.route("/templates/preview")

@@ -19,6 +19,7 @@ from marshmallow import ValidationError
 from sqlalchemy import and_, or_, select
 
 from services.common import contract, tables
+from services.common import extensions as ext
 from services.common.clock import SHANGHAI
 from services.common.db import utcnow
 from services.common.web import local_time, read_all_pages, read_service
@@ -69,15 +70,12 @@ DONE = {
 }
 
 
-def _session():
-    return current_app.extensions["db"].Session
-
 
 @console.before_request
 def _signed_in():
     if request.endpoint in ("console.login", "console.login_post"):
         return None
-    if not staff.identify(_session()):
+    if not staff.identify(ext.db_session()):
         return redirect(url_for("console.login", next=request.path))
     return None
 
@@ -117,14 +115,14 @@ def login_post():
     # The same answer for a locked, unknown or existing account.
     if staff.locked_out(username):
         return render_template("staff_login.html", error=LOCKED, next=nxt), 429
-    member = staff.authenticate(_session(), username, password) if username and password else None
+    member = staff.authenticate(ext.db_session(), username, password) if username and password else None
     if member is None:
         staff.count_failure(username)
         log.info("staff sign-in failed")
         return render_template("staff_login.html", error=FAILED, next=nxt), 401
     staff.clear_failures(username)
     staff.start_session(member)
-    _session().commit()
+    ext.db_session().commit()
     log.info("staff signed in", extra={"staff_id": member.id})
     response = redirect(nxt, 303)
     staff.issue_device_cookie(response, member.username)
@@ -135,7 +133,7 @@ def login_post():
 def logout():
     if g.staff is not None:
         staff.end_session(g.staff)
-        _session().commit()
+        ext.db_session().commit()
     return redirect(url_for("console.login"), 303)
 
 
@@ -184,11 +182,11 @@ def _queue_row(req: ServiceRequest, now: datetime) -> list:
 def queue():
     q, now = _query_args(), utcnow()
     if "format" in q:
-        rows = _session().scalars(queue_statement(q, now).limit(10000)).all()
+        rows = ext.db_session().scalars(queue_statement(q, now).limit(10000)).all()
         return tables.download(tables.table(QUEUE_HEADER, [_queue_row(r, now) for r in rows], q["format"]),
                                f"requests.{q['format']}", q["format"])
-    rows = _session().scalars(queue_statement(q, now).limit(500)).all()
-    grids = sorted({b.grid for b in _session().scalars(select(Building))})
+    rows = ext.db_session().scalars(queue_statement(q, now).limit(500)).all()
+    grids = sorted({b.grid for b in ext.db_session().scalars(select(Building))})
     return render_template("console_queue.html", rows=rows, q=q, now=now, overdue=hotline.overdue,
                            categories=contract.CATEGORIES, statuses=contract.STATUSES,
                            grids=g.scope.grids(grids), export_args=urlencode(request.args.to_dict()))
@@ -198,7 +196,7 @@ def queue():
 
 
 def scoped_request(request_id) -> ServiceRequest:
-    req = _session().get(ServiceRequest, str(request_id))
+    req = ext.db_session().get(ServiceRequest, str(request_id))
     if req is None:
         abort(404)
     if not g.scope.allows(req):
@@ -252,8 +250,8 @@ def show_contact(request_id):
     req = scoped_request(request_id)
     if req.anonymised_at or not req.contact_phone:
         return _detail(req)
-    _session().add(ContactAccess(request_id=req.id, actor=g.actor, purpose="console"))
-    _session().commit()
+    ext.db_session().add(ContactAccess(request_id=req.id, actor=g.actor, purpose="console"))
+    ext.db_session().commit()
     log.info("contact shown", extra={"request_id": req.id, "actor": g.actor})
     return _detail(req, contact=True)
 
@@ -268,9 +266,9 @@ def _act(request_id, schema, apply, form: str):
         return _detail(req, errors=exc.messages, form=form, status=422)
     outcome = apply(req, data)
     if isinstance(outcome, dict):  # refused, with a field-level reason
-        _session().rollback()
+        ext.db_session().rollback()
         return _detail(scoped_request(request_id), errors=outcome, form=form, status=409)
-    _session().commit()
+    ext.db_session().commit()
     log.info("staff action", extra={"request_id": req.id, "action": form, "actor": g.actor})
     return redirect(url_for("console.detail", request_id=req.id, done=outcome), 303)
 
@@ -302,7 +300,7 @@ def hand_back(request_id):
            "locked": _l("After three hand-backs the grid leader decides who handles it.")}
 
     def apply(req, d):
-        refused = models.hand_back(_session(), current_app.extensions["outbox"], req, g.actor, d["note"], utcnow())
+        refused = models.hand_back(ext.db_session(), ext.outbox(), req, g.actor, d["note"], utcnow())
         return _refused(why[refused]) if refused else "handed_back"
     return _act(request_id, ReasonIn, apply, "hand_back")
 
@@ -314,7 +312,7 @@ def reassign(request_id):
             return _refused(NOT_NOW)
         if not any(c["id"] == d["volunteer_id"] for c in _candidates(req)):
             return {"volunteer_id": [_l("Choose an active volunteer who offers this service.")]}
-        models.staff_action(_session(), current_app.extensions["outbox"], req, "assign", g.actor,
+        models.staff_action(ext.db_session(), ext.outbox(), req, "assign", g.actor,
                             volunteer_id=d["volunteer_id"])
         req.record("reassign_requested", g.actor, note=f"volunteer:{d['volunteer_id']}")
         return "reassign"
@@ -326,7 +324,7 @@ def escalate(request_id):
     def apply(req, d):
         if req.status in FINAL:
             return _refused(NOT_NOW)
-        models.staff_action(_session(), current_app.extensions["outbox"], req, "escalate", g.actor,
+        models.staff_action(ext.db_session(), ext.outbox(), req, "escalate", g.actor,
                             note=d["note"], level=d["level"])
         req.record("escalate_requested", g.actor, note=d["note"])
         return "escalate"
@@ -336,7 +334,7 @@ def escalate(request_id):
 @console.post("/requests/<uuid:request_id>/close")
 def close(request_id):
     def apply(req, d):
-        ok = models.close(_session(), current_app.extensions["outbox"], req, g.actor, d["note"])
+        ok = models.close(ext.db_session(), ext.outbox(), req, g.actor, d["note"])
         return "closed" if ok else _refused(_l("Close it after the volunteer completes it, or cancel it."))
     return _act(request_id, CloseIn, apply, "close")
 
@@ -344,7 +342,7 @@ def close(request_id):
 @console.post("/requests/<uuid:request_id>/cancel")
 def cancel(request_id):
     def apply(req, d):
-        ok = models.cancel(_session(), current_app.extensions["outbox"], req, g.actor, d["note"])
+        ok = models.cancel(ext.db_session(), ext.outbox(), req, g.actor, d["note"])
         return "cancelled" if ok else _refused(NOT_NOW)
     return _act(request_id, ReasonIn, apply, "cancel")
 
@@ -353,7 +351,7 @@ def cancel(request_id):
 def follow_up(request_id):
     """The follow-up call (回访), recorded by staff for the resident."""
     def apply(req, d):
-        ok = models.give_feedback(_session(), current_app.extensions["outbox"], req, d, actor=g.actor)
+        ok = models.give_feedback(ext.db_session(), ext.outbox(), req, d, actor=g.actor)
         return "follow_up" if ok else _refused(_l("A follow-up is recorded once, after completion."))
     return _act(request_id, FeedbackIn, apply, "follow_up")
 
@@ -380,13 +378,13 @@ def proxy_post():
         data = ProxyRequestIn().load(values)
     except ValidationError as exc:
         return _proxy_form(values, exc.messages, 422)
-    building = _session().get(Building, data["building"])
+    building = ext.db_session().get(Building, data["building"])
     if not g.scope.allows_place(building, data.get("unit")):
         return _proxy_form(values, {"unit": [_l("This stairwell is outside your area.")]}, 403)
-    req = models.submit(_session(), current_app.extensions["outbox"], data, channel="staff",
+    req = models.submit(ext.db_session(), ext.outbox(), data, channel="staff",
                         language=data["language"], digest_key=current_app.config["PHONE_DIGEST_KEY"],
                         timer=timer_for(data["category"]), entered_by=g.actor)
-    _session().commit()
+    ext.db_session().commit()
     log.info("request entered for a resident", extra={"request_id": req.id, "actor": g.actor,
                                                       "consent_method": data["consent_method"]})
     return redirect(url_for("console.detail", request_id=req.id, done="created"), 303)
@@ -422,8 +420,9 @@ def dashboard_tables(now: datetime) -> dict[str, dict]:
     """Every table on the dashboard, as header + rows (the page draws
     charts from them; each one downloads as CSV or XLSX)."""
     since = now - timedelta(weeks=8)
-    rows = _session().scalars(select(ServiceRequest).where(g.scope.where(), ServiceRequest.created_at >= since)).all()
-    open_rows = _session().scalars(select(ServiceRequest).where(g.scope.where(),
+    rows = ext.db_session().scalars(select(ServiceRequest).where(g.scope.where(),
+                                                                ServiceRequest.created_at >= since)).all()
+    open_rows = ext.db_session().scalars(select(ServiceRequest).where(g.scope.where(),
                                                                 ServiceRequest.status.not_in(FINAL))).all()
     weeks = sorted({_week_start(r.created_at) for r in rows})
     per_week = Counter((_week_start(r.created_at), r.category) for r in rows)
@@ -556,9 +555,9 @@ def volunteer_update(volunteer_id):
         data = VolunteerEditIn().load({k: v for k, v in values.items() if v not in ("", [])})
     except ValidationError as exc:
         return _volunteer_form(vol, values, exc.messages, 422)
-    models.staff_action(_session(), current_app.extensions["outbox"], None, "update", g.actor,
+    models.staff_action(ext.db_session(), ext.outbox(), None, "update", g.actor,
                         volunteer_id=volunteer_id, capacity=data["capacity"], skills=data["skills"])
-    _session().commit()
+    ext.db_session().commit()
     log.info("volunteer update asked", extra={"volunteer_id": volunteer_id, "actor": g.actor})
     return redirect(url_for("console.volunteers", done="update"), 303)
 
@@ -568,9 +567,9 @@ def volunteer_active(volunteer_id):
     """Deactivate (no new offers) or activate again, through matching."""
     editable_volunteer(volunteer_id)
     action = "activate" if request.form.get("active") == "1" else "deactivate"
-    models.staff_action(_session(), current_app.extensions["outbox"], None, action, g.actor,
+    models.staff_action(ext.db_session(), ext.outbox(), None, action, g.actor,
                         volunteer_id=volunteer_id)
-    _session().commit()
+    ext.db_session().commit()
     log.info("volunteer status asked", extra={"volunteer_id": volunteer_id, "action": action, "actor": g.actor})
     return redirect(url_for("console.volunteers", done=action), 303)
 
@@ -581,10 +580,10 @@ def volunteer_active(volunteer_id):
 @console.get("/access-log")
 def access_log():
     """Who saw which resident's contact, and when (scoped like the queue)."""
-    rows = _session().execute(
+    rows = ext.db_session().execute(
         select(ContactAccess, ServiceRequest.tracking_code).join(ServiceRequest)
         .where(g.scope.where()).order_by(ContactAccess.id.desc()).limit(1000)).all()
-    names = {f"staff:{s.id}": s.display_name for s in _session().scalars(select(StaffMember))}
+    names = {f"staff:{s.id}": s.display_name for s in ext.db_session().scalars(select(StaffMember))}
     table = [[local_time(a.at), code, a.actor, names.get(a.actor, ""), a.purpose] for a, code in rows]
     fmt = request.args.get("format")
     if fmt in tables.FORMATS:

@@ -31,6 +31,7 @@ from marshmallow import ValidationError
 from sqlalchemy import or_, select
 
 from services.common import contract
+from services.common import extensions as ext
 from services.common.clock import SHANGHAI
 from services.common.ratelimit import limit
 
@@ -221,7 +222,7 @@ def _api_key_ok(given: str) -> bool:
     if any(hmac.compare_digest(given.encode(), k.encode()) for k in configured):
         return True
     digest = hashlib.sha256(given.encode()).hexdigest()
-    key = current_app.extensions["db"].Session.scalar(select(Open311Key).where(Open311Key.key_hash == digest))
+    key = ext.db_session().scalar(select(Open311Key).where(Open311Key.key_hash == digest))
     return key is not None and key.revoked_at is None
 
 
@@ -247,7 +248,7 @@ def _location(form) -> dict:
     if match:
         return {"building": match.group(1), "unit": match.group(2), "room": match.group(3)}
     if address_id:
-        building = current_app.extensions["db"].Session.get(Building, address_id)
+        building = ext.db_session().get(Building, address_id)
         if building is not None:
             return {"building": building.code, "room": form.get("attribute[room]", "")}
         raise Open311Error(400, "address_id is a building code, or building-unit-room like 3-1-302")
@@ -285,8 +286,8 @@ def post_request(fmt):
     except ValidationError as exc:
         fields_ = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in sorted(exc.messages.items()))
         raise Open311Error(400, fields_) from exc
-    session = current_app.extensions["db"].Session
-    req = models.submit(session, current_app.extensions["outbox"], data, channel="open311", language="zh-CN",
+    session = ext.db_session()
+    req = models.submit(session, ext.outbox(), data, channel="open311", language="zh-CN",
                         digest_key=current_app.config["PHONE_DIGEST_KEY"],
                         timer=current_app.extensions["timers"][data["category"]])
     session.commit()
@@ -353,13 +354,13 @@ def _one(public_id: str, full: bool) -> ServiceRequest | None:
     if len(public_id) > 16 or "\x00" in public_id:
         return None  # no such id (and PostgreSQL refuses a NUL in a query)
     query = select(ServiceRequest).where(ServiceRequest.public_id == public_id)
-    return current_app.extensions["db"].Session.scalar(query if full else _publicly_listed(query))
+    return ext.db_session().scalar(query if full else _publicly_listed(query))
 
 
 @open311.get(f"/requests.{FMT}")
 def get_requests(fmt):
     full = _full_access()
-    session = current_app.extensions["db"].Session
+    session = ext.db_session()
     query = select(ServiceRequest).order_by(ServiceRequest.created_at.desc()).limit(1000)
     if not full:
         query = _publicly_listed(query)
@@ -426,5 +427,5 @@ def updates(fmt):
     rows = [{"update_id": c.id, "service_request_id": public_id, "status": FMS_STATUS[c.status],
              "linli_status": c.status, "updated_datetime": _when(c.at),
              "description": c.note if full else PUBLIC_LABELS[c.event or c.status], "media_url": ""}
-            for c, public_id in current_app.extensions["db"].Session.execute(query)]
+            for c, public_id in ext.db_session().execute(query)]
     return respond(fmt, "service_request_updates", "request_update", rows)

@@ -7,10 +7,10 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from flask import current_app
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from services.common import contract
+from services.common import extensions as ext
 from services.common.clock import SHANGHAI
 
 from .models import Building
@@ -85,7 +85,7 @@ class ServiceRequestIn(Schema):
     def _cross_field(self, data, **kwargs):
         errors: dict[str, list[str]] = {}
         if "building" in data:
-            building = current_app.extensions["db"].Session.get(Building, data["building"])
+            building = ext.db_session().get(Building, data["building"])
             if building is None:
                 errors["building"] = [N_("Choose your building from the list.")]
             elif data.get("unit") and data["unit"] not in building.units:

@@ -27,6 +27,7 @@ from flask import current_app, g, request, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import and_, false, or_, select, true
 
+from services.common import extensions as ext
 from services.common.db import utcnow
 from services.common.queueing import redis_client
 from services.common.web import bearer_matches
@@ -280,7 +281,7 @@ def register_commands(app) -> None:
     @app.cli.command("remove-demo")
     def remove_demo_command():
         """Close every demo staff account (make remove-demo)."""
-        db = current_app.extensions["db"]
+        db = ext.database()
         try:
             removed = remove_demo(db.Session())
             db.Session.commit()
@@ -297,7 +298,7 @@ def register_commands(app) -> None:
     @click.password_option(envvar="LINLI_STAFF_PASSWORD")
     def create_staff(username, role, name, grid, stairwells, password):
         """Create (or reset) a staff account; the first admin comes from here."""
-        db = current_app.extensions["db"]
+        db = ext.database()
         try:
             staff = create(db.Session(), username, password, role, name or username, grid, list(stairwells))
             created = staff.username

@@ -12,6 +12,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from services.common import contract
+from services.common import extensions as ext
 from services.common.clock import SHANGHAI
 from services.common.db import utcnow
 from services.common.inbox import Permanent, consume
@@ -26,7 +27,7 @@ RESIDENT_TEMPLATES = {"assigned": "assigned", "completed": "completed"}
 
 @shared_task(name=contract.STATUS_CHANGED, bind=True)
 def status_changed(self, message):
-    return consume(self, message, apply_status_change, db=current_app.extensions["db"],
+    return consume(self, message, apply_status_change, db=ext.database(),
                    processed=ProcessedMessage, dead=DeadMessage)
 
 
@@ -53,7 +54,7 @@ def apply_status_change(session, data, env) -> None:
         req.appointment_at, req.place = data["appointment_at"], data["place"]
     template = RESIDENT_TEMPLATES.get(data["status"])
     if template:
-        current_app.extensions["outbox"].emit(session, contract.NOTIFY_SEND, {
+        ext.outbox().emit(session, contract.NOTIFY_SEND, {
             "dedupe_key": f"{template}:{req.id}:{env['id']}",
             "recipient": f"resident:{req.id}",
             "language": req.language,
@@ -72,7 +73,7 @@ def apply_status_change(session, data, env) -> None:
 @shared_task(name=contract.RELAY_REQUESTS_OUTBOX)
 def relay_outbox():
     """Relay what is pending, and send again what matching never answered."""
-    outbox = current_app.extensions["outbox"]
+    outbox = ext.outbox()
     sent = outbox.relay()
     resent = _periodic(lambda session: resend_unanswered(
         session, outbox, current_app.config["PHONE_DIGEST_KEY"],
@@ -82,7 +83,7 @@ def relay_outbox():
 
 @shared_task(name=contract.STAFF_ACTION_REFUSED, bind=True)
 def staff_action_refused(self, message):
-    return consume(self, message, record_refusal, db=current_app.extensions["db"],
+    return consume(self, message, record_refusal, db=ext.database(),
                    processed=ProcessedMessage, dead=DeadMessage)
 
 
@@ -96,7 +97,7 @@ def record_refusal(session, data, env) -> None:
 
 
 def _periodic(job):
-    db = current_app.extensions["db"]
+    db = ext.database()
     session = db.Session()
     try:
         done = job(session)
@@ -119,7 +120,7 @@ def follow_up():
             req.follow_up_sent_at = utcnow()
             if req.feedback is not None:
                 continue  # the resident rated already
-            current_app.extensions["outbox"].emit(session, contract.NOTIFY_SEND, {
+            ext.outbox().emit(session, contract.NOTIFY_SEND, {
                 "dedupe_key": f"follow_up:{req.id}", "recipient": f"resident:{req.id}", "language": req.language,
                 "template": "follow_up", "context": {
                     "tracking_code": req.tracking_code, "category": req.category,

@@ -17,6 +17,7 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 
 from services.common import contract
+from services.common import extensions as ext
 from services.common.db import utcnow
 from services.common.factory import ApiBlueprint, page_of
 from services.common.ratelimit import limit
@@ -57,13 +58,10 @@ STATUS_LABELS = {
 }
 
 
-def _session():
-    return current_app.extensions["db"].Session
-
 
 def _submit(data: dict, channel: str) -> ServiceRequest:
-    session = _session()
-    req = models.submit(session, current_app.extensions["outbox"], data, channel=channel, language=current_lang(),
+    session = ext.db_session()
+    req = models.submit(session, ext.outbox(), data, channel=channel, language=current_lang(),
                         digest_key=current_app.config["PHONE_DIGEST_KEY"], timer=timer_for(data["category"]))
     session.commit()  # the outbox relays request.submitted right after this
     log.info("request submitted", extra={"request_id": req.id, "category": req.category, "channel": channel})
@@ -72,7 +70,7 @@ def _submit(data: dict, channel: str) -> ServiceRequest:
 
 def sorted_buildings() -> list[Building]:
     """The community's buildings in the order residents count them (2 before 10)."""
-    return sorted(_session().scalars(select(Building)).all(), key=lambda b: (len(b.code), b.code))
+    return sorted(ext.db_session().scalars(select(Building)).all(), key=lambda b: (len(b.code), b.code))
 
 
 def timer_for(category: str):
@@ -80,7 +78,7 @@ def timer_for(category: str):
 
 
 def _find(code: str) -> ServiceRequest | None:
-    return _session().scalar(
+    return ext.db_session().scalar(
         select(ServiceRequest).where(ServiceRequest.tracking_code == normalise_tracking_code(code))
     )
 
@@ -172,10 +170,10 @@ def cancel_form(code: str):
     req = _find(code)
     if req is None:
         return render_template("not_found.html"), 404
-    if not models.cancel(_session(), current_app.extensions["outbox"], req, actor="resident",
+    if not models.cancel(ext.db_session(), ext.outbox(), req, actor="resident",
                          reason=request.form.get("reason", "").strip()[:500]):
         return _tracking_page(req, status=409)
-    _session().commit()
+    ext.db_session().commit()
     return redirect(url_for("web.track", code=req.tracking_code, done="cancelled"), 303)
 
 
@@ -189,9 +187,9 @@ def feedback_form(code: str):
         data = FeedbackIn().load(values)
     except ValidationError as exc:
         return _tracking_page(req, errors=exc.messages, status=422)
-    if not models.give_feedback(_session(), current_app.extensions["outbox"], req, data):
+    if not models.give_feedback(ext.db_session(), ext.outbox(), req, data):
         return _tracking_page(req, status=409)
-    _session().commit()
+    ext.db_session().commit()
     return redirect(url_for("web.track", code=req.tracking_code, done="feedback"), 303)
 
 
@@ -205,7 +203,7 @@ def posters():
 @web.get("/posters/<code>")
 def poster(code: str):
     """A4: a QR code that opens the form with this building chosen."""
-    building = _session().get(Building, code)
+    building = ext.db_session().get(Building, code)
     if building is None:
         return render_template("not_found.html"), 404
     url = f"{current_app.config['REQUESTS_URL']}/?building={building.code}"
@@ -272,10 +270,10 @@ class Cancel(MethodView):
         req = _find(code)
         if req is None:
             abort(404, message="no request with that tracking code")
-        if not models.cancel(_session(), current_app.extensions["outbox"], req, actor="resident",
+        if not models.cancel(ext.db_session(), ext.outbox(), req, actor="resident",
                              reason=data["reason"]):
             abort(409, message=f"a {req.status} request cannot be cancelled")
-        _session().commit()
+        ext.db_session().commit()
         return req
 
 
@@ -288,9 +286,9 @@ class GiveFeedback(MethodView):
         req = _find(code)
         if req is None:
             abort(404, message="no request with that tracking code")
-        if not models.give_feedback(_session(), current_app.extensions["outbox"], req, data):
+        if not models.give_feedback(ext.db_session(), ext.outbox(), req, data):
             abort(409, message="feedback is taken once, after completion")
-        _session().commit()
+        ext.db_session().commit()
         return req
 
 
@@ -303,8 +301,8 @@ class Open311Keys(MethodView):
         require_caller("admin")
         key = secrets.token_urlsafe(24)
         row = Open311Key(name=data["name"], key_hash=hashlib.sha256(key.encode()).hexdigest())
-        _session().add(row)
-        _session().commit()
+        ext.db_session().add(row)
+        ext.db_session().commit()
         return {"id": row.id, "name": row.name, "api_key": key, "created_at": row.created_at}
 
 
@@ -314,11 +312,11 @@ class Open311KeyById(MethodView):
     def delete(self, key_id):
         """Revoke an Open311 API key (staff token)."""
         require_caller("admin")
-        row = _session().get(Open311Key, key_id)
+        row = ext.db_session().get(Open311Key, key_id)
         if row is None:
             abort(404, message="no such key")
         row.revoked_at = row.revoked_at or utcnow()
-        _session().commit()
+        ext.db_session().commit()
 
 
 @api.route("/internal/requests/<uuid:request_id>/contact")
@@ -329,7 +327,7 @@ class Contact(MethodView):
         while a volunteer is on the request (offered and accepted, assigned
         or in progress), never after it is finished."""
         require_caller("volunteers")
-        req = _session().get(ServiceRequest, str(request_id))
+        req = ext.db_session().get(ServiceRequest, str(request_id))
         if req is None:
             abort(404, message="no such request")
         if req.status == "cancelled" or req.anonymised_at is not None:
@@ -342,8 +340,8 @@ class Contact(MethodView):
         # Who the calling service shows it to (volunteer:<id>): the access log says.
         reader = request.args.get("reader", "")
         reader = reader if contract.RECIPIENT_KEY.match(reader) else "service"
-        _session().add(ContactAccess(request_id=req.id, actor=reader, purpose="assigned volunteer"))
-        _session().commit()
+        ext.db_session().add(ContactAccess(request_id=req.id, actor=reader, purpose="assigned volunteer"))
+        ext.db_session().commit()
         log.info("contact read", extra={"request_id": req.id, "by": reader})
         return req
 
@@ -354,7 +352,7 @@ class Contact(MethodView):
 def _staff_api():
     """A staff session (GET only: cookies are not trusted for writes here)
     or the bootstrap admin token."""
-    if request.method != "GET" or not staff.identify(_session()):
+    if request.method != "GET" or not staff.identify(ext.db_session()):
         abort(401, message="sign in as staff, or send the admin token")
 
 
@@ -368,7 +366,7 @@ class StaffRequests(MethodView):
         _staff_api()
         from .console import queue_statement
 
-        return page_of(_session(), queue_statement(query, utcnow()), pagination_parameters)
+        return page_of(ext.db_session(), queue_statement(query, utcnow()), pagination_parameters)
 
 
 @api.route("/staff/requests/<uuid:request_id>")
@@ -377,7 +375,7 @@ class StaffRequestById(MethodView):
     def get(self, request_id):
         """One request, if it is in the caller's scope (403 otherwise)."""
         _staff_api()
-        req = _session().get(ServiceRequest, str(request_id))
+        req = ext.db_session().get(ServiceRequest, str(request_id))
         if req is None:
             abort(404, message="no such request")
         if not g.scope.allows(req):

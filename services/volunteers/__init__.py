@@ -13,6 +13,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from services.common import contract
+from services.common import extensions as ext
 from services.common.cli import register_db_commands
 from services.common.community import load as load_community
 from services.common.factory import register_api, service_app
@@ -168,7 +169,7 @@ def remove_demo():
     residents' timelines: the volunteer is deactivated, signed out and
     anonymised (no name, phone, channels, skills or availability left), the
     station's sessions are switched off."""
-    session = current_app.extensions["db"].Session
+    session = ext.db_session()
     summary = remove_demo_data(session)
     session.commit()
     click.echo("demo data removed: " + ", ".join(f"{v} {k}" for k, v in summary.items()))

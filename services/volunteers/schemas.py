@@ -7,10 +7,10 @@ import re
 from decimal import Decimal
 
 import apprise
-from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from services.common import contract
+from services.common import extensions as ext
 
 from .models import Building
 
@@ -91,7 +91,7 @@ class VolunteerIn(Schema):
     def _cross(self, data, partial=False, **kwargs):
         errors = {}
         if "building" in data:
-            building = current_app.extensions["db"].Session.get(Building, data["building"])
+            building = ext.db_session().get(Building, data["building"])
             if building is None:
                 errors["building"] = ["Unknown building."]
             elif data.get("unit") and data["unit"] not in building.units:

@@ -7,6 +7,7 @@ from celery import shared_task
 from flask import current_app
 
 from services.common import contract
+from services.common import extensions as ext
 from services.common.inbox import consume
 from services.common.queueing import TASK_TIME_LIMIT, redis_client
 
@@ -15,12 +16,12 @@ from .models import DeadMessage, ProcessedMessage, ServiceRequest
 
 
 def _consume(task, message, handler):
-    return consume(task, message, handler, db=current_app.extensions["db"],
+    return consume(task, message, handler, db=ext.database(),
                    processed=ProcessedMessage, dead=DeadMessage)
 
 
 def dispatcher(session) -> Dispatcher:
-    return Dispatcher(session, current_app.extensions["outbox"], current_app.config)
+    return Dispatcher(session, ext.outbox(), current_app.config)
 
 
 @shared_task(name=contract.REQUEST_SUBMITTED, bind=True)
@@ -58,7 +59,7 @@ def delivery_failed(self, message):
 
 @shared_task(name=contract.DAILY_DIGEST)
 def daily_digest():
-    db = current_app.extensions["db"]
+    db = ext.database()
     session = db.Session()
     try:
         sent = dispatcher(session).digest()
@@ -76,7 +77,7 @@ def sweep():
                                                               blocking=False)
     if not lock.acquire():
         return "busy"
-    db = current_app.extensions["db"]
+    db = ext.database()
     session = db.Session()
     try:
         counts = dispatcher(session).sweep()
@@ -89,4 +90,4 @@ def sweep():
 
 @shared_task(name=contract.RELAY_VOLUNTEERS_OUTBOX)
 def relay_outbox():
-    return current_app.extensions["outbox"].relay()
+    return ext.outbox().relay()

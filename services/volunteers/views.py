@@ -19,6 +19,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import and_, func, or_, select, update
 
 from services.common import contract
+from services.common import extensions as ext
 from services.common.clock import SHANGHAI
 from services.common.db import utcnow
 from services.common.factory import ApiBlueprint, page_of
@@ -90,12 +91,9 @@ OUTCOMES = {
 }
 
 
-def _db():
-    return current_app.extensions["db"].Session
-
 
 def _dispatcher() -> Dispatcher:
-    return Dispatcher(_db(), current_app.extensions["outbox"], current_app.config)
+    return Dispatcher(ext.db_session(), ext.outbox(), current_app.config)
 
 
 LIVE_TASK = ("active", "started")  # assigned or in progress: the contact is needed
@@ -105,7 +103,7 @@ LIVE_TASK = ("active", "started")  # assigned or in progress: the contact is nee
 
 
 def _offer(token: str) -> Offer | None:
-    return _db().scalar(select(Offer).where(Offer.token_hash == token_hash(token)))
+    return ext.db_session().scalar(select(Offer).where(Offer.token_hash == token_hash(token)))
 
 
 @web.after_request
@@ -149,7 +147,7 @@ def _render_offer(offer: Offer, action: str, outcome=None, status: int = 200):
 
 
 def _live_assignment(offer: Offer) -> Assignment | None:
-    return _db().scalar(select(Assignment).where(
+    return ext.db_session().scalar(select(Assignment).where(
         Assignment.offer_id == offer.id, Assignment.status.in_(LIVE_TASK)))
 
 
@@ -166,7 +164,7 @@ def answer_offer(token: str):
     if not isinstance(outcome, str):
         return outcome
     if outcome == "accepted":
-        vol = _db().get(Volunteer, offer.volunteer_id)
+        vol = ext.db_session().get(Volunteer, offer.volunteer_id)
         if vol is not None and vol.active:
             _start_portal_session(vol)
     return redirect(url_for("web.offer_page", token=token, outcome=outcome), 303)
@@ -184,7 +182,7 @@ def _answer(offer: Offer, action: str):
         outcome = "declined" if dispatcher.decline(offer, reason) else "closed"
     else:
         return _render_offer(offer, action, outcome=_l("Choose accept or decline."), status=400)
-    _db().commit()
+    ext.db_session().commit()
     return outcome
 
 
@@ -219,25 +217,25 @@ def login_send():
     phone = _phone_typed()
     if not MOBILE.match(phone):
         return render_template("login.html", sent=False, error=_l("Enter your 11-digit mobile number.")), 422
-    vol = _db().scalar(select(Volunteer).where(Volunteer.phone == phone, Volunteer.active.is_(True)))
+    vol = ext.db_session().scalar(select(Volunteer).where(Volunteer.phone == phone, Volunteer.active.is_(True)))
     if vol is not None:
         token = secrets.token_urlsafe(32)
         minutes = current_app.config["LOGIN_LINK_MINUTES"]
         link = LoginLink(volunteer_id=vol.id, token_hash=token_hash(token),
                          expires_at=utcnow() + timedelta(minutes=minutes))
-        _db().add(link)
-        _db().flush()
+        ext.db_session().add(link)
+        ext.db_session().flush()
         _dispatcher().notify(f"login:{link.id}", f"volunteer:{vol.id}", vol.channels, vol.language, "magic_link",
                              urgent=True, context={"login_url": f"{current_app.config['VOLUNTEERS_URL']}/login/{token}",
                                                    "minutes": minutes})
-        _db().commit()
+        ext.db_session().commit()
         log.info("login link sent", extra={"volunteer_id": vol.id})
     # The same answer either way: the page does not tell who is registered.
     return render_template("login.html", sent=True, error=None)
 
 
 def _valid_link(token: str) -> LoginLink | None:
-    link = _db().scalar(select(LoginLink).where(LoginLink.token_hash == token_hash(token)))
+    link = ext.db_session().scalar(select(LoginLink).where(LoginLink.token_hash == token_hash(token)))
     if link is None or link.used_at is not None or link.expires_at <= utcnow():
         return None
     return link
@@ -252,13 +250,13 @@ def login_confirm(token: str):
 @web.post("/login/<token>")
 def login_use(token: str):
     link = _valid_link(token)
-    used = link is not None and _db().execute(
+    used = link is not None and ext.db_session().execute(
         update(LoginLink).where(LoginLink.id == link.id, LoginLink.used_at.is_(None)).values(used_at=utcnow())
     ).rowcount
     if not used:
         return render_template("login_confirm.html", valid=False, token=token), 400
-    _db().commit()
-    _start_portal_session(_db().get(Volunteer, link.volunteer_id))
+    ext.db_session().commit()
+    _start_portal_session(ext.db_session().get(Volunteer, link.volunteer_id))
     return redirect(url_for("web.portal"), 303)
 
 
@@ -277,7 +275,7 @@ def _signed_in_volunteer() -> Volunteer | None:
     volunteer_id, epoch = session.get("volunteer_id"), session.get("epoch")
     if not isinstance(volunteer_id, int) or not isinstance(epoch, int):
         return None
-    vol = _db().get(Volunteer, volunteer_id)
+    vol = ext.db_session().get(Volunteer, volunteer_id)
     if vol is None or not vol.active or vol.session_epoch != epoch:
         return None
     return vol
@@ -290,7 +288,7 @@ def logout():
     vol = _signed_in_volunteer()
     if vol is not None:
         vol.end_sessions()
-        _db().commit()
+        ext.db_session().commit()
         log.info("portal signed out", extra={"volunteer_id": vol.id})
     session.clear()
     return redirect(url_for("web.login_form"), 303)
@@ -335,7 +333,7 @@ def portal():
 
 
 def _portal(outcome=None, errors=None, status=200):
-    vol, db = g.volunteer, _db()
+    vol, db = g.volunteer, ext.db_session()
     offers = db.scalars(select(Offer).where(Offer.volunteer_id == vol.id, Offer.status == "open")
                         .order_by(Offer.id.desc())).all()
     tasks = db.scalars(select(Assignment).where(Assignment.volunteer_id == vol.id,
@@ -365,7 +363,7 @@ def _portal(outcome=None, errors=None, status=200):
 
 def _own(model, row_id: int):
     """The signed-in volunteer's own offer or task by id; anyone else's is a 404."""
-    row = _db().get(model, row_id)
+    row = ext.db_session().get(model, row_id)
     if row is None or row.volunteer_id != g.volunteer.id:
         abort(404)
     return row
@@ -396,7 +394,7 @@ def task_sheet():
     """A printable sheet of the volunteer's open tasks — home visits and the
     station sessions they run, in time order — for volunteers who would
     rather carry paper than a phone."""
-    vol, db = g.volunteer, _db()
+    vol, db = g.volunteer, ext.db_session()
     tasks = db.scalars(select(Assignment).where(Assignment.volunteer_id == vol.id,
                                                 Assignment.status.in_(LIVE_TASK))).all()
     bookings = {b.id: b for b in db.scalars(select(Booking).where(
@@ -425,14 +423,14 @@ def inbox_read():
     """Mark messages read: a task for notify (it owns the inbox), not an HTTP write."""
     up_to = request.form.get("up_to", "")
     if up_to.isdigit() and int(up_to) > 0:
-        current_app.extensions["outbox"].emit(_db(), contract.INBOX_READ,
+        ext.outbox().emit(ext.db_session(), contract.INBOX_READ,
                                               {"recipient": f"volunteer:{g.volunteer.id}", "up_to_id": int(up_to)})
-        _db().commit()
+        ext.db_session().commit()
     return redirect(url_for("web.portal"), 303)
 
 
 def _station_of(assignment: Assignment) -> int | None:
-    booking = _db().get(Booking, assignment.booking_id) if assignment.booking_id else None
+    booking = ext.db_session().get(Booking, assignment.booking_id) if assignment.booking_id else None
     return booking.session.station_id if booking else None
 
 
@@ -440,7 +438,7 @@ def _station_of(assignment: Assignment) -> int | None:
 @volunteer_required
 def task_start(assignment_id: int):
     ok = _dispatcher().start(_own(Assignment, assignment_id))
-    _db().commit()
+    ext.db_session().commit()
     return redirect(url_for("web.portal", outcome="started" if ok else "refused"), 303)
 
 
@@ -453,14 +451,14 @@ def task_complete(assignment_id: int):
     except ValidationError as exc:
         return _portal(errors={f"complete-{assignment_id}": exc.messages}, status=422)
     ok = _dispatcher().complete(task, data["minutes"], data["note"]) is not None
-    _db().commit()
+    ext.db_session().commit()
     return redirect(url_for("web.portal", outcome="completed" if ok else "refused"), 303)
 
 
 @web.post("/me/hours/<id:entry_id>/correction")
 @volunteer_required
 def hours_correction(entry_id: int):
-    entry = _db().get(HoursEntry, entry_id)
+    entry = ext.db_session().get(HoursEntry, entry_id)
     if entry is None or entry.volunteer_id != g.volunteer.id:
         abort(404)
     try:
@@ -470,7 +468,7 @@ def hours_correction(entry_id: int):
     if (data["hours"] * 2) % 1:
         return _portal(errors={f"correction-{entry_id}": {"hours": ["0.5 h steps"]}}, status=422)
     entry.status, entry.correction_hours, entry.correction_reason = "correction", data["hours"], data["reason"]
-    _db().commit()
+    ext.db_session().commit()
     return redirect(url_for("web.portal", outcome="correction"), 303)
 
 
@@ -478,15 +476,15 @@ def hours_correction(entry_id: int):
 @volunteer_required
 def hours_confirm_as_lead(entry_id: int):
     """A station lead confirms the hours of services at their station."""
-    entry = _db().get(HoursEntry, entry_id)
-    station = _db().get(Station, _station_of(entry.assignment) or 0) if entry is not None else None
+    entry = ext.db_session().get(HoursEntry, entry_id)
+    station = ext.db_session().get(Station, _station_of(entry.assignment) or 0) if entry is not None else None
     if station is None or station.lead_volunteer_id != g.volunteer.id:
         abort(404)
     if not _dispatcher().confirm_hours(entry, by=f"station-lead:{g.volunteer.id}", hours=entry.correction_hours,
                                        by_volunteer=g.volunteer.id):
         # Their own entry: another organiser (or staff) confirms it.
         return _portal(OUTCOMES["refused"], status=403)
-    _db().commit()
+    ext.db_session().commit()
     return redirect(url_for("web.portal", outcome="confirmed"), 303)
 
 
@@ -497,10 +495,10 @@ def donate():
         data = _form(DonateIn())
     except ValidationError as exc:
         return _portal(errors={"donate": exc.messages}, status=422)
-    other = _db().get(Volunteer, data["to"])
+    other = ext.db_session().get(Volunteer, data["to"])
     ok = (other is not None and other.id != g.volunteer.id and
           _dispatcher().move_coins(g.volunteer.id, data["amount"], "donated", f"to:{other.id}", to_volunteer=other.id))
-    _db().commit()
+    ext.db_session().commit()
     return redirect(url_for("web.portal", outcome="donated" if ok else "refused"), 303)
 
 
@@ -518,20 +516,20 @@ def _staff_only():
 
 
 def _volunteer(volunteer_id: int) -> Volunteer:
-    vol = _db().get(Volunteer, volunteer_id)
+    vol = ext.db_session().get(Volunteer, volunteer_id)
     if vol is None:
         abort(404, message="no such volunteer")
     return vol
 
 
 def _phone_free(phone: str) -> None:
-    if _db().scalar(select(Volunteer.id).where(Volunteer.phone == phone)) is not None:
+    if ext.db_session().scalar(select(Volunteer.id).where(Volunteer.phone == phone)) is not None:
         abort(422, errors={"json": {"phone": ["A volunteer with this phone number is registered already."]}})
 
 
 def _has_team(team: str):
     """Teams are a short JSON list: matched in SQL, so that pages count right."""
-    if _db().get_bind().dialect.name == "postgresql":
+    if ext.db_session().get_bind().dialect.name == "postgresql":
         elements = func.json_array_elements_text(Volunteer.teams).table_valued("value")
     else:
         elements = func.json_each(Volunteer.teams).table_valued("value")
@@ -563,7 +561,7 @@ class Volunteers(MethodView):
             stmt = stmt.where(Volunteer.active.is_(query["active"]))
         if "team" in query:
             stmt = stmt.where(_has_team(query["team"]))
-        return page_of(_db(), stmt, pagination_parameters)
+        return page_of(ext.db_session(), stmt, pagination_parameters)
 
     @api.arguments(VolunteerIn)
     @api.response(201, VolunteerOut)
@@ -572,8 +570,8 @@ class Volunteers(MethodView):
         _phone_free(data["phone"])
         vol = Volunteer()
         vol.apply(data, current_app.config["PHONE_DIGEST_KEY"])
-        _db().add(vol)
-        _db().commit()
+        ext.db_session().add(vol)
+        ext.db_session().commit()
         log.info("volunteer registered", extra={"volunteer_id": vol.id})
         return vol
 
@@ -595,7 +593,7 @@ class VolunteerById(MethodView):
         if "building" not in data and "unit" in data and data["unit"] not in vol.home.units:
             abort(422, errors={"json": {"unit": ["That building has no such unit."]}})
         vol.apply(data, current_app.config["PHONE_DIGEST_KEY"])
-        _db().commit()
+        ext.db_session().commit()
         return vol
 
 
@@ -630,7 +628,7 @@ def import_roster(rows: list[dict], partial: bool, progress=None) -> dict:
     good, errors = roster.validate_rows(rows, progress)
     imported = 0
     if good and (partial or not errors):
-        session, key = _db(), current_app.config["PHONE_DIGEST_KEY"]
+        session, key = ext.db_session(), current_app.config["PHONE_DIGEST_KEY"]
         for _, data in good:
             vol = session.scalar(select(Volunteer).where(Volunteer.phone == data["phone"])) or Volunteer()
             vol.apply(data, key)
@@ -646,7 +644,7 @@ class VolunteerExport(MethodView):
     @api.response(200)
     def get(self, args):
         """The roster as CSV or XLSX (channel URLs are never exported)."""
-        vols = _db().scalars(select(Volunteer).order_by(Volunteer.id)).all()
+        vols = ext.db_session().scalars(select(Volunteer).order_by(Volunteer.id)).all()
         return download(roster.export(vols, args["format"]), f"volunteers.{args['format']}", args["format"])
 
 
@@ -656,7 +654,7 @@ class Stations(MethodView):
     @api.paginate()
     def get(self, pagination_parameters):
         """Service stations."""
-        return page_of(_db(), select(Station).order_by(Station.id), pagination_parameters)
+        return page_of(ext.db_session(), select(Station).order_by(Station.id), pagination_parameters)
 
     @api.arguments(StationIn)
     @api.response(201, StationOut)
@@ -664,11 +662,11 @@ class Stations(MethodView):
         """Add a station (fixed place)."""
         if data["lead_volunteer_id"] is not None:
             _volunteer(data["lead_volunteer_id"])
-        if _db().scalar(select(Station).where(Station.code == data["code"])):
+        if ext.db_session().scalar(select(Station).where(Station.code == data["code"])):
             abort(409, message="a station with that code exists")
         station = Station(**data)
-        _db().add(station)
-        _db().commit()
+        ext.db_session().add(station)
+        ext.db_session().commit()
         return station
 
 
@@ -678,14 +676,14 @@ class StationSessions(MethodView):
     @api.paginate()
     def get(self, station_id, pagination_parameters):
         """A station's weekly sessions."""
-        return page_of(_db(), select(StationSession).where(StationSession.station_id == station_id)
+        return page_of(ext.db_session(), select(StationSession).where(StationSession.station_id == station_id)
                       .order_by(StationSession.id), pagination_parameters)
 
     @api.arguments(StationSessionIn)
     @api.response(201, StationSessionOut)
     def post(self, data, station_id):
         """Add a weekly session: fixed time, fixed person, a number of slots."""
-        if _db().get(Station, station_id) is None:
+        if ext.db_session().get(Station, station_id) is None:
             abort(404, message="no such station")
         vol = _volunteer(data["volunteer_id"])
         if data["category"] not in vol.skill_codes:
@@ -693,8 +691,8 @@ class StationSessions(MethodView):
         sess = StationSession(station_id=station_id, category=data["category"], weekday=data["weekday"],
                               start_time=data["start"], end_time=data["end"], volunteer_id=vol.id,
                               slots=data["slots"])
-        _db().add(sess)
-        _db().commit()
+        ext.db_session().add(sess)
+        ext.db_session().commit()
         return sess
 
 
@@ -703,16 +701,16 @@ class RequestDispatch(MethodView):
     @api.response(200, RequestDispatchOut)
     def get(self, request_id):
         """A request's offers, assignments and escalations, oldest first."""
-        req = _db().get(ServiceRequest, str(request_id))
+        req = ext.db_session().get(ServiceRequest, str(request_id))
         if req is None:
             abort(404, message="no such request")
         rid = req.id
         return {
             "id": rid, "status": req.status, "escalation_level": req.escalation_level,
-            "offers": _db().scalars(select(Offer).where(Offer.request_id == rid).order_by(Offer.id)).all(),
-            "assignments": _db().scalars(select(Assignment).where(Assignment.request_id == rid)
+            "offers": ext.db_session().scalars(select(Offer).where(Offer.request_id == rid).order_by(Offer.id)).all(),
+            "assignments": ext.db_session().scalars(select(Assignment).where(Assignment.request_id == rid)
                                          .order_by(Assignment.id)).all(),
-            "escalations": _db().scalars(select(Escalation).where(Escalation.request_id == rid)
+            "escalations": ext.db_session().scalars(select(Escalation).where(Escalation.request_id == rid)
                                          .order_by(Escalation.id)).all(),
         }
 
@@ -723,14 +721,14 @@ class Reassign(MethodView):
     @api.response(200)
     def post(self, data, request_id):
         """Assign or reassign a request to a volunteer by hand."""
-        req = _db().get(ServiceRequest, str(request_id))
+        req = ext.db_session().get(ServiceRequest, str(request_id))
         if req is None:
             abort(404, message="no such request")
         _volunteer(data["volunteer_id"])
         outcome = _dispatcher().staff_assign(req, data["volunteer_id"], actor=data["actor"])
         if outcome != "assigned":
             abort(409, message=f"not assigned: {outcome}")
-        _db().commit()
+        ext.db_session().commit()
         return {"status": outcome}
 
 
@@ -757,7 +755,7 @@ class Hours(MethodView):
         if "month" in query:
             start, end = _month_bounds(query["month"])
             stmt = stmt.where(HoursEntry.completed_at >= start, HoursEntry.completed_at < end)
-        return page_of(_db(), stmt, pagination_parameters)
+        return page_of(ext.db_session(), stmt, pagination_parameters)
 
 
 @api.route("/hours/export")
@@ -768,7 +766,7 @@ class HoursExport(MethodView):
         """Every confirmed hours entry of a month, as CSV or XLSX: the record
         the residents' committee certifies (Linli issues no certificate)."""
         start, end = _month_bounds(args["month"])
-        entries = _db().scalars(select(HoursEntry).where(
+        entries = ext.db_session().scalars(select(HoursEntry).where(
             HoursEntry.status == "confirmed", HoursEntry.completed_at >= start, HoursEntry.completed_at < end)
             .order_by(HoursEntry.volunteer_id, HoursEntry.completed_at)).all()
         header = ("volunteer_id", "name", "completed_at", "category", "hours", "confirmed_by", "confirmed_at")
@@ -785,11 +783,11 @@ class HoursConfirm(MethodView):
     @api.response(200, HoursOut)
     def post(self, data, entry_id):
         """Confirm (or correct, with `hours`) a volunteer's hours; credits time coins."""
-        entry = _db().get(HoursEntry, entry_id)
+        entry = ext.db_session().get(HoursEntry, entry_id)
         if entry is None:
             abort(404, message="no such hours entry")
         _dispatcher().confirm_hours(entry, by=data["by"], hours=data["hours"])
-        _db().commit()
+        ext.db_session().commit()
         return entry
 
 
@@ -801,7 +799,7 @@ class HoursRanking(MethodView):
         """Confirmed hours per volunteer in a month, most first (最美一区人);
         as JSON, or CSV/XLSX for the residents' committee that certifies them."""
         start, end = _month_bounds(args["month"])
-        rows = _db().execute(
+        rows = ext.db_session().execute(
             select(Volunteer.id, Volunteer.name, func.sum(HoursEntry.hours), func.count(HoursEntry.id))
             .join(HoursEntry, HoursEntry.volunteer_id == Volunteer.id)
             .where(HoursEntry.status == "confirmed", HoursEntry.completed_at >= start, HoursEntry.completed_at < end)
@@ -826,6 +824,6 @@ class CoinsSpend(MethodView):
         dispatcher = _dispatcher()
         if not dispatcher.move_coins(data["volunteer_id"], data["amount"], "spent", data["ref"]):
             abort(409, message="not enough time coins")
-        _db().commit()
+        ext.db_session().commit()
         return {"balance": str(dispatcher.coin_balance(data["volunteer_id"]))}
 
