@@ -12,10 +12,11 @@ from celery import Celery
 from kombu import Queue
 
 from services.common.queueing import celery_settings
+from services.common.settings import queue_config
 
 BROKER = os.environ.get("LINLI_REDIS_URL", "redis://127.0.0.1:6379/13")
 app = Celery("chain")
-settings = celery_settings(BROKER, "hop1")
+settings = celery_settings({**queue_config(), "REDIS_URL": BROKER}, "hop1")
 settings.update(task_queues=[Queue(q) for q in ("hop1", "hop2", "hop3")], task_routes=None, task_default_queue="hop1")
 app.config_from_object(settings)
 _results = None

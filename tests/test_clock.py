@@ -29,7 +29,8 @@ def test_clocks_that_stop_in_the_quiet_hours():
 
 
 def test_a_malformed_quiet_hours_setting_stops_a_service_from_starting(monkeypatch):
+    from services.common.settings import ConfigError
     from services.notify import config
     monkeypatch.setenv("LINLI_QUIET_HOURS", "9pm-7am")
-    with pytest.raises(ValueError, match="LINLI_QUIET_HOURS must look like 21:00-07:00"):
+    with pytest.raises(ConfigError, match="LINLI_QUIET_HOURS must look like 21:00-07:00"):
         config.load()

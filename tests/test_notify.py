@@ -92,18 +92,16 @@ def clock(monkeypatch):
 @pytest.fixture
 def notify_app(make_app, backend, monkeypatch, clock):
     monkeypatch.setattr(delivery, "RETRY_BASE_SECONDS", 0.0)  # retries due at once
-    monkeypatch.setenv("LINLI_CHANNEL_TIMEOUT", "0.5")
-    return make_app("notify", backend=backend)
+    return make_app("notify", backend=backend, CHANNEL_TIMEOUT=0.5)
 
 
 @pytest.fixture
-def bots(monkeypatch):
+def bots(notify_app):
     """One local server that imitates the WeCom, DingTalk and Feishu bot APIs."""
     with WebhookReceiver() as bot:
         bot.answer = {"errcode": 0, "errmsg": "ok"}
         bot.routes["/open-apis/"] = (200, {"code": 0, "msg": "success"}, 0)
-        for name in ("WECOM", "DINGTALK", "FEISHU"):
-            monkeypatch.setenv(f"LINLI_{name}_BASE_URL", bot.base)
+        notify_app.config["CHANNEL_BASE_URLS"] = {name: bot.base for name in ("WECOM", "DINGTALK", "FEISHU", "LARK")}
         yield bot
 
 
@@ -275,7 +273,8 @@ def test_a_delivery_is_not_sent_twice_when_claimed(notify_app):
     with WebhookReceiver() as hook:
         send(notify_app, "volunteer:4", [hook.url()])
         [d] = deliveries(notify_app)
-        assert delivery.attempt(notify_app.extensions["db"], notify_app.extensions["outbox"], d.id) is None
+        ext = notify_app.extensions
+        assert delivery.attempt(ext["db"], ext["outbox"], notify_app.config, d.id) is None
         assert len(hook.received) == 1
 
 

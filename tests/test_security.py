@@ -427,6 +427,42 @@ def test_an_unhandled_error_is_logged_by_its_route_not_its_path(make_app):
     assert "/boom/<token>" in text and "SECRET-TOKEN-42" not in text
 
 
+@pytest.mark.parametrize("service, variable, value, says", [
+    ("requests", "LINLI_RETENTION_DAYS", "half a year", "whole number"),
+    ("requests", "LINLI_TIMERS", '["parking"]', "JSON object"),
+    ("requests", "LINLI_TIMERS", "{parking: 20}", "JSON object"),
+    ("volunteers", "LINLI_DISPATCH_POLICIES", "broadcast", "JSON object"),
+    ("volunteers", "LINLI_ROSTER_MAX_ROWS", "-1", "at least 0"),
+    ("notify", "LINLI_CHANNEL_TIMEOUT", "ten", "seconds"),
+    ("notify", "LINLI_DELIVERY_LEASE_SECONDS", "0", "more than 0"),
+    ("notify", "LINLI_TASK_TIME_LIMIT", "2m", "whole number"),
+    ("requests", "LINLI_HTTP_TIMEOUT", "", None),  # empty is the default, not an error
+    ("volunteers", "LINLI_PUBLISH_IN_BACKGROUND", "maybe", "1 or 0"),
+    ("notify", "LINLI_NOTIFY_PORT", "eighty", "whole number"),
+])
+def test_a_bad_setting_stops_start_up_naming_the_variable(environment, service, variable, value, says):
+    environment.setenv(variable, value)
+    if says is None:
+        assert start(service).config["HTTP_TIMEOUT"] == 3.0
+        return
+    with pytest.raises(ConfigError) as refused:
+        start(service)
+    assert variable in str(refused.value) and says in str(refused.value)
+
+
+def test_settings_are_read_in_one_place_at_start_up(environment):
+    """Only services.common.settings reads the environment, and a service's
+    settings are read when it starts: changing a variable afterwards changes
+    nothing in the running app."""
+    readers = subprocess.run(["grep", "-rlE", r"os\.environ|getenv\(", "services"], cwd=ROOT,
+                             capture_output=True, text=True).stdout.split()
+    assert [path for path in readers if path.endswith(".py")] == ["services/common/settings.py"]
+    environment.setenv("LINLI_CHANNEL_TIMEOUT", "4")
+    app = start("notify")
+    environment.setenv("LINLI_CHANNEL_TIMEOUT", "40")
+    assert app.config["CHANNEL_TIMEOUT"] == 4.0
+
+
 def test_a_rate_limit_that_is_not_a_limit_refuses_to_start(environment):
     environment.setenv("LINLI_RATE_LIMITS", '{"request_form": "2 per fortnight"}')
     with pytest.raises(ConfigError, match="request_form"):

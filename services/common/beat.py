@@ -5,10 +5,10 @@ from celery.schedules import crontab
 
 from . import contract
 from .queueing import celery_settings
-from .settings import data_dir, redis_url
+from .settings import data_dir, queue_config
 
 celery_app = Celery("linli-beat")
-celery_app.config_from_object(celery_settings(redis_url(), None))
+celery_app.config_from_object(celery_settings(queue_config(), None))
 # A sweep that waited longer than its period is stale (the next one is
 # already coming): expiring it keeps a stopped worker's queue from filling.
 EVERY = 5.0

@@ -10,16 +10,14 @@ Hangzhou time (Asia/Shanghai).
 """
 from __future__ import annotations
 
-import os
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-def quiet_hours(value: str | None = None) -> tuple[time, time]:
-    """LINLI_QUIET_HOURS ('21:00-07:00' by default) → (start, end); equal ends: none."""
-    value = os.environ.get("LINLI_QUIET_HOURS", "21:00-07:00") if value is None else value
+def quiet_hours(value: str) -> tuple[time, time]:
+    """'21:00-07:00' → (start, end); equal ends: none (LINLI_QUIET_HOURS, services.common.settings)."""
     try:
         start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
     except ValueError:

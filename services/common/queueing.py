@@ -20,16 +20,12 @@ Why each setting:
 """
 from __future__ import annotations
 
-import os
-
 import redis
 from celery import Celery, Task
 from kombu import Queue
 
 from . import contract
 
-TASK_TIME_LIMIT = int(os.environ.get("LINLI_TASK_TIME_LIMIT", "120"))  # seconds, hard
-VISIBILITY_TIMEOUT = max(int(os.environ.get("LINLI_VISIBILITY_TIMEOUT", "600")), TASK_TIME_LIMIT + 10)
 REDIS_TIMEOUT = 2.0  # seconds, socket and connect
 SOFT_SHUTDOWN_SECONDS = 10  # < stop_grace_period in docker-compose.yml
 
@@ -53,12 +49,14 @@ def route(name, args, kwargs, options, task=None, **kw):
     return {"queue": contract.queue_for(name)}
 
 
-def celery_settings(redis_url: str, queue: str | None) -> dict:
+def celery_settings(config, queue: str | None) -> dict:
+    """Celery's settings from a service's configuration (services.common.settings)."""
+    time_limit = config["TASK_TIME_LIMIT"]
     return {
-        "broker_url": redis_url,
+        "broker_url": config["REDIS_URL"],
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
-            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "visibility_timeout": config["VISIBILITY_TIMEOUT"],
             "socket_timeout": REDIS_TIMEOUT,
             "socket_connect_timeout": REDIS_TIMEOUT,
             "retry_on_timeout": False,
@@ -80,8 +78,8 @@ def celery_settings(redis_url: str, queue: str | None) -> dict:
         "task_queues": [Queue(q) for q in contract.QUEUES],
         "task_default_queue": queue or contract.QUEUES[0],
         "task_routes": (route,),
-        "task_time_limit": TASK_TIME_LIMIT,
-        "task_soft_time_limit": max(1, int(TASK_TIME_LIMIT * 0.8)),
+        "task_time_limit": time_limit,
+        "task_soft_time_limit": max(1, int(time_limit * 0.8)),
         "worker_soft_shutdown_timeout": SOFT_SHUTDOWN_SECONDS,
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
@@ -100,7 +98,7 @@ def celery_init_app(app, queue: str) -> Celery:
                 return self.run(*args, **kwargs)
 
     celery_app = Celery(app.import_name, task_cls=FlaskTask)
-    celery_app.config_from_object(celery_settings(app.config["REDIS_URL"], queue))
+    celery_app.config_from_object(celery_settings(app.config, queue))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app

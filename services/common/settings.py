@@ -8,10 +8,13 @@ demo (LINLI_DEMO=1, every address on loopback), which keeps generated keys
 in its data folder. Production is the default: demo data only when asked."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from limits import parse_many
 
 from . import clock
 
@@ -35,7 +38,7 @@ def data_dir() -> Path:
 
 
 def port(service: str) -> int:
-    return int(os.environ.get(f"LINLI_{service.upper()}_PORT", PORTS[service]))
+    return integer(f"LINLI_{service.upper()}_PORT", PORTS[service], minimum=1)
 
 
 def _public_url(service: str) -> str:
@@ -129,12 +132,60 @@ def check_secrets(cfg: dict) -> None:
                           + ". Generate each value with `openssl rand -base64 32`.")
 
 
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
+def _raw(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+def integer(name: str, default: int, minimum: int = 0) -> int:
+    """A whole-number setting; a bad value stops start-up, naming the variable."""
+    value = _raw(name)
     try:
-        return int(value) if value else default
+        number = int(value) if value else default
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def seconds(name: str, default: float) -> float:
+    """A duration in seconds (fractions allowed), above zero."""
+    value = _raw(name)
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not number > 0:
+        raise ConfigError(f"{name} must be more than 0 seconds, not {value!r}")
+    return number
+
+
+def json_object(name: str, example: str) -> dict:
+    """A JSON object setting ({} when unset), e.g. per-category overrides."""
+    value = _raw(name)
+    try:
+        parsed = json.loads(value) if value else {}
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"{name} must be a JSON object, e.g. {example}") from None
+    return parsed
+
+
+def text(name: str, default: str | None = None) -> str | None:
+    return _raw(name) or default
+
+
+def community_file() -> str:
+    """The community's buildings, categories and (for the demo) volunteers."""
+    return text("LINLI_COMMUNITY_FILE", str(REPO / "data" / "community.json"))
+
+
+def _quiet_hours() -> tuple:
+    try:
+        return clock.quiet_hours(text("LINLI_QUIET_HOURS", "21:00-07:00"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # Rate limits (Flask-Limiter syntax), per client address unless named
@@ -154,19 +205,11 @@ RATE_LIMITS = {
 
 
 def rate_limits() -> dict[str, str]:
-    import json
-
-    raw = os.environ.get("LINLI_RATE_LIMITS", "").strip()
-    try:
-        overrides = json.loads(raw) if raw else {}
-    except ValueError:
-        raise ConfigError("LINLI_RATE_LIMITS must be a JSON object, e.g. {\"request_form\": \"20 per hour\"}") from None
-    unknown = set(overrides) - set(RATE_LIMITS) if isinstance(overrides, dict) else {"(not an object)"}
+    overrides = json_object("LINLI_RATE_LIMITS", '{"request_form": "20 per hour"}')
+    unknown = set(overrides) - set(RATE_LIMITS)
     if unknown:
         raise ConfigError(f"LINLI_RATE_LIMITS: unknown limits {sorted(unknown)}; known: {sorted(RATE_LIMITS)}")
     merged = {**RATE_LIMITS, **overrides}
-    from limits import parse_many
-
     for name, value in merged.items():
         try:
             parse_many(value)
@@ -176,8 +219,20 @@ def rate_limits() -> dict[str, str]:
     return merged
 
 
+def queue_config() -> dict:
+    """What every Celery process needs (services.common.queueing), beat too."""
+    limit = integer("LINLI_TASK_TIME_LIMIT", 120, minimum=1)
+    return {
+        "REDIS_URL": redis_url(),
+        # Celery's hard limit on one task, in seconds. Redis hands a task to
+        # a second worker only after the visibility timeout, so that is kept
+        # longer than any task may run.
+        "TASK_TIME_LIMIT": limit,
+        "VISIBILITY_TIMEOUT": max(integer("LINLI_VISIBILITY_TIMEOUT", 600, minimum=1), limit + 10),
+    }
+
+
 def base_config(service: str) -> dict:
-    env = os.environ
     upper = service.upper()
     own_url = _public_url(service)
     https = own_url.startswith("https://")
@@ -196,14 +251,14 @@ def base_config(service: str) -> dict:
         **{f"{c.upper()}_TOKEN": _secret(f"LINLI_{c.upper()}_TOKEN", kept_as=f"{c}-token") for c in CALLERS},
         # One variable per service: locally all processes share one
         # environment, and each service keeps its own database.
-        "DATABASE_URL": env.get(f"LINLI_{upper}_DATABASE_URL") or f"sqlite:///{data_dir() / (service + '.db')}",
-        "REDIS_URL": redis_url(),
+        "DATABASE_URL": text(f"LINLI_{upper}_DATABASE_URL") or f"sqlite:///{data_dir() / (service + '.db')}",
+        **queue_config(),
         # Public URLs go into links people open; API URLs are where one
         # service reads another (they differ inside docker compose).
         **{f"{name.upper()}_URL": _public_url(name) for name in PORTS},
-        **{f"{name.upper()}_API_URL": env.get(f"LINLI_{name.upper()}_API_URL", _public_url(name)).rstrip("/")
+        **{f"{name.upper()}_API_URL": text(f"LINLI_{name.upper()}_API_URL", _public_url(name)).rstrip("/")
            for name in PORTS},
-        "COMMUNITY_FILE": env.get("LINLI_COMMUNITY_FILE", str(REPO / "data" / "community.json")),
+        "COMMUNITY_FILE": community_file(),
         "API_TITLE": f"Linli {service}",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",
@@ -218,7 +273,7 @@ def base_config(service: str) -> dict:
         "SESSION_COOKIE_NAME": f"linli_{service}_session",
         # Notify holds non-urgent messages through them; matching's
         # non-urgent deadlines stand still during them (services.common.clock).
-        "QUIET_HOURS": clock.quiet_hours(),
+        "QUIET_HOURS": _quiet_hours(),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # Secure by default when the service's public address is https.
@@ -227,13 +282,14 @@ def base_config(service: str) -> dict:
         "HSTS": flag("LINLI_HSTS", https),
         # Reverse proxies in front of the web services (X-Forwarded-For/-Proto
         # are believed from this many hops only); 0 when clients connect directly.
-        "PROXY_HOPS": _int("LINLI_PROXY_HOPS", 0),
+        "PROXY_HOPS": integer("LINLI_PROXY_HOPS", 0),
         # No request body above this (unauthenticated JSON included).
-        "MAX_CONTENT_LENGTH": _int("LINLI_MAX_BODY_BYTES", 256 * 1024),
-        "MAX_FORM_MEMORY_SIZE": _int("LINLI_MAX_BODY_BYTES", 256 * 1024),
+        "MAX_CONTENT_LENGTH": integer("LINLI_MAX_BODY_BYTES", 256 * 1024, minimum=1024),
+        "MAX_FORM_MEMORY_SIZE": integer("LINLI_MAX_BODY_BYTES", 256 * 1024, minimum=1024),
         "RATE_LIMITS": rate_limits(),
-        "HTTP_TIMEOUT": float(env.get("LINLI_HTTP_TIMEOUT", "3")),
+        # One service reading another's API gives up after this (seconds).
+        "HTTP_TIMEOUT": seconds("LINLI_HTTP_TIMEOUT", 3.0),
         # Web processes publish events from a thread (deploy/gunicorn.conf.py
         # turns it on); workers publish in line, after their own commit.
-        "PUBLISH_IN_BACKGROUND": env.get("LINLI_PUBLISH_IN_BACKGROUND", "0") == "1",
+        "PUBLISH_IN_BACKGROUND": flag("LINLI_PUBLISH_IN_BACKGROUND", False),
     }

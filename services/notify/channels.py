@@ -19,7 +19,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import time
 import urllib.parse
 
@@ -33,12 +32,10 @@ logging.getLogger("apprise").setLevel(logging.WARNING)
 OWN_SCHEMES = ("wecombot", "dingtalk", "feishu", "lark")
 
 
-def _base(name: str, default: str) -> str:
-    return os.environ.get(f"LINLI_{name}_BASE_URL", default).rstrip("/")
-
-
-def _timeout() -> float:
-    return float(os.environ.get("LINLI_CHANNEL_TIMEOUT", "10"))
+# Where each robot API lives; LINLI_<NAME>_BASE_URL moves one (a proxy, or
+# a local receiver in the tests), read at start-up (config.py).
+BASE_URLS = {"WECOM": "https://qyapi.weixin.qq.com", "DINGTALK": "https://oapi.dingtalk.com",
+             "FEISHU": "https://open.feishu.cn", "LARK": "https://open.larksuite.com"}
 
 
 def valid(url: str) -> bool:
@@ -48,16 +45,18 @@ def valid(url: str) -> bool:
     return apprise.Apprise.instantiate(url) is not None
 
 
-def send(url: str, title: str, body: str, dedupe_key: str = "") -> str | None:
-    """One try; returns the error, or None when the channel took the message."""
+def send(config, url: str, title: str, body: str, dedupe_key: str = "") -> str | None:
+    """One try; returns the error, or None when the channel took the message.
+    `config` is notify's configuration (CHANNEL_BASE_URLS, CHANNEL_TIMEOUT)."""
     scheme, _, rest = url.partition("://")
+    bases, timeout = config["CHANNEL_BASE_URLS"], config["CHANNEL_TIMEOUT"]
     try:
         if scheme == "wecombot":
-            return _wecom_bot(rest, body)
+            return _wecom_bot(bases["WECOM"], timeout, rest, body)
         if scheme == "dingtalk":
-            return _dingtalk(rest, title, body)
+            return _dingtalk(bases["DINGTALK"], timeout, rest, title, body)
         if scheme in ("feishu", "lark"):
-            return _feishu(scheme, rest, body)
+            return _feishu(bases[scheme.upper()], timeout, rest, body)
     except requests.Timeout:
         return "timed out"
     except requests.RequestException as exc:
@@ -82,15 +81,14 @@ def _verdict(resp: requests.Response, *keys: str) -> str | None:
     return "HTTP 200 without a verdict"
 
 
-def _wecom_bot(rest: str, body: str) -> str | None:
+def _wecom_bot(base: str, timeout: float, rest: str, body: str) -> str | None:
     key = rest.strip("/").split("/")[0].split("?")[0]
-    resp = requests.post(f"{_base('WECOM', 'https://qyapi.weixin.qq.com')}/cgi-bin/webhook/send",
-                         params={"key": key}, json={"msgtype": "text", "text": {"content": body}},
-                         timeout=_timeout())
+    resp = requests.post(f"{base}/cgi-bin/webhook/send", params={"key": key},
+                         json={"msgtype": "text", "text": {"content": body}}, timeout=timeout)
     return _verdict(resp, "errcode")
 
 
-def _dingtalk(rest: str, title: str, body: str) -> str | None:
+def _dingtalk(base: str, timeout: float, rest: str, title: str, body: str) -> str | None:
     """dingtalk://TOKEN or dingtalk://SECRET@TOKEN (signed robots)."""
     credentials = rest.strip("/").split("/")[0].split("?")[0]
     secret, _, token = credentials.rpartition("@")
@@ -99,17 +97,15 @@ def _dingtalk(rest: str, title: str, body: str) -> str | None:
         timestamp = str(int(time.time() * 1000))
         digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256).digest()
         params.update(timestamp=timestamp, sign=base64.b64encode(digest).decode())
-    resp = requests.post(f"{_base('DINGTALK', 'https://oapi.dingtalk.com')}/robot/send", params=params,
-                         json={"msgtype": "text", "text": {"content": f"{title}\n{body}"}}, timeout=_timeout())
+    resp = requests.post(f"{base}/robot/send", params=params,
+                         json={"msgtype": "text", "text": {"content": f"{title}\n{body}"}}, timeout=timeout)
     return _verdict(resp, "errcode")
 
 
-def _feishu(scheme: str, rest: str, body: str) -> str | None:
+def _feishu(base: str, timeout: float, rest: str, body: str) -> str | None:
     token = urllib.parse.quote(rest.strip("/").split("/")[0].split("?")[0])
-    default = "https://open.larksuite.com" if scheme == "lark" else "https://open.feishu.cn"
-    base = _base("LARK" if scheme == "lark" else "FEISHU", default)
     resp = requests.post(f"{base}/open-apis/bot/v2/hook/{token}",
-                         json={"msg_type": "text", "content": {"text": body}}, timeout=_timeout())
+                         json={"msg_type": "text", "content": {"text": body}}, timeout=timeout)
     return _verdict(resp, "code", "StatusCode")
 
 

@@ -8,7 +8,6 @@ hours. The in-app inbox copy exists regardless.
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -23,10 +22,6 @@ from .models import Delivery, Recipient
 log = logging.getLogger(__name__)
 
 ATTEMPTS_PER_CHANNEL = 3
-# A worker that died mid-send loses its claim after this; the sweep then
-# tries again (the receiver may get the message twice: the X-Linli-Dedupe-Key
-# header on webhooks lets it tell).
-LEASE = timedelta(seconds=float(os.environ.get("LINLI_DELIVERY_LEASE_SECONDS", "90")))
 RETRY_BASE_SECONDS = 5.0
 RETRY_CAP_SECONDS = 600.0
 DUE_STATUSES = ("queued", "failed", "sending")
@@ -43,22 +38,23 @@ def first_attempt_at(recipient: Recipient, urgent: bool, moment: datetime) -> da
     return clock.quiet_until(moment, recipient.quiet_start, recipient.quiet_end) or moment
 
 
-def _claim(session, delivery_id: int, now: datetime) -> bool:
+def _claim(session, delivery_id: int, now: datetime, lease: timedelta) -> bool:
     """Conditional UPDATE: two workers (the first try and the retry sweep, or
     a redelivered task) never send the same delivery at the same time."""
     return bool(session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.status.in_(DUE_STATUSES), Delivery.next_attempt_at <= now)
-        .values(status="sending", next_attempt_at=now + LEASE)
+        .values(status="sending", next_attempt_at=now + lease)
     ).rowcount)
 
 
-def attempt(db, outbox, delivery_id: int) -> str | None:
-    """Try a due delivery once; returns its new status (None if not due)."""
+def attempt(db, outbox, config, delivery_id: int) -> str | None:
+    """Try a due delivery once; returns its new status (None if not due).
+    `config` is notify's configuration (the channels' settings, the lease)."""
     now = utcnow()
     session = db.Session.session_factory()  # the outbox's after-commit publish applies
     try:
-        if not _claim(session, delivery_id, now):
+        if not _claim(session, delivery_id, now, timedelta(seconds=config["DELIVERY_LEASE_SECONDS"])):
             session.rollback()
             return None
         session.commit()
@@ -69,7 +65,7 @@ def attempt(db, outbox, delivery_id: int) -> str | None:
             body = delivery.keyed_full or note.full_body
         else:
             body = delivery.keyed_short or note.short_body
-        error = channels.send(url, note.title, body, dedupe_key=note.dedupe_key)
+        error = channels.send(config, url, note.title, body, dedupe_key=note.dedupe_key)
         delivery.attempts += 1
         if error is None:
             delivery.status, delivery.sent_at, delivery.last_error = "sent", utcnow(), None

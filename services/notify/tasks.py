@@ -26,7 +26,7 @@ def send(self, message):
             delivery_id = session.scalar(
                 select(Delivery.id).join(Notification).where(Notification.dedupe_key == key))
         if delivery_id is not None:
-            delivery.attempt(db, ext.outbox(), delivery_id)
+            delivery.attempt(db, ext.outbox(), current_app.config, delivery_id)
     return outcome
 
 
@@ -71,7 +71,7 @@ def handle_inbox_read(session, data, env) -> None:
 @shared_task(name=contract.RETRY_DELIVERIES)
 def retry_deliveries():
     db, outbox = ext.database(), ext.outbox()
-    return sum(1 for delivery_id in delivery.due(db) if delivery.attempt(db, outbox, delivery_id))
+    return sum(1 for delivery_id in delivery.due(db) if delivery.attempt(db, outbox, current_app.config, delivery_id))
 
 
 @shared_task(name=contract.RELAY_NOTIFY_OUTBOX)

@@ -150,7 +150,7 @@ class DeliveryRetry(MethodView):
         row.status, row.channel_index, row.attempts = "queued", 0, 0
         row.next_attempt_at = delivery.utcnow()
         ext.db_session().commit()
-        delivery.attempt(ext.database(), ext.outbox(), row.id)
+        delivery.attempt(ext.database(), ext.outbox(), current_app.config, row.id)
         ext.db_session().expire_all()
         return ext.db_session().get(Delivery, delivery_id)
 
@@ -178,6 +178,6 @@ class TestMessage(MethodView):
         _staff_only()
         text = "邻里测试消息：这个渠道可以收到通知。" if data["language"] == "zh-CN" else \
             "Linli test message: this channel receives notifications."
-        error = channels.send(data["channel"], "Linli", text)
+        error = channels.send(current_app.config, data["channel"], "Linli", text)
         log.info("test message", extra={"channel": contract.mask_url(data["channel"]), "error": error})
         return {"sent": error is None, "error": error, "channel": contract.mask_url(data["channel"])}

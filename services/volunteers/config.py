@@ -5,10 +5,7 @@ and deadlines per category.
 Defaults follow Chinese hotline practice (12345, GB/T 33358-2016): a request is taken
 within 2 hours in daytime, an ordinary service completed within 5 working
 days (never more than 7 days)."""
-import json
-import os
-
-from services.common.settings import base_config
+from services.common.settings import base_config, integer, json_object
 
 DEFAULT_POLICY = {
     "policy": "sequential",  # or "broadcast": the top K at once, first to accept wins
@@ -29,22 +26,22 @@ WEIGHTS = {"nearness": 100.0, "load": 20.0, "fairness": 10.0, "reliability": 10.
 
 def load() -> dict:
     cfg = base_config("volunteers")
-    cfg["MATCH_WEIGHTS"] = {**WEIGHTS, **json.loads(os.environ.get("LINLI_MATCH_WEIGHTS", "{}"))}
-    cfg["DISPATCH_DEFAULT"] = {**DEFAULT_POLICY, **json.loads(os.environ.get("LINLI_DISPATCH_DEFAULT", "{}"))}
-    overrides = json.loads(os.environ.get("LINLI_DISPATCH_POLICIES", "{}"))
+    cfg["MATCH_WEIGHTS"] = {**WEIGHTS, **json_object("LINLI_MATCH_WEIGHTS", '{"nearness": 120}')}
+    cfg["DISPATCH_DEFAULT"] = {**DEFAULT_POLICY, **json_object("LINLI_DISPATCH_DEFAULT", '{"offer_minutes": 20}')}
+    overrides = json_object("LINLI_DISPATCH_POLICIES", '{"haircut": {"policy": "broadcast"}}')
     cfg["DISPATCH_POLICIES"] = {k: {**CATEGORY_POLICIES.get(k, {}), **overrides.get(k, {})}
                                 for k in {*CATEGORY_POLICIES, *overrides}}
     # Escalated and still not taken after this long: the next level of the chain.
-    cfg["ESCALATION_STEP_MINUTES"] = int(os.environ.get("LINLI_ESCALATION_STEP_MINUTES", "120"))
-    cfg["LOGIN_LINK_MINUTES"] = int(os.environ.get("LINLI_LOGIN_LINK_MINUTES", "30"))
-    cfg["PORTAL_SESSION_DAYS"] = int(os.environ.get("LINLI_PORTAL_SESSION_DAYS", "30"))
+    cfg["ESCALATION_STEP_MINUTES"] = integer("LINLI_ESCALATION_STEP_MINUTES", 120)
+    cfg["LOGIN_LINK_MINUTES"] = integer("LINLI_LOGIN_LINK_MINUTES", 30)
+    cfg["PORTAL_SESSION_DAYS"] = integer("LINLI_PORTAL_SESSION_DAYS", 30)
     # Roster files are read whole before the first row is checked: a bound on
     # the upload, on what an XLSX (a zip) unpacks to, and on rows and columns
     # keeps a bad or hostile file from taking the worker's memory.
-    cfg["ROSTER_MAX_BYTES"] = int(os.environ.get("LINLI_ROSTER_MAX_BYTES", str(5 * 1024 * 1024)))
-    cfg["ROSTER_MAX_UNPACKED_BYTES"] = int(os.environ.get("LINLI_ROSTER_MAX_UNPACKED_BYTES", str(50 * 1024 * 1024)))
-    cfg["ROSTER_MAX_ROWS"] = int(os.environ.get("LINLI_ROSTER_MAX_ROWS", "5000"))
-    cfg["ROSTER_MAX_COLUMNS"] = int(os.environ.get("LINLI_ROSTER_MAX_COLUMNS", "50"))
+    cfg["ROSTER_MAX_BYTES"] = integer("LINLI_ROSTER_MAX_BYTES", 5 * 1024 * 1024)
+    cfg["ROSTER_MAX_UNPACKED_BYTES"] = integer("LINLI_ROSTER_MAX_UNPACKED_BYTES", 50 * 1024 * 1024)
+    cfg["ROSTER_MAX_ROWS"] = integer("LINLI_ROSTER_MAX_ROWS", 5000)
+    cfg["ROSTER_MAX_COLUMNS"] = integer("LINLI_ROSTER_MAX_COLUMNS", 50)
     return cfg
 
 

@@ -9,7 +9,7 @@ from flask import current_app
 from services.common import contract
 from services.common import extensions as ext
 from services.common.inbox import consume
-from services.common.queueing import TASK_TIME_LIMIT, redis_client
+from services.common.queueing import redis_client
 
 from .dispatch import Dispatcher
 from .models import DeadMessage, ProcessedMessage, ServiceRequest
@@ -73,8 +73,8 @@ def daily_digest():
 def sweep():
     # One sweep at a time across all worker processes, or two could offer
     # the same waiting request to two volunteers.
-    lock = redis_client(current_app.config["REDIS_URL"]).lock("linli:volunteers:sweep", timeout=TASK_TIME_LIMIT,
-                                                              blocking=False)
+    cfg = current_app.config
+    lock = redis_client(cfg["REDIS_URL"]).lock("linli:volunteers:sweep", timeout=cfg["TASK_TIME_LIMIT"], blocking=False)
     if not lock.acquire():
         return "busy"
     db = ext.database()

@@ -47,12 +47,10 @@ def _mark_earlier_demo() -> None:
     """The demo seed's volunteers and station from before this marker existed
     (the demo was the default then), known by name and phone (the station by
     code and name) together, as the community file lists them."""
-    import os
-
     from services.common.community import load
-    from services.common.settings import REPO
+    from services.common.settings import community_file
 
-    data = load(os.environ.get("LINLI_COMMUNITY_FILE", str(REPO / "data" / "community.json")))
+    data = load(community_file())
     volunteer = sa.table("volunteer", sa.column("name"), sa.column("phone"), sa.column("demo", sa.Boolean()))
     for v in data.get("demo_volunteers", []):
         op.execute(volunteer.update().where(volunteer.c.name == v["name"], volunteer.c.phone == v["phone"])
