@@ -18,6 +18,7 @@ from services.common import contract
 from services.requests import open311
 from services.requests.models import OutboxMessage, ServiceRequest
 from tests.conftest import ADMIN_TOKEN
+from tests.receivers import POLL
 
 KEY = "partner-key-1"
 REQUEST_FIELDS = {"service_request_id", "status", "status_notes", "service_name", "service_code", "description",
@@ -30,7 +31,7 @@ SERVICE_FIELDS = {"service_code", "service_name", "description", "metadata", "ty
 def server(make_app, backend):
     app = make_app("requests", backend=backend, OPEN311_API_KEYS=f"{KEY}, other-key")
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(POLL,), daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{httpd.server_port}/open311/v2"
     yield app, base
