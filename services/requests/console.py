@@ -24,7 +24,7 @@ from services.common.clock import SHANGHAI
 from services.common.db import utcnow
 from services.common.web import local_time, read_all_pages, read_service
 
-from . import hotline, models, staff
+from . import hotline, operations, staff
 from .models import FINAL, Building, ContactAccess, ServiceRequest, StaffMember
 from .schemas import (
     CloseIn,
@@ -37,7 +37,7 @@ from .schemas import (
     ReassignIn,
     VolunteerEditIn,
 )
-from .views import STATUS_LABELS, sorted_buildings, timer_for
+from .views import STATUS_LABELS, sorted_buildings
 
 log = logging.getLogger(__name__)
 console = Blueprint("console", __name__, url_prefix="/staff")
@@ -282,13 +282,14 @@ NOT_NOW = _l("This cannot be done in the request's present state.")
 
 @console.post("/requests/<uuid:request_id>/take")
 def take(request_id):
-    return _act(request_id, None, lambda req, d: "taken" if models.take(req, g.actor) else _refused(NOT_NOW), "take")
+    return _act(request_id, None, lambda req, d: "taken" if operations.take(req, g.actor) else _refused(NOT_NOW),
+                "take")
 
 
 @console.post("/requests/<uuid:request_id>/extend")
 def extend(request_id):
     def apply(req, d):
-        if models.extend(req, g.actor, d["working_days"], d["note"]):
+        if operations.extend(req, g.actor, d["working_days"], d["note"]):
             return "extended"
         return _refused(_l("A request is extended once, and only while it is open."))
     return _act(request_id, ExtendIn, apply, "extend")
@@ -300,7 +301,7 @@ def hand_back(request_id):
            "locked": _l("After three hand-backs the grid leader decides who handles it.")}
 
     def apply(req, d):
-        refused = models.hand_back(ext.db_session(), ext.outbox(), req, g.actor, d["note"], utcnow())
+        refused = operations.hand_back(ext.db_session(), ext.outbox(), req, g.actor, d["note"], utcnow())
         return _refused(why[refused]) if refused else "handed_back"
     return _act(request_id, ReasonIn, apply, "hand_back")
 
@@ -312,7 +313,7 @@ def reassign(request_id):
             return _refused(NOT_NOW)
         if not any(c["id"] == d["volunteer_id"] for c in _candidates(req)):
             return {"volunteer_id": [_l("Choose an active volunteer who offers this service.")]}
-        models.staff_action(ext.db_session(), ext.outbox(), req, "assign", g.actor,
+        operations.staff_action(ext.db_session(), ext.outbox(), req, "assign", g.actor,
                             volunteer_id=d["volunteer_id"])
         req.record("reassign_requested", g.actor, note=f"volunteer:{d['volunteer_id']}")
         return "reassign"
@@ -324,7 +325,7 @@ def escalate(request_id):
     def apply(req, d):
         if req.status in FINAL:
             return _refused(NOT_NOW)
-        models.staff_action(ext.db_session(), ext.outbox(), req, "escalate", g.actor,
+        operations.staff_action(ext.db_session(), ext.outbox(), req, "escalate", g.actor,
                             note=d["note"], level=d["level"])
         req.record("escalate_requested", g.actor, note=d["note"])
         return "escalate"
@@ -334,7 +335,7 @@ def escalate(request_id):
 @console.post("/requests/<uuid:request_id>/close")
 def close(request_id):
     def apply(req, d):
-        ok = models.close(ext.db_session(), ext.outbox(), req, g.actor, d["note"])
+        ok = operations.close(ext.db_session(), ext.outbox(), req, g.actor, d["note"])
         return "closed" if ok else _refused(_l("Close it after the volunteer completes it, or cancel it."))
     return _act(request_id, CloseIn, apply, "close")
 
@@ -342,7 +343,7 @@ def close(request_id):
 @console.post("/requests/<uuid:request_id>/cancel")
 def cancel(request_id):
     def apply(req, d):
-        ok = models.cancel(ext.db_session(), ext.outbox(), req, g.actor, d["note"])
+        ok = operations.cancel(ext.db_session(), ext.outbox(), req, g.actor, d["note"])
         return "cancelled" if ok else _refused(NOT_NOW)
     return _act(request_id, ReasonIn, apply, "cancel")
 
@@ -351,7 +352,7 @@ def cancel(request_id):
 def follow_up(request_id):
     """The follow-up call (回访), recorded by staff for the resident."""
     def apply(req, d):
-        ok = models.give_feedback(ext.db_session(), ext.outbox(), req, d, actor=g.actor)
+        ok = operations.give_feedback(ext.db_session(), ext.outbox(), req, d, actor=g.actor)
         return "follow_up" if ok else _refused(_l("A follow-up is recorded once, after completion."))
     return _act(request_id, FeedbackIn, apply, "follow_up")
 
@@ -381,9 +382,9 @@ def proxy_post():
     building = ext.db_session().get(Building, data["building"])
     if not g.scope.allows_place(building, data.get("unit")):
         return _proxy_form(values, {"unit": [_l("This stairwell is outside your area.")]}, 403)
-    req = models.submit(ext.db_session(), ext.outbox(), data, channel="staff",
+    req = operations.submit(ext.db_session(), ext.outbox(), data, channel="staff",
                         language=data["language"], digest_key=current_app.config["PHONE_DIGEST_KEY"],
-                        timer=timer_for(data["category"]), entered_by=g.actor)
+                        timer=operations.timer_for(data["category"]), entered_by=g.actor)
     ext.db_session().commit()
     log.info("request entered for a resident", extra={"request_id": req.id, "actor": g.actor,
                                                       "consent_method": data["consent_method"]})
@@ -555,7 +556,7 @@ def volunteer_update(volunteer_id):
         data = VolunteerEditIn().load({k: v for k, v in values.items() if v not in ("", [])})
     except ValidationError as exc:
         return _volunteer_form(vol, values, exc.messages, 422)
-    models.staff_action(ext.db_session(), ext.outbox(), None, "update", g.actor,
+    operations.staff_action(ext.db_session(), ext.outbox(), None, "update", g.actor,
                         volunteer_id=volunteer_id, capacity=data["capacity"], skills=data["skills"])
     ext.db_session().commit()
     log.info("volunteer update asked", extra={"volunteer_id": volunteer_id, "actor": g.actor})
@@ -567,7 +568,7 @@ def volunteer_active(volunteer_id):
     """Deactivate (no new offers) or activate again, through matching."""
     editable_volunteer(volunteer_id)
     action = "activate" if request.form.get("active") == "1" else "deactivate"
-    models.staff_action(ext.db_session(), ext.outbox(), None, action, g.actor,
+    operations.staff_action(ext.db_session(), ext.outbox(), None, action, g.actor,
                         volunteer_id=volunteer_id)
     ext.db_session().commit()
     log.info("volunteer status asked", extra={"volunteer_id": volunteer_id, "action": action, "actor": g.actor})
