@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from services.common import contract, tables
 from services.common import extensions as ext
@@ -25,7 +25,9 @@ from services.common.db import utcnow
 from services.common.web import local_time, read_all_pages, read_service
 
 from . import hotline, operations, staff
+from .labels import STATUS_LABELS
 from .models import FINAL, Building, ContactAccess, ServiceRequest, StaffMember
+from .queries import queue_statement, sorted_buildings
 from .schemas import (
     CloseIn,
     EscalateIn,
@@ -37,7 +39,6 @@ from .schemas import (
     ReassignIn,
     VolunteerEditIn,
 )
-from .views import STATUS_LABELS, sorted_buildings
 
 log = logging.getLogger(__name__)
 console = Blueprint("console", __name__, url_prefix="/staff")
@@ -147,27 +148,6 @@ def _query_args() -> dict:
         abort(400, description=str(exc.messages))
 
 
-def queue_statement(q: dict, now: datetime):
-    stmt = select(ServiceRequest).where(g.scope.where()).order_by(ServiceRequest.created_at.desc())
-    if "status" in q:
-        stmt = stmt.where(ServiceRequest.status == q["status"])
-    if "category" in q:
-        stmt = stmt.where(ServiceRequest.category == q["category"])
-    if "grid" in q:
-        stmt = stmt.where(ServiceRequest.building_code.in_(select(Building.code).where(Building.grid == q["grid"])))
-    if "building" in q:
-        stmt = stmt.where(ServiceRequest.building_code == q["building"])
-    if q.get("escalated"):
-        stmt = stmt.where(ServiceRequest.status == "escalated")
-    if q.get("overdue"):
-        stmt = stmt.where(ServiceRequest.status.not_in(FINAL), or_(
-            and_(ServiceRequest.taken_at.is_(None), ServiceRequest.take_by < now), ServiceRequest.due_at < now))
-    if q.get("follow_up"):
-        stmt = stmt.where(ServiceRequest.status.in_(("completed", "closed")), ~ServiceRequest.feedback.has(),
-                          ServiceRequest.anonymised_at.is_(None))
-    return stmt
-
-
 QUEUE_HEADER = ("tracking_code", "created_at", "category", "building", "unit", "grid", "status", "take_by",
                 "due_at", "overdue", "handbacks", "masked_phone")
 
@@ -182,10 +162,10 @@ def _queue_row(req: ServiceRequest, now: datetime) -> list:
 def queue():
     q, now = _query_args(), utcnow()
     if "format" in q:
-        rows = ext.db_session().scalars(queue_statement(q, now).limit(10000)).all()
+        rows = ext.db_session().scalars(queue_statement(g.scope, q, now).limit(10000)).all()
         return tables.download(tables.table(QUEUE_HEADER, [_queue_row(r, now) for r in rows], q["format"]),
                                f"requests.{q['format']}", q["format"])
-    rows = ext.db_session().scalars(queue_statement(q, now).limit(500)).all()
+    rows = ext.db_session().scalars(queue_statement(g.scope, q, now).limit(500)).all()
     grids = sorted({b.grid for b in ext.db_session().scalars(select(Building))})
     return render_template("console_queue.html", rows=rows, q=q, now=now, overdue=hotline.overdue,
                            categories=contract.CATEGORIES, statuses=contract.STATUSES,

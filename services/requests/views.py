@@ -24,7 +24,9 @@ from services.common.ratelimit import limit
 from services.common.web import current_lang, read_service, require_caller
 
 from . import operations, staff
+from .labels import STATUS_LABELS
 from .models import FINAL, Building, ContactAccess, Open311Key, ServiceRequest, normalise_tracking_code
+from .queries import queue_statement, sorted_buildings
 from .schemas import (
     BuildingOut,
     CancelIn,
@@ -45,19 +47,6 @@ log = logging.getLogger(__name__)
 web = WebBlueprint("web", __name__)
 api = ApiBlueprint("api", __name__, url_prefix="/api/v1", description="Residents' service requests")
 
-STATUS_LABELS = {
-    "submitted": _l("Submitted"),
-    "matching": _l("Looking for a volunteer"),
-    "offered": _l("Offered to a volunteer"),
-    "assigned": _l("Assigned"),
-    "in_progress": _l("In progress"),
-    "completed": _l("Completed"),
-    "closed": _l("Closed"),
-    "cancelled": _l("Cancelled"),
-    "escalated": _l("Passed to community staff"),
-}
-
-
 
 def _submit(data: dict, channel: str) -> ServiceRequest:
     session = ext.db_session()
@@ -67,11 +56,6 @@ def _submit(data: dict, channel: str) -> ServiceRequest:
     session.commit()  # the outbox relays request.submitted right after this
     log.info("request submitted", extra={"request_id": req.id, "category": req.category, "channel": channel})
     return req
-
-
-def sorted_buildings() -> list[Building]:
-    """The community's buildings in the order residents count them (2 before 10)."""
-    return sorted(ext.db_session().scalars(select(Building)).all(), key=lambda b: (len(b.code), b.code))
 
 
 def _find(code: str) -> ServiceRequest | None:
@@ -361,9 +345,7 @@ class StaffRequests(MethodView):
     def get(self, query, pagination_parameters):
         """Requests in the caller's scope, newest first, with the queue's filters, a page at a time."""
         _staff_api()
-        from .console import queue_statement
-
-        return page_of(ext.db_session(), queue_statement(query, utcnow()), pagination_parameters)
+        return page_of(ext.db_session(), queue_statement(g.scope, query, utcnow()), pagination_parameters)
 
 
 @api.route("/staff/requests/<uuid:request_id>")
