@@ -288,8 +288,8 @@ def post_request(fmt):
         raise Open311Error(400, fields_) from exc
     session = ext.db_session()
     req = operations.submit(session, ext.outbox(), data, channel="open311", language="zh-CN",
-                        digest_key=current_app.config["PHONE_DIGEST_KEY"],
-                        timer=operations.timer_for(data["category"]))
+                            digest_key=current_app.config["PHONE_DIGEST_KEY"],
+                            timer=operations.timer_for(data["category"]))
     session.commit()
     notice = ("已收到，社区或邻居志愿者会尽快联系。/ "
               "Received; a neighbour volunteer or the community office will respond.")

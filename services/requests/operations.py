@@ -103,7 +103,6 @@ def resend_unanswered(session, outbox, digest_key: str, after: timedelta, still_
     return len(stale)
 
 
-
 def cancel(session, outbox, req: ServiceRequest, actor: str, reason: str) -> bool:
     """Withdrawn by the resident (tracking code) or staff: matching then
     withdraws offers and frees the volunteer."""

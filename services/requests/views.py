@@ -152,7 +152,7 @@ def cancel_form(code: str):
     if req is None:
         return render_template("not_found.html"), 404
     if not operations.cancel(ext.db_session(), ext.outbox(), req, actor="resident",
-                         reason=request.form.get("reason", "").strip()[:500]):
+                             reason=request.form.get("reason", "").strip()[:500]):
         return _tracking_page(req, status=409)
     ext.db_session().commit()
     return redirect(url_for("web.track", code=req.tracking_code, done="cancelled"), 303)
@@ -252,7 +252,7 @@ class Cancel(MethodView):
         if req is None:
             abort(404, message="no request with that tracking code")
         if not operations.cancel(ext.db_session(), ext.outbox(), req, actor="resident",
-                             reason=data["reason"]):
+                                 reason=data["reason"]):
             abort(409, message=f"a {req.status} request cannot be cancelled")
         ext.db_session().commit()
         return req
