@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.common import contract
-from services.requests import hotline, models, staff
+from services.requests import hotline, operations, staff
 from services.requests.models import ContactAccess, OutboxMessage, ServiceRequest, StaffMember
 from tests.conftest import ADMIN_TOKEN, VOLUNTEERS_TOKEN, csrf_token
 
@@ -562,8 +562,8 @@ def test_retention_anonymises_old_requests_and_keeps_the_counts(app):
     complete(app, old, recent)
     with app.app_context():
         s = app.extensions["db"].Session
-        models.give_feedback(s, app.extensions["outbox"], get_request(app, old),
-                             {"rating": 5, "thanks": True, "comment": "谢谢张师傅，302的门铃坏了", "resolved": True})
+        operations.give_feedback(s, app.extensions["outbox"], get_request(app, old), {
+            "rating": 5, "thanks": True, "comment": "谢谢张师傅，302的门铃坏了", "resolved": True})
         get_request(app, old).finished_at -= timedelta(days=181)
         get_request(app, open_).created_at -= timedelta(days=400)  # open requests are kept whole
         s.commit()

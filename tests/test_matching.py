@@ -747,7 +747,7 @@ def test_intakes_own_escalations_reach_leaders_with_their_reason(world, make_app
     """Driven by intake's real producers (a staff hand-back, an unhappy
     follow-up), not by a message written here: the leader is told why."""
     from services.common.db import utcnow
-    from services.requests import models as intake_models
+    from services.requests import operations as intake_operations
     from services.requests.models import OutboxMessage as IntakeOutbox
     from services.requests.models import ServiceRequest as IntakeRequest
 
@@ -761,11 +761,11 @@ def test_intakes_own_escalations_reach_leaders_with_their_reason(world, make_app
         req = session.get(IntakeRequest, rid)
         if producer == "hand_back":
             req.move_to("escalated", actor="matching")
-            assert intake_models.hand_back(session, outbox, req, "staff:1", "不归我管", utcnow()) is None
+            assert intake_operations.hand_back(session, outbox, req, "staff:1", "不归我管", utcnow()) is None
         else:
             req.move_to("assigned", actor="volunteer:1")
             req.move_to("completed", actor="volunteer:1")
-            assert intake_models.give_feedback(session, outbox, req, {
+            assert intake_operations.give_feedback(session, outbox, req, {
                 "rating": 1, "thanks": False, "comment": "没修好", "resolved": False}, actor="resident")
         session.commit()
         [row] = session.scalars(select(IntakeOutbox).where(IntakeOutbox.task_name == contract.STAFF_ACTION)).all()

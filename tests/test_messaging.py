@@ -133,7 +133,7 @@ def test_a_request_matching_never_answered_is_sent_again(make_app, unit_redis):
     """The broker may lose a message after the outbox handed it over (a worker
     killed between taking it and recording it): intake sends a request that is
     still only `submitted` again, under a new envelope, until matching answers."""
-    from services.requests.models import resend_unanswered
+    from services.requests.operations import resend_unanswered
 
     app = make_app("requests")
     request_id = app.test_client().post("/api/v1/requests", json=GOOD).json["id"]

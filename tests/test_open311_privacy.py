@@ -12,7 +12,7 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, select
 
-from services.requests import VERSIONS, models, staff
+from services.requests import VERSIONS, models, operations, staff
 from services.requests.models import Base, ServiceRequest, StaffMember
 from tests.conftest import ADMIN_TOKEN
 
@@ -58,7 +58,7 @@ def with_timeline(app, public_id) -> ServiceRequest:
         req = stored(app, public_id)
         assert req.move_to("matching", actor="matching", note=STATUS_NOTE)
         req.record("handed_back", "staff:1", note=INTERNAL_NOTE)
-        assert models.extend(req, "staff:1", 3, EXTENSION_REASON)
+        assert operations.extend(req, "staff:1", 3, EXTENSION_REASON)
         app.extensions["db"].Session.commit()
         return req
 

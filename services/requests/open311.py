@@ -35,7 +35,7 @@ from services.common import extensions as ext
 from services.common.clock import SHANGHAI
 from services.common.ratelimit import limit
 
-from . import models
+from . import models, operations
 from .models import RESIDENT_CHANNELS, Building, Open311Key, ServiceRequest, StatusChange
 from .schemas import ServiceRequestIn
 
@@ -287,9 +287,9 @@ def post_request(fmt):
         fields_ = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in sorted(exc.messages.items()))
         raise Open311Error(400, fields_) from exc
     session = ext.db_session()
-    req = models.submit(session, ext.outbox(), data, channel="open311", language="zh-CN",
-                        digest_key=current_app.config["PHONE_DIGEST_KEY"],
-                        timer=current_app.extensions["timers"][data["category"]])
+    req = operations.submit(session, ext.outbox(), data, channel="open311", language="zh-CN",
+                            digest_key=current_app.config["PHONE_DIGEST_KEY"],
+                            timer=operations.timer_for(data["category"]))
     session.commit()
     notice = ("已收到，社区或邻居志愿者会尽快联系。/ "
               "Received; a neighbour volunteer or the community office will respond.")

@@ -17,7 +17,8 @@ from services.common.clock import SHANGHAI
 from services.common.db import utcnow
 from services.common.inbox import Permanent, consume
 
-from .models import DeadMessage, ProcessedMessage, ServiceRequest, anonymise_expired, resend_unanswered
+from .models import DeadMessage, ProcessedMessage, ServiceRequest
+from .operations import anonymise_expired, resend_unanswered
 
 log = logging.getLogger(__name__)
 

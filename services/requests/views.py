@@ -23,8 +23,10 @@ from services.common.factory import ApiBlueprint, page_of
 from services.common.ratelimit import limit
 from services.common.web import current_lang, read_service, require_caller
 
-from . import models, staff
-from .models import Building, ContactAccess, Open311Key, ServiceRequest, normalise_tracking_code
+from . import operations, staff
+from .labels import STATUS_LABELS
+from .models import FINAL, Building, ContactAccess, Open311Key, ServiceRequest, normalise_tracking_code
+from .queries import queue_statement, sorted_buildings
 from .schemas import (
     BuildingOut,
     CancelIn,
@@ -45,36 +47,15 @@ log = logging.getLogger(__name__)
 web = WebBlueprint("web", __name__)
 api = ApiBlueprint("api", __name__, url_prefix="/api/v1", description="Residents' service requests")
 
-STATUS_LABELS = {
-    "submitted": _l("Submitted"),
-    "matching": _l("Looking for a volunteer"),
-    "offered": _l("Offered to a volunteer"),
-    "assigned": _l("Assigned"),
-    "in_progress": _l("In progress"),
-    "completed": _l("Completed"),
-    "closed": _l("Closed"),
-    "cancelled": _l("Cancelled"),
-    "escalated": _l("Passed to community staff"),
-}
-
-
 
 def _submit(data: dict, channel: str) -> ServiceRequest:
     session = ext.db_session()
-    req = models.submit(session, ext.outbox(), data, channel=channel, language=current_lang(),
-                        digest_key=current_app.config["PHONE_DIGEST_KEY"], timer=timer_for(data["category"]))
+    req = operations.submit(session, ext.outbox(), data, channel=channel, language=current_lang(),
+                            digest_key=current_app.config["PHONE_DIGEST_KEY"],
+                            timer=operations.timer_for(data["category"]))
     session.commit()  # the outbox relays request.submitted right after this
     log.info("request submitted", extra={"request_id": req.id, "category": req.category, "channel": channel})
     return req
-
-
-def sorted_buildings() -> list[Building]:
-    """The community's buildings in the order residents count them (2 before 10)."""
-    return sorted(ext.db_session().scalars(select(Building)).all(), key=lambda b: (len(b.code), b.code))
-
-
-def timer_for(category: str):
-    return current_app.extensions["timers"][category]
 
 
 def _find(code: str) -> ServiceRequest | None:
@@ -149,7 +130,7 @@ def _live_context(req: ServiceRequest) -> dict:
 def _tracking_page(req: ServiceRequest, notice=None, errors=None, status: int = 200):
     return render_template(
         "track.html", **_live_context(req), new=request.args.get("new") == "1", notice=notice,
-        errors=errors or {}, can_cancel=req.status not in models.FINAL,
+        errors=errors or {}, can_cancel=req.status not in FINAL,
         can_rate=req.status in ("completed", "closed") and req.feedback is None,
         live_every=current_app.config["TRACK_POLL_MS"],
     ), status
@@ -170,8 +151,8 @@ def cancel_form(code: str):
     req = _find(code)
     if req is None:
         return render_template("not_found.html"), 404
-    if not models.cancel(ext.db_session(), ext.outbox(), req, actor="resident",
-                         reason=request.form.get("reason", "").strip()[:500]):
+    if not operations.cancel(ext.db_session(), ext.outbox(), req, actor="resident",
+                             reason=request.form.get("reason", "").strip()[:500]):
         return _tracking_page(req, status=409)
     ext.db_session().commit()
     return redirect(url_for("web.track", code=req.tracking_code, done="cancelled"), 303)
@@ -187,7 +168,7 @@ def feedback_form(code: str):
         data = FeedbackIn().load(values)
     except ValidationError as exc:
         return _tracking_page(req, errors=exc.messages, status=422)
-    if not models.give_feedback(ext.db_session(), ext.outbox(), req, data):
+    if not operations.give_feedback(ext.db_session(), ext.outbox(), req, data):
         return _tracking_page(req, status=409)
     ext.db_session().commit()
     return redirect(url_for("web.track", code=req.tracking_code, done="feedback"), 303)
@@ -270,8 +251,8 @@ class Cancel(MethodView):
         req = _find(code)
         if req is None:
             abort(404, message="no request with that tracking code")
-        if not models.cancel(ext.db_session(), ext.outbox(), req, actor="resident",
-                             reason=data["reason"]):
+        if not operations.cancel(ext.db_session(), ext.outbox(), req, actor="resident",
+                                 reason=data["reason"]):
             abort(409, message=f"a {req.status} request cannot be cancelled")
         ext.db_session().commit()
         return req
@@ -286,7 +267,7 @@ class GiveFeedback(MethodView):
         req = _find(code)
         if req is None:
             abort(404, message="no request with that tracking code")
-        if not models.give_feedback(ext.db_session(), ext.outbox(), req, data):
+        if not operations.give_feedback(ext.db_session(), ext.outbox(), req, data):
             abort(409, message="feedback is taken once, after completion")
         ext.db_session().commit()
         return req
@@ -364,9 +345,7 @@ class StaffRequests(MethodView):
     def get(self, query, pagination_parameters):
         """Requests in the caller's scope, newest first, with the queue's filters, a page at a time."""
         _staff_api()
-        from .console import queue_statement
-
-        return page_of(ext.db_session(), queue_statement(query, utcnow()), pagination_parameters)
+        return page_of(ext.db_session(), queue_statement(g.scope, query, utcnow()), pagination_parameters)
 
 
 @api.route("/staff/requests/<uuid:request_id>")

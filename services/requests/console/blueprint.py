@@ -1,0 +1,55 @@
+"""The staff console's blueprint (/staff) and what every page of it shares:
+sign-in before anything else, no caching, the labels every template
+uses, and a request by id only within the staff member's scope."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, g, redirect, request, url_for
+from flask_babel import lazy_gettext as _l
+
+from services.common import extensions as ext
+
+from .. import staff
+from ..labels import STATUS_LABELS
+from ..models import ServiceRequest
+
+log = logging.getLogger(__name__)
+
+console = Blueprint("console", __name__, url_prefix="/staff")
+
+ROLE_LABELS = {"admin": _l("Community admin"), "grid_leader": _l("Grid leader"),
+               "hallway_leader": _l("Hallway leader")}
+
+
+@console.before_request
+def _signed_in():
+    if request.endpoint in ("console.login", "console.login_post"):
+        return None
+    if not staff.identify(ext.db_session()):
+        return redirect(url_for("console.login", next=request.path))
+    return None
+
+
+@console.after_request
+def _private(response):
+    # Pages with residents' data are never cached, by the browser or a proxy.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@console.app_context_processor
+def _globals():
+    return {"staff_member": g.get("staff"), "role_labels": ROLE_LABELS, "status_labels": STATUS_LABELS}
+
+
+def scoped_request(request_id) -> ServiceRequest:
+    """The request, if it is in the staff member's scope: 404 if there is
+    none, 403 (and a warning in the log) if it is someone else's."""
+    req = ext.db_session().get(ServiceRequest, str(request_id))
+    if req is None:
+        abort(404)
+    if not g.scope.allows(req):
+        log.warning("out-of-scope request refused", extra={"request_id": req.id, "actor": g.actor})
+        abort(403)
+    return req
