@@ -1,11 +1,13 @@
-"""Fixtures shared by the tests: a service app on a fresh database
-(SQLite file or PostgreSQL), migrated and seeded by its own `init-db`
-command, publishing to a Redis database kept for unit tests."""
+"""Fixtures shared by the tests: a service app on a database of its own
+(SQLite file or PostgreSQL), copied from one migrated and seeded by the
+service's own `init-db` once per session, publishing to a Redis database
+kept for unit tests."""
 from __future__ import annotations
 
 import importlib
 import os
 import re
+import shutil
 import uuid
 
 import psycopg
@@ -36,10 +38,10 @@ def pg_url(dbname: str) -> str:
     return f"{base}/{dbname}"
 
 
-def create_pg_database(dbname: str) -> str:
+def create_pg_database(dbname: str, template: str | None = None) -> str:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{dbname}"')
+        conn.execute(f'CREATE DATABASE "{dbname}"' + (f' TEMPLATE "{template}"' if template else ""))
     return pg_url(dbname)
 
 
@@ -62,35 +64,85 @@ def unit_redis():
     client.close()
 
 
+def _sqlite_url(path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _service_app(service: str, url: str, config: dict):
+    module = importlib.import_module(f"services.{service}")
+    return module.create_app({
+        "TESTING": True,
+        "DATABASE_URL": url,
+        "REDIS_URL": UNIT_REDIS_URL,
+        **SECRETS,
+        # Tests post from one address; the limits are tested where they
+        # are set on purpose (tests/test_security.py).
+        "RATE_LIMITS": {name: "1000000 per minute" for name in RATE_LIMITS},
+        "DEMO": False,
+        **config,
+    })
+
+
+@pytest.fixture(scope="session")
+def database_templates(tmp_path_factory):
+    """Each service's database, migrated and seeded by its own `init-db`
+    once per test session (per backend and configuration), for make_app to
+    copy. Tests still get a database of their own and commit for real: the
+    outbox publishes after commit, deliveries are claimed in sessions of
+    their own, SQLite takes real write locks, so a rolled-back transaction
+    per test would hide what these tests are about."""
+    folder = tmp_path_factory.mktemp("templates")
+    made: dict[tuple, str] = {}
+    pg_templates: list[str] = []
+
+    def template(service: str, backend: str, config: dict, setup) -> str:
+        key = (service, backend, repr(sorted(config.items())), setup and setup.__qualname__)
+        if key not in made:
+            if backend == "postgresql":
+                name = f"linli_template_{service}_{len(made)}_{uuid.uuid4().hex[:6]}"
+                url = create_pg_database(name)
+                pg_templates.append(name)
+            else:
+                name = f"{service}-{len(made)}.db"
+                url = _sqlite_url(folder / name)
+            app = _service_app(service, url, config)
+            result = app.test_cli_runner().invoke(args=["init-db"])
+            assert result.exit_code == 0, result.output
+            if setup:
+                setup(app)
+            db = app.extensions["db"]
+            if backend == "sqlite":
+                with db.engine.connect() as conn:  # the whole database in the file we copy
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.engine.dispose()  # PostgreSQL copies a template only while nobody is connected
+            made[key] = name if backend == "postgresql" else str(folder / name)
+        return made[key]
+
+    yield template
+    for name in pg_templates:
+        drop_pg_database(name)
+
+
 @pytest.fixture
-def make_app(tmp_path, monkeypatch, unit_redis):
-    """make_app("requests", backend="sqlite", **config) → a migrated,
-    seeded Flask app of that service."""
+def make_app(tmp_path, monkeypatch, unit_redis, database_templates):
+    """make_app("requests", backend="sqlite", setup=None, **config) → a
+    Flask app of that service on a database of its own, migrated and seeded
+    (a copy of the session's template). `setup(app)`, e.g. staff accounts,
+    runs once on the template."""
     monkeypatch.setenv("LINLI_DATA_DIR", str(tmp_path))
     made_pg = []
 
-    def make(service: str, backend: str = "sqlite", **config):
+    def make(service: str, backend: str = "sqlite", setup=None, **config):
+        source = database_templates(service, backend, config, setup)
         if backend == "postgresql":
             name = f"linli_unit_{service}_{uuid.uuid4().hex[:8]}"
-            url = create_pg_database(name)
+            url = create_pg_database(name, template=source)
             made_pg.append(name)
         else:
-            url = f"sqlite:///{tmp_path / (service + '.db')}"
-        module = importlib.import_module(f"services.{service}")
-        app = module.create_app({
-            "TESTING": True,
-            "DATABASE_URL": url,
-            "REDIS_URL": UNIT_REDIS_URL,
-            **SECRETS,
-            # Tests post from one address; the limits are tested where they
-            # are set on purpose (tests/test_security.py).
-            "RATE_LIMITS": {name: "1000000 per minute" for name in RATE_LIMITS},
-            "DEMO": False,
-            **config,
-        })
-        result = app.test_cli_runner().invoke(args=["init-db"])
-        assert result.exit_code == 0, result.output
-        return app
+            copy = tmp_path / f"{service}.db"
+            shutil.copyfile(source, copy)
+            url = _sqlite_url(copy)
+        return _service_app(service, url, config)
 
     yield make
     for app_db in made_pg:

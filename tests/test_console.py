@@ -24,9 +24,7 @@ G1_BUILDING, G2_BUILDING = "3", "14"
 COOKIE = "linli_requests_session"  # grids G1 and G2 of the demo community
 
 
-@pytest.fixture
-def app(make_app):
-    app = make_app("requests")
+def add_staff(app) -> None:
     with app.app_context():
         s = app.extensions["db"].Session
         staff.create(s, "admin", PASSWORD, "admin", "社区办公室")
@@ -34,7 +32,12 @@ def app(make_app):
         staff.create(s, "g2", PASSWORD, "grid_leader", "二网格", grid="G2")
         staff.create(s, "hall", PASSWORD, "hallway_leader", "3幢1单元楼道长", stairwells=["3:1"])
         s.commit()
-    return app
+
+
+@pytest.fixture
+def app(make_app):
+    # The accounts are made once, in the session's template (argon2 is slow on purpose).
+    return make_app("requests", setup=add_staff)
 
 
 def sign_in(app, username, password=PASSWORD, client=None, addr="10.0.0.1"):
