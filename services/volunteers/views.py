@@ -15,7 +15,7 @@ from flask import current_app, g, redirect, render_template, request, session, u
 from flask.views import MethodView
 from flask_babel import lazy_gettext as _l
 from flask_smorest import abort
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError
 from sqlalchemy import and_, func, or_, select, update
 
 from services.common import contract
@@ -47,7 +47,10 @@ from .models import (
 from .schemas import (
     MOBILE,
     AssignIn,
+    CompleteIn,
     ConfirmIn,
+    CorrectionIn,
+    DonateIn,
     ExportArgs,
     HoursOut,
     HoursQuery,
@@ -306,21 +309,6 @@ def volunteer_required(view):
     return wrapper
 
 
-class CompleteIn(Schema):
-    minutes = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 24 * 60))
-    note = fields.String(load_default="", validate=validate.Length(0, 500))
-
-
-class CorrectionIn(Schema):
-    hours = fields.Decimal(required=True, places=1, validate=validate.Range(0.5, 24))
-    reason = fields.String(required=True, validate=validate.Length(1, 300))
-
-
-class DonateIn(Schema):
-    to = contract.Id(required=True)
-    amount = fields.Decimal(required=True, places=1, validate=validate.Range(0.5, 1000))
-
-
 def _form(schema: Schema) -> dict:
     values = {k: v for k, v in request.form.items() if k != "csrf_token" and v != ""}
     return schema.load(values)
@@ -465,8 +453,6 @@ def hours_correction(entry_id: int):
         data = _form(CorrectionIn())
     except ValidationError as exc:
         return _portal(errors={f"correction-{entry_id}": exc.messages}, status=422)
-    if (data["hours"] * 2) % 1:
-        return _portal(errors={f"correction-{entry_id}": {"hours": ["0.5 h steps"]}}, status=422)
     entry.status, entry.correction_hours, entry.correction_reason = "correction", data["hours"], data["reason"]
     ext.db_session().commit()
     return redirect(url_for("web.portal", outcome="correction"), 303)
