@@ -60,7 +60,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 def import_volunteers(path, partial):
     """Import a volunteer roster (CSV or XLSX), with a progress bar."""
     from . import roster
-    from .views import import_roster
 
     cfg = current_app.config
     with open(path, "rb") as fh:
@@ -72,7 +71,9 @@ def import_volunteers(path, partial):
     except roster.RosterTooLarge as exc:
         raise click.ClickException(str(exc)) from exc
     with click.progressbar(length=len(rows), label="checking rows") as bar:
-        report = import_roster(rows, partial=partial, progress=bar.update)
+        report = roster.import_roster(ext.db_session(), rows, cfg["PHONE_DIGEST_KEY"], partial=partial,
+                                      progress=bar.update)
+    ext.db_session().commit()
     for error in report["errors"]:
         click.echo(f"row {error['row']}: {error['errors']}")
     click.echo(f"imported {report['imported']} of {report['rows']} rows")

@@ -603,25 +603,11 @@ class VolunteerImport(MethodView):
             abort(413, message=str(exc))
         except Exception as exc:  # not a CSV/XLSX at all
             abort(422, errors={"files": {"file": [f"Not a readable roster: {type(exc).__name__}"]}})
-        report = import_roster(rows, partial=args["partial"])
+        report = roster.import_roster(ext.db_session(), rows, current_app.config["PHONE_DIGEST_KEY"],
+                                      partial=args["partial"])
+        ext.db_session().commit()
         # Bad rows and nothing imported: the whole file was refused.
         return report, 422 if report["errors"] and not report["imported"] else 200
-
-
-def import_roster(rows: list[dict], partial: bool, progress=None) -> dict:
-    """Validate every row; create or update (by phone) the good ones when
-    the file is clean or partial import was asked for."""
-    good, errors = roster.validate_rows(rows, progress)
-    imported = 0
-    if good and (partial or not errors):
-        session, key = ext.db_session(), current_app.config["PHONE_DIGEST_KEY"]
-        for _, data in good:
-            vol = session.scalar(select(Volunteer).where(Volunteer.phone == data["phone"])) or Volunteer()
-            vol.apply(data, key)
-            session.add(vol)
-            imported += 1
-        session.commit()
-    return {"rows": len(rows), "imported": imported, "errors": errors}
 
 
 @api.route("/volunteers/export")
