@@ -20,7 +20,7 @@ from sqlalchemy import select, text
 
 from services.common.db import Database, utcnow
 from services.volunteers import VERSIONS
-from services.volunteers import views as volunteer_views
+from services.volunteers import portal as volunteer_portal
 from services.volunteers.models import (
     Assignment,
     Base,
@@ -61,7 +61,7 @@ def intake(monkeypatch):
         return dict(CONTACT) if path.endswith(tuple(f"reader=volunteer:{i}" for i in range(1, 100))) \
             and "/contact" in path else []
 
-    monkeypatch.setattr(volunteer_views, "read_service", read_service)
+    monkeypatch.setattr(volunteer_portal, "read_service", read_service)
     return reads
 
 

@@ -12,10 +12,12 @@ import logging
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
+from flask import current_app
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common import clock, contract
+from services.common import extensions as ext
 from services.common.db import utcnow
 
 from . import config, engine
@@ -719,3 +721,7 @@ class Dispatcher:
             sent += 1
         return sent
 
+
+def dispatcher(session) -> Dispatcher:
+    """The service's dispatcher, in a request's or a task's app context."""
+    return Dispatcher(session, ext.outbox(), current_app.config)

@@ -11,17 +11,13 @@ from services.common import extensions as ext
 from services.common.inbox import consume
 from services.common.queueing import TASK_TIME_LIMIT, redis_client
 
-from .dispatch import Dispatcher
+from .dispatch import dispatcher
 from .models import DeadMessage, ProcessedMessage, ServiceRequest
 
 
 def _consume(task, message, handler):
     return consume(task, message, handler, db=ext.database(),
                    processed=ProcessedMessage, dead=DeadMessage)
-
-
-def dispatcher(session) -> Dispatcher:
-    return Dispatcher(session, ext.outbox(), current_app.config)
 
 
 @shared_task(name=contract.REQUEST_SUBMITTED, bind=True)
