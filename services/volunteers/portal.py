@@ -17,6 +17,7 @@ from flask_babel import lazy_gettext as _l
 from flask_smorest import abort
 from marshmallow import Schema, ValidationError
 from sqlalchemy import select, update
+from sqlalchemy.orm import defaultload, lazyload
 
 from services.common import contract
 from services.common import extensions as ext
@@ -33,6 +34,7 @@ from .models import (
     LoginLink,
     Offer,
     Station,
+    StationSession,
     Volunteer,
     token_hash,
 )
@@ -228,13 +230,20 @@ def _portal(outcome=None, errors=None, status=200):
     hours = db.scalars(select(HoursEntry).where(HoursEntry.volunteer_id == vol.id)
                        .order_by(HoursEntry.completed_at.desc())).all()
     confirmed = sum((h.hours for h in hours if h.status == "confirmed"), Decimal(0))
-    led = db.scalars(select(Station.id).where(Station.lead_volunteer_id == vol.id)).all()
-    to_confirm = []
-    if led:
-        # Never their own: nobody confirms their own hours (coins follow them).
-        to_confirm = [h for h in db.scalars(select(HoursEntry).where(HoursEntry.status != "confirmed",
-                                                                     HoursEntry.volunteer_id != vol.id)).all()
-                      if h.assignment.booking_id and _station_of(h.assignment) in led]
+    # Hours of services at the stations this volunteer leads, never their
+    # own (coins follow confirmed hours). One query: the page shows who, when
+    # and how long, and the rest loads only if touched.
+    to_confirm = db.scalars(
+        select(HoursEntry)
+        .join(Assignment, Assignment.id == HoursEntry.assignment_id)
+        .join(Booking, Booking.id == Assignment.booking_id)
+        .join(StationSession, StationSession.id == Booking.session_id)
+        .join(Station, Station.id == StationSession.station_id)
+        .where(Station.lead_volunteer_id == vol.id, HoursEntry.status != "confirmed",
+               HoursEntry.volunteer_id != vol.id)
+        .order_by(HoursEntry.id)
+        .options(lazyload(HoursEntry.assignment), defaultload(HoursEntry.volunteer).lazyload("*"))
+    ).all()
     return render_template(
         "portal.html", vol=vol, offers=offers, inbox=inbox(vol.id),
         tasks=[(t, contact(t.request_id, vol.id)) for t in tasks],
