@@ -30,6 +30,7 @@ from services.volunteers.models import (
     StationSession,
     Volunteer,
 )
+from services.volunteers.timebank import TimeBank
 from tests.conftest import csrf_token
 from tests.test_matching import NOW, STAFF, World, register, submitted
 from tests.test_portal import sign_in
@@ -255,7 +256,7 @@ def test_the_time_bank_refuses_a_self_confirmation(world):
     task = world.session.scalar(select(Assignment))
     entry = world.at(NOW + timedelta(hours=1)).complete(task, 60, "")
     world.session.commit()
-    d = world.at(NOW + timedelta(hours=2))
+    d = TimeBank(world.session, now=NOW + timedelta(hours=2))
     assert d.confirm_hours(entry, by=f"station-lead:{task.volunteer_id}", by_volunteer=task.volunteer_id) is False
     world.session.commit()
     assert entry.status == "pending" and d.coin_balance(task.volunteer_id) == 0

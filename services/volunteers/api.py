@@ -51,6 +51,7 @@ from .schemas import (
     VolunteerPatch,
     VolunteerQuery,
 )
+from .timebank import TimeBank
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +337,7 @@ class HoursConfirm(MethodView):
         entry = ext.db_session().get(HoursEntry, entry_id)
         if entry is None:
             abort(404, message="no such hours entry")
-        dispatcher(ext.db_session()).confirm_hours(entry, by=data["by"], hours=data["hours"])
+        TimeBank(ext.db_session()).confirm_hours(entry, by=data["by"], hours=data["hours"])
         ext.db_session().commit()
         return entry
 
@@ -371,8 +372,8 @@ class CoinsSpend(MethodView):
     def post(self, data):
         """Record time coins spent on a service (never paid out as cash)."""
         _volunteer(data["volunteer_id"])
-        matching = dispatcher(ext.db_session())
-        if not matching.move_coins(data["volunteer_id"], data["amount"], "spent", data["ref"]):
+        bank = TimeBank(ext.db_session())
+        if not bank.move_coins(data["volunteer_id"], data["amount"], "spent", data["ref"]):
             abort(409, message="not enough time coins")
         ext.db_session().commit()
-        return {"balance": str(matching.coin_balance(data["volunteer_id"]))}
+        return {"balance": str(bank.coin_balance(data["volunteer_id"]))}

@@ -39,6 +39,7 @@ from .models import (
     token_hash,
 )
 from .schemas import MOBILE, CompleteIn, CorrectionIn, DonateIn
+from .timebank import TimeBank
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ def _portal(outcome=None, errors=None, status=200):
     return render_template(
         "portal.html", vol=vol, offers=offers, inbox=inbox(vol.id),
         tasks=[(t, contact(t.request_id, vol.id)) for t in tasks],
-        history=history, hours=hours, confirmed=confirmed, coins=dispatcher(ext.db_session()).coin_balance(vol.id),
+        history=history, hours=hours, confirmed=confirmed, coins=TimeBank(db).coin_balance(vol.id),
         to_confirm=to_confirm, outcome=outcome, errors=errors or {},
         categories=contract.CATEGORY_BY_CODE, reasons=REASONS,
     ), status
@@ -345,8 +346,8 @@ def hours_confirm_as_lead(entry_id: int):
     station = ext.db_session().get(Station, _station_of(entry.assignment) or 0) if entry is not None else None
     if station is None or station.lead_volunteer_id != g.volunteer.id:
         abort(404)
-    if not dispatcher(ext.db_session()).confirm_hours(entry, by=f"station-lead:{g.volunteer.id}",
-                                                      hours=entry.correction_hours, by_volunteer=g.volunteer.id):
+    if not TimeBank(ext.db_session()).confirm_hours(entry, by=f"station-lead:{g.volunteer.id}",
+                                                    hours=entry.correction_hours, by_volunteer=g.volunteer.id):
         # Their own entry: another organiser (or staff) confirms it.
         return _portal(OUTCOMES["refused"], status=403)
     ext.db_session().commit()
@@ -362,7 +363,7 @@ def donate():
         return _portal(errors={"donate": exc.messages}, status=422)
     other = ext.db_session().get(Volunteer, data["to"])
     ok = (other is not None and other.id != g.volunteer.id and
-          dispatcher(ext.db_session()).move_coins(g.volunteer.id, data["amount"], "donated", f"to:{other.id}",
-                                                  to_volunteer=other.id))
+          TimeBank(ext.db_session()).move_coins(g.volunteer.id, data["amount"], "donated", f"to:{other.id}",
+                                                to_volunteer=other.id))
     ext.db_session().commit()
     return redirect(url_for("web.portal", outcome="donated" if ok else "refused"), 303)
