@@ -8,9 +8,12 @@ the settings and one clock (`now`).
 
 Transactions, the same in every matching operation (dispatch, stations,
 escalation, jobs, timebank): an operation stages its changes and the
-events they cause in the caller's session (outbox) — it may flush, never
-commit or roll back (accept still rolls back a lost race itself). The
-view or task that calls it commits once. Acceptance is atomic: conditional
+events they cause in the caller's session (outbox) — it may flush, and
+may undo a savepoint of its own when a unique index refuses a row, but
+never commits or rolls back the caller's transaction. The view or task
+that calls it commits once. An acceptance that loses a race (closed, full,
+taken) returns that outcome with its partial work staged, and the caller
+rolls back instead of committing. Acceptance is atomic: conditional
 UPDATEs, a row lock and unique constraints decide races, never a
 read-then-write."""
 from __future__ import annotations
@@ -241,7 +244,9 @@ class Dispatcher:
 
     def accept(self, offer: Offer) -> str:
         """Take an offer: accepted, full (at capacity), closed (no longer
-        open) or taken (someone else won a broadcast)."""
+        open) or taken (someone else won a broadcast). Anything but
+        accepted is a lost race: the caller rolls back, so that no claim
+        or capacity of it stays."""
         # Acceptances of one request queue up on its row (PostgreSQL; SQLite
         # serialises writers anyway): the winner withdraws the others'
         # offers without deadlocking against their claims.
@@ -255,17 +260,14 @@ class Dispatcher:
             .values(status="accepted", responded_at=self.now)
         ).rowcount
         if not claimed:
-            self.session.rollback()
             return "closed"
         if not self._book_capacity(offer.volunteer_id):
-            self.session.rollback()
             return "full"
         try:
             with self.session.begin_nested():
                 assignment = self.new_assignment(offer.request_id, offer.volunteer_id, offer_id=offer.id,
                                                  actor=f"volunteer:{offer.volunteer_id}")
-        except IntegrityError:
-            self.session.rollback()
+        except IntegrityError:  # another acceptance made the request's one live assignment
             return "taken"
         req = self.session.get(ServiceRequest, offer.request_id)
         vol = self.session.get(Volunteer, offer.volunteer_id)

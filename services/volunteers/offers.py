@@ -88,12 +88,16 @@ def answer_offer(token: str):
 
 
 def _answer(offer: Offer, action: str):
-    """The form's decision, carried out and committed: the outcome, or a
-    page to show again."""
+    """The form's decision, carried out and committed (or, for an
+    acceptance that lost its race, rolled back): the outcome, or a page to
+    show again."""
     decision = request.form.get("decision")
     matching = dispatcher(ext.db_session())
     if decision == "accept":
         outcome = matching.accept(offer)
+        if outcome != "accepted":
+            ext.db_session().rollback()  # a lost race: nothing of the attempt stays
+            return outcome
     elif decision == "decline":
         reason = request.form.get("reason", "").strip()[:200]
         outcome = "declined" if matching.decline(offer, reason) else "closed"
