@@ -80,11 +80,11 @@ def main() -> None:
     from bench.run import roster_csv
     from services import notify, requests, volunteers
     from services.common import contract
+    from services.common import extensions as ext
     from services.notify.tasks import send
     from services.requests.tasks import status_changed
     from services.volunteers import roster
     from services.volunteers.tasks import dispatcher
-    from services.volunteers.views import import_roster
     from tests.receivers import WebhookReceiver
 
     results = []
@@ -105,7 +105,9 @@ def main() -> None:
     with WebhookReceiver() as hook:
         matching = app_of(volunteers, tmp)
         with matching.test_request_context():
-            import_roster(roster.read_rows("roster.csv", roster_csv(600, hook).encode()), partial=False)
+            roster.import_roster(ext.db_session(), roster.read_rows("roster.csv", roster_csv(600, hook).encode()),
+                                 matching.config["PHONE_DIGEST_KEY"], partial=False)
+            ext.db_session().commit()
 
         def receive(i):
             data = {"request_id": str(uuid.uuid4()), "category": SKILLS[i % 6], "summary": "x",

@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 
 from services.common import contract
 from services.common.clock import SHANGHAI
+from services.volunteers import jobs
 from services.volunteers import tasks as matching_tasks
-from services.volunteers.dispatch import Dispatcher, hours_between
+from services.volunteers.dispatch import Dispatcher
 from services.volunteers.models import (
     Assignment,
     Booking,
@@ -32,6 +33,7 @@ from services.volunteers.models import (
     StationSession,
     Volunteer,
 )
+from services.volunteers.timebank import TimeBank, hours_between
 from tests.conftest import ADMIN_TOKEN, csrf_token
 
 STAFF = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -82,9 +84,7 @@ class World:
         return req
 
     def sweep(self, moment) -> dict:
-        counts = self.at(moment).sweep()
-        self.session.commit()
-        return counts
+        return matching_tasks.committed_sweep(self.at(moment))
 
     def offers(self, request_id=None):
         q = select(Offer).order_by(Offer.id)
@@ -511,7 +511,7 @@ def test_completion_counts_hours_in_half_hour_steps_and_coins_follow_confirmatio
     resp = client.post(f"/api/v1/hours/{entry.id}/confirm", json={"by": "网格员张"}, headers=STAFF)
     assert resp.status_code == 200 and resp.json["status"] == "confirmed"
     client.post(f"/api/v1/hours/{entry.id}/confirm", json={"by": "网格员张"}, headers=STAFF)  # twice: one credit
-    d = world.at(NOW + timedelta(days=1))
+    d = TimeBank(world.session, now=NOW + timedelta(days=1))
     assert d.coin_balance(vid) == Decimal("1.5")
     assert world.count(CoinEntry) == 1
     # Coins buy services or go to a neighbour; never below zero, never cash.
@@ -655,7 +655,7 @@ def test_grid_leaders_get_a_daily_digest(world):
     world.receive(submitted())                                   # offered, in G1
     world.receive(submitted(category="parking"))                 # escalated, in G1
     world.receive(submitted(category="parking", building="40"))  # escalated, in G4
-    assert world.at(NOW + timedelta(hours=3)).digest() == 6
+    assert jobs.digest(world.at(NOW + timedelta(hours=3))) == 6
     world.session.commit()
     digests = {e["context"]["grid_name"]: e for e in world.events(contract.NOTIFY_SEND) if e["template"] == "digest"}
     g1 = digests["第1网格"]["context"]

@@ -20,7 +20,7 @@ from sqlalchemy import select, text
 
 from services.common.db import Database, utcnow
 from services.volunteers import VERSIONS
-from services.volunteers import views as volunteer_views
+from services.volunteers import portal as volunteer_portal
 from services.volunteers.models import (
     Assignment,
     Base,
@@ -30,6 +30,7 @@ from services.volunteers.models import (
     StationSession,
     Volunteer,
 )
+from services.volunteers.timebank import TimeBank
 from tests.conftest import csrf_token
 from tests.test_matching import NOW, STAFF, World, register, submitted
 from tests.test_portal import sign_in
@@ -61,7 +62,7 @@ def intake(monkeypatch):
         return dict(CONTACT) if path.endswith(tuple(f"reader=volunteer:{i}" for i in range(1, 100))) \
             and "/contact" in path else []
 
-    monkeypatch.setattr(volunteer_views, "read_service", read_service)
+    monkeypatch.setattr(volunteer_portal, "read_service", read_service)
     return reads
 
 
@@ -255,7 +256,7 @@ def test_the_time_bank_refuses_a_self_confirmation(world):
     task = world.session.scalar(select(Assignment))
     entry = world.at(NOW + timedelta(hours=1)).complete(task, 60, "")
     world.session.commit()
-    d = world.at(NOW + timedelta(hours=2))
+    d = TimeBank(world.session, now=NOW + timedelta(hours=2))
     assert d.confirm_hours(entry, by=f"station-lead:{task.volunteer_id}", by_volunteer=task.volunteer_id) is False
     world.session.commit()
     assert entry.status == "pending" and d.coin_balance(task.volunteer_id) == 0

@@ -1,7 +1,7 @@
 """Matching (services.volunteers): volunteers, their skills and
 availability, offers, assignments and escalations along the grid chain.
-Offer pages and the registry API; consumes request.submitted; emits status
-changes and notifications."""
+Offer pages, the volunteer portal and the staff API; consumes
+request.submitted; emits status changes and notifications."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -35,9 +35,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config["BODY_LIMITS"] = {"api.VolunteerImport": app.config["ROSTER_MAX_BYTES"] + 64 * 1024}
     app.extensions["demo_leftovers"] = demo_leftovers
 
-    from . import tasks, views  # noqa: F401  (tasks register with Celery)
+    # Offer pages join the portal's blueprint; tasks register with Celery.
+    from . import offers, tasks  # noqa: F401
+    from .api import api as staff_api
+    from .portal import web
 
-    api = register_api(app, views.api)
+    api = register_api(app, staff_api)
 
     @app.errorhandler(413)
     def too_large(exc):
@@ -46,7 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             return api.handle_http_exception(exc)
         return render_template("error.html", code=413), 413
 
-    app.register_blueprint(views.web)
+    app.register_blueprint(web)
     register_db_commands(app, Base.metadata, VERSIONS, seed)
     app.cli.add_command(import_volunteers)
     app.cli.add_command(remove_demo)
@@ -60,7 +63,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 def import_volunteers(path, partial):
     """Import a volunteer roster (CSV or XLSX), with a progress bar."""
     from . import roster
-    from .views import import_roster
 
     cfg = current_app.config
     with open(path, "rb") as fh:
@@ -72,7 +74,9 @@ def import_volunteers(path, partial):
     except roster.RosterTooLarge as exc:
         raise click.ClickException(str(exc)) from exc
     with click.progressbar(length=len(rows), label="checking rows") as bar:
-        report = import_roster(rows, partial=partial, progress=bar.update)
+        report = roster.import_roster(ext.db_session(), rows, cfg["PHONE_DIGEST_KEY"], partial=partial,
+                                      progress=bar.update)
+    ext.db_session().commit()
     for error in report["errors"]:
         click.echo(f"row {error['row']}: {error['errors']}")
     click.echo(f"imported {report['imported']} of {report['rows']} rows")

@@ -1,58 +1,60 @@
-"""Dispatch: what matching does with a request — book a station slot or
-offer it to volunteers (sequential or broadcast), take acceptances and
-declines, expire offers, follow a task to completion and count its hours,
-escalate along the grid chain, cancel.
+"""Dispatch: what matching does with a request — take it in (and book a
+station slot, stations.py, or escalate, escalation.py, where that is its
+way), offer it to volunteers (sequential or broadcast), take acceptances
+and declines, follow a task to completion (its hours go to the time bank,
+timebank.py), cancel, and carry out staff actions and delivery failures.
+The Dispatcher also holds what every step shares: the session, the outbox,
+the settings and one clock (`now`).
 
-Every state change and the events it causes are staged in the caller's
-transaction (outbox); the caller commits. Acceptance is atomic: conditional
-UPDATEs and unique constraints decide races, never a read-then-write."""
+Transactions, the same in every matching operation (dispatch, stations,
+escalation, jobs, timebank): an operation stages its changes and the
+events they cause in the caller's session (outbox) — it may flush, and
+may undo a savepoint of its own when a unique index refuses a row, but
+never commits or rolls back the caller's transaction. The view or task
+that calls it commits once. An acceptance that loses a race (closed, full,
+taken) returns that outcome with its partial work staged, and the caller
+rolls back instead of committing. Acceptance is atomic: conditional
+UPDATEs, a row lock and unique constraints decide races, never a
+read-then-write."""
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
 
+from flask import current_app
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common import clock, contract
+from services.common import extensions as ext
 from services.common.db import utcnow
 
-from . import config, engine
+from . import config, engine, stations
+from .escalation import escalate
 from .models import (
     Assignment,
     AvailabilityWindow,
     Booking,
     Building,
-    CoinEntry,
     DayOff,
     Escalation,
-    Grid,
     HoursEntry,
-    Leader,
     Offer,
     ServiceRequest,
-    StationSession,
     Volunteer,
     VolunteerSkill,
     new_token,
     token_hash,
 )
+from .timebank import hours_between
 
 log = logging.getLogger(__name__)
 
-LEVELS = {1: "hallway", 2: "grid", 3: "office"}
 OPEN_REQUEST = ("matching", "offered")
 
 
 def place_of(building: Building, unit: str | None) -> engine.Place:
     return engine.Place(building.code, unit, building.grid)
-
-
-def hours_between(start: datetime, end: datetime) -> Decimal:
-    """Start to completion in 0.5 h steps (nearest), at least half an hour."""
-    halves = (Decimal((end - start).total_seconds()) / Decimal(1800)).quantize(Decimal(1), ROUND_HALF_UP)
-    return max(Decimal("0.5"), halves / 2)
 
 
 class Dispatcher:
@@ -89,8 +91,8 @@ class Dispatcher:
         self.session.add(req)
         self.session.flush()
         if contract.CATEGORY_BY_CODE[req.category].staff_only:
-            self.escalate(req, "staff_only", level=2)
-        elif req.mode == "station" and self.book_station(req):
+            escalate(self, req, "staff_only", level=2)
+        elif req.mode == "station" and stations.book(self, req):
             pass
         else:
             self.dispatch(req)
@@ -188,9 +190,9 @@ class Dispatcher:
         if not candidates:
             qualified = [v for v in volunteers if engine.qualified(facts, v)]
             if not qualified:
-                self.escalate(req, "no_candidate")
+                escalate(self, req, "no_candidate")
             elif all(v.id in asked for v in qualified):
-                self.escalate(req, "all_declined")
+                escalate(self, req, "all_declined")
             else:
                 req.status = "matching"  # the sweep offers it when someone has room
             return []
@@ -242,7 +244,9 @@ class Dispatcher:
 
     def accept(self, offer: Offer) -> str:
         """Take an offer: accepted, full (at capacity), closed (no longer
-        open) or taken (someone else won a broadcast)."""
+        open) or taken (someone else won a broadcast). Anything but
+        accepted is a lost race: the caller rolls back, so that no claim
+        or capacity of it stays."""
         # Acceptances of one request queue up on its row (PostgreSQL; SQLite
         # serialises writers anyway): the winner withdraws the others'
         # offers without deadlocking against their claims.
@@ -256,17 +260,14 @@ class Dispatcher:
             .values(status="accepted", responded_at=self.now)
         ).rowcount
         if not claimed:
-            self.session.rollback()
             return "closed"
         if not self._book_capacity(offer.volunteer_id):
-            self.session.rollback()
             return "full"
         try:
             with self.session.begin_nested():
-                assignment = self._new_assignment(offer.request_id, offer.volunteer_id, offer_id=offer.id,
-                                                  actor=f"volunteer:{offer.volunteer_id}")
-        except IntegrityError:
-            self.session.rollback()
+                assignment = self.new_assignment(offer.request_id, offer.volunteer_id, offer_id=offer.id,
+                                                 actor=f"volunteer:{offer.volunteer_id}")
+        except IntegrityError:  # another acceptance made the request's one live assignment
             return "taken"
         req = self.session.get(ServiceRequest, offer.request_id)
         vol = self.session.get(Volunteer, offer.volunteer_id)
@@ -292,7 +293,7 @@ class Dispatcher:
             .values(active_tasks=Volunteer.active_tasks - 1)
         )
 
-    def _new_assignment(self, request_id, volunteer_id, actor, offer_id=None, booking_id=None) -> Assignment:
+    def new_assignment(self, request_id, volunteer_id, actor, offer_id=None, booking_id=None) -> Assignment:
         req = self.session.get(ServiceRequest, request_id)
         pol = config.policy(self.cfg, req.category)
         assignment = Assignment(request_id=request_id, volunteer_id=volunteer_id, offer_id=offer_id,
@@ -326,166 +327,6 @@ class Dispatcher:
             self.notify(f"withdrawn:{other.id}", f"volunteer:{vol.id}", vol.channels, vol.language,
                         "offer_withdrawn", context={"category": req.category, "building": req.home.name,
                                                     "reason": why})
-
-    # --- stations: fixed place, fixed time, fixed person ---
-
-    def book_station(self, req: ServiceRequest, weeks: int = 4) -> Booking | None:
-        """Book the next session of the service with a free slot that fits
-        the resident's window; the resident is told when and where."""
-        sessions = self.session.scalars(
-            select(StationSession).where(StationSession.category == req.category, StationSession.active.is_(True))
-        ).all()
-        for starts_at, sess in self._occurrences(sessions, weeks):
-            if starts_at <= self.now:
-                continue
-            if req.window_start and starts_at < req.window_start:
-                continue
-            if req.window_end and starts_at > req.window_end:
-                continue
-            booking = self._take_slot(req, sess, starts_at)
-            if booking is None:
-                continue
-            self._new_assignment(req.id, sess.volunteer_id, actor="station", booking_id=booking.id)
-            req.status = "assigned"
-            place = f"{sess.station.name}（{sess.station.place}）"
-            self.tell_intake(req, "assigned", actor="station", volunteer_name=sess.volunteer.display_name,
-                             appointment_at=starts_at, place=place)
-            log.info("station slot booked", extra={"request_id": req.id, "session_id": sess.id, "slot": booking.slot})
-            return booking
-        return None
-
-    def _take_slot(self, req: ServiceRequest, sess: StationSession, starts_at: datetime) -> Booking | None:
-        """The lowest free slot of one occurrence. A concurrent booking of
-        the same slot loses on the unique index and looks again."""
-        day = starts_at.astimezone(engine.SHANGHAI).date()
-        for _ in range(sess.slots + 1):
-            used = set(self.session.scalars(select(Booking.slot).where(
-                Booking.session_id == sess.id, Booking.day == day, Booking.status == "booked")))
-            free = [n for n in range(1, sess.slots + 1) if n not in used]
-            if not free:
-                return None
-            try:
-                with self.session.begin_nested():
-                    booking = Booking(session_id=sess.id, day=day, slot=free[0], request_id=req.id,
-                                      starts_at=starts_at)
-                    self.session.add(booking)
-                    self.session.flush()
-                return booking
-            except IntegrityError:
-                continue
-        return None
-
-    def _occurrences(self, sessions, weeks: int):
-        today = self.now.astimezone(engine.SHANGHAI).date()
-        found = []
-        for sess in sessions:
-            for offset in range(weeks * 7 + 1):
-                day = today + timedelta(days=offset)
-                if day.weekday() == sess.weekday:
-                    found.append((datetime.combine(day, sess.start_time, engine.SHANGHAI), sess))
-        found.sort(key=lambda pair: (pair[0], pair[1].id))
-        return found
-
-    # --- escalation along the grid chain ---
-
-    def leader_at(self, req: ServiceRequest, level: int) -> Leader | None:
-        q = {
-            1: select(Leader).where(Leader.role == "hallway", Leader.building == req.building, Leader.unit == req.unit),
-            2: select(Leader).where(Leader.role == "grid", Leader.grid == req.home.grid),
-            3: select(Leader).where(Leader.role == "office"),
-        }
-        for lvl in range(level, 4):
-            if lvl == 1 and not req.unit:
-                continue
-            leader = self.session.scalar(q[lvl].limit(1))
-            if leader is not None:
-                return leader
-        return None
-
-    def escalate(self, req: ServiceRequest, reason: str, level: int | None = None) -> Escalation | None:
-        """Hallway leader → grid leader → community office; staff-only
-        matters start at the grid leader."""
-        level = level or max(1, req.escalation_level + 1)
-        if level > 3:
-            return None
-        leader = self.leader_at(req, level)
-        actual = {"hallway": 1, "grid": 2, "office": 3}[leader.role] if leader else level
-        esc = Escalation(request_id=req.id, leader_id=leader.id if leader else None, level=actual, reason=reason,
-                         created_at=self.now)
-        self.session.add(esc)
-        self.session.flush()
-        req.escalation_level = actual
-        first = req.status != "escalated"
-        req.status = "escalated"
-        self.withdraw_offers(req, why="escalated")
-        if leader is not None:
-            self.notify(f"escalation:{esc.id}", f"leader:{leader.id}", leader.channels, "zh-CN", "escalation",
-                        urgent=req.urgency == "urgent", reply=True, context={
-                            "category": req.category, "building": req.home.name, "unit": req.unit or "",
-                            "masked_phone": req.masked_phone, "summary": req.summary[:200], "reason": reason,
-                            "leader_name": leader.name,
-                        })
-        if first:
-            self.tell_intake(req, "escalated", actor="matching", note=reason)
-        log.info("request escalated", extra={"request_id": req.id, "reason": reason, "level": actual,
-                                             "leader_id": leader.id if leader else None})
-        return esc
-
-    # --- the periodic sweep (beat) ---
-
-    def sweep(self) -> dict:
-        """Expire unanswered offers and offer onwards; dispatch waiting
-        requests, most urgent first; escalate what missed its deadline;
-        move unanswered escalations up the chain.
-
-        Each request is committed on its own: one long transaction over a
-        large backlog would hold the write lock (SQLite) or row locks
-        (PostgreSQL) for seconds while volunteers try to accept."""
-        counts = {"expired": 0, "dispatched": 0, "escalated": 0, "overdue": 0, "stepped_up": 0, "reminded": 0}
-        for offer in self.session.scalars(
-            select(Offer).where(Offer.status == "open", Offer.expires_at <= self.now).order_by(Offer.id)
-        ).all():
-            offer.status, offer.responded_at = "expired", self.now
-            counts["expired"] += 1
-        self.session.commit()
-        # Each step is one query for exactly the rows it acts on: the sweep
-        # runs every few seconds over a community's whole backlog.
-        late = self.session.scalars(select(ServiceRequest).where(
-            ServiceRequest.status.in_(OPEN_REQUEST), ServiceRequest.accept_by <= self.now)).all()
-        for req in late:
-            self.escalate(req, "not_taken")
-            self.session.commit()
-            counts["escalated"] += 1
-        has_open_offer = select(Offer.id).where(Offer.request_id == ServiceRequest.id, Offer.status == "open").exists()
-        waiting = self.session.scalars(select(ServiceRequest).where(
-            ServiceRequest.status.in_(OPEN_REQUEST), ~has_open_offer)).all()
-        waiting.sort(key=lambda r: (-self.request_facts(r).priority, r.received_at, r.id))
-        for req in waiting:
-            if self.dispatch(req):
-                counts["dispatched"] += 1
-            self.session.commit()
-        for req in self.session.scalars(select(ServiceRequest).join(Assignment).where(
-                Assignment.status.in_(("active", "started")), Assignment.complete_by <= self.now,
-                ServiceRequest.escalation_level == 0)).all():
-            self.escalate(req, "overdue")
-            self.session.commit()
-            counts["overdue"] += 1
-        step = timedelta(minutes=self.cfg["ESCALATION_STEP_MINUTES"])
-        last = (select(Escalation.request_id, func.max(Escalation.created_at).label("at"))
-                .group_by(Escalation.request_id).subquery())
-        # The calendar step is the earliest a step can be due; an ordinary
-        # request's clock also stands still in the quiet hours.
-        for req, at in self.session.execute(select(ServiceRequest, last.c.at).join(
-                last, last.c.request_id == ServiceRequest.id).where(
-                ServiceRequest.status == "escalated", ServiceRequest.escalation_level < 3,
-                last.c.at <= self.now - step)).all():
-            if self.deadline(req, at, step) > self.now:
-                continue
-            self.escalate(req, "not_taken")
-            self.session.commit()
-            counts["stepped_up"] += 1
-        counts["reminded"] = self.remind()
-        return counts
 
     # --- the task itself ---
 
@@ -527,7 +368,8 @@ class Dispatcher:
         req.status = final
         log.info(f"request {final}", extra={"request_id": req.id, "actor": actor})
 
-    # Escalation reasons a staff action may give (the rest read "by staff").
+    # --- staff actions from the console: moves of offers and assignments,
+    # and a volunteer switched on or off ---
 
     def staff_action(self, data: dict) -> None:
         """What a staff member decided in the console (intake's outbox)."""
@@ -556,7 +398,7 @@ class Dispatcher:
             if req.status in ("cancelled", "closed"):
                 refused = "closed"
             else:
-                self.escalate(req, reason=data["reason"], level=data["level"])
+                escalate(self, req, reason=data["reason"], level=data["level"])
         elif action == "close":
             self.cancel(req, actor=actor, reason=data["note"], final="closed")
         if refused:
@@ -590,10 +432,12 @@ class Dispatcher:
         for current in self.session.scalars(select(Assignment).where(
                 Assignment.request_id == req.id, Assignment.status.in_(("active", "started")))).all():
             self._cancel_assignment(current, req)
-        self._new_assignment(req.id, volunteer_id, actor=actor)
+        self.new_assignment(req.id, volunteer_id, actor=actor)
         req.status = "assigned"
         self.tell_intake(req, "assigned", actor=actor, volunteer_name=vol.display_name)
         return "assigned"
+
+    # --- what comes back: residents' feedback, deliveries that failed ---
 
     def feedback(self, request_id: str, rating: int, thanks: bool, comment: str) -> None:
         assignment = self.session.scalar(select(Assignment).where(Assignment.request_id == request_id))
@@ -606,44 +450,22 @@ class Dispatcher:
                     context={"category": assignment.request.category, "rating": rating, "thanks": thanks,
                              "comment": comment[:200]})
 
-    # --- hours and the time bank ---
-
-    def confirm_hours(self, entry: HoursEntry, by: str, hours: Decimal | None = None,
-                      by_volunteer: int | None = None) -> bool:
-        """Confirmed by whoever organised the service; a correction sets the
-        hours. Coins follow the confirmed hours (1 hour = 1 coin).
-        `by_volunteer`: the volunteer confirming (a station lead), who may
-        never confirm their own entry: coins would be self-issued."""
-        if by_volunteer is not None and by_volunteer == entry.volunteer_id:
-            log.info("own hours not confirmed", extra={"hours_entry_id": entry.id, "volunteer_id": by_volunteer})
-            return False
-        if hours is not None:
-            entry.hours = hours
-        entry.status, entry.confirmed_by, entry.confirmed_at = "confirmed", by, self.now
-        coin = self.session.scalar(select(CoinEntry).where(CoinEntry.hours_entry_id == entry.id))
-        if coin is None:
-            self.session.add(CoinEntry(volunteer_id=entry.volunteer_id, amount=entry.hours, kind="earned",
-                                       ref=f"hours:{entry.id}", hours_entry_id=entry.id, created_at=self.now))
-        else:
-            coin.amount = entry.hours
-        return True
-
-    def coin_balance(self, volunteer_id: int) -> Decimal:
-        total = self.session.scalar(select(func.coalesce(func.sum(CoinEntry.amount), 0))
-                                    .where(CoinEntry.volunteer_id == volunteer_id))
-        return Decimal(total or 0).quantize(Decimal("0.1"))
-
-    def move_coins(self, volunteer_id: int, amount: Decimal, kind: str, ref: str,
-                   to_volunteer: int | None = None) -> bool:
-        """Spend on a service, or donate to another volunteer; never below zero."""
-        if amount <= 0 or self.coin_balance(volunteer_id) < amount:
-            return False
-        self.session.add(CoinEntry(volunteer_id=volunteer_id, amount=-amount, kind=kind, ref=ref,
-                                   created_at=self.now))
-        if to_volunteer is not None:
-            self.session.add(CoinEntry(volunteer_id=to_volunteer, amount=amount, kind="received",
-                                       ref=f"from:{volunteer_id}", created_at=self.now))
-        return True
+    def delivery_failed(self, data: dict) -> None:
+        """An offer that cannot reach its volunteer is as good as declined:
+        ask the next one now rather than after the offer's time. An
+        escalation that cannot reach its leader goes one level up."""
+        kind, _, ref = data["dedupe_key"].partition(":")
+        if kind == "offer" and ref.isdigit():
+            offer = self.session.get(Offer, int(ref))
+            if offer is not None and offer.status == "open":
+                offer.status, offer.responded_at, offer.decline_reason = "expired", self.now, "unreachable"
+                self.session.flush()
+                self._next_if_unanswered(offer.request)
+        elif kind == "escalation" and ref.isdigit():
+            esc = self.session.get(Escalation, int(ref))
+            req = self.session.get(ServiceRequest, esc.request_id) if esc else None
+            if req is not None and req.status == "escalated" and req.escalation_level == esc.level:
+                escalate(self, req, "unreachable", level=esc.level + 1)
 
     # --- events ---
 
@@ -662,60 +484,7 @@ class Dispatcher:
             "reply_to": "volunteers" if reply else None,
         })
 
-    def delivery_failed(self, data: dict) -> None:
-        """An offer that cannot reach its volunteer is as good as declined:
-        ask the next one now rather than after the offer's time. An
-        escalation that cannot reach its leader goes one level up."""
-        kind, _, ref = data["dedupe_key"].partition(":")
-        if kind == "offer" and ref.isdigit():
-            offer = self.session.get(Offer, int(ref))
-            if offer is not None and offer.status == "open":
-                offer.status, offer.responded_at, offer.decline_reason = "expired", self.now, "unreachable"
-                self.session.flush()
-                self._next_if_unanswered(offer.request)
-        elif kind == "escalation" and ref.isdigit():
-            esc = self.session.get(Escalation, int(ref))
-            req = self.session.get(ServiceRequest, esc.request_id) if esc else None
-            if req is not None and req.status == "escalated" and req.escalation_level == esc.level:
-                self.escalate(req, "unreachable", level=esc.level + 1)
 
-    def remind(self) -> int:
-        """A day before a task's completion deadline, remind its volunteer once."""
-        sent = 0
-        for task in self.session.scalars(select(Assignment).where(
-                Assignment.status.in_(("active", "started")), Assignment.reminded_at.is_(None),
-                Assignment.complete_by <= self.now + timedelta(hours=24))).all():
-            vol, req = task.volunteer, task.request
-            due = task.complete_by.astimezone(engine.SHANGHAI).strftime("%m-%d %H:%M")
-            self.notify(f"reminder:{task.id}", f"volunteer:{vol.id}", vol.channels, vol.language, "reminder",
-                        context={"category": req.category, "building": req.home.name, "due": due,
-                                 "portal_url": f"{self.base_url}/me"})
-            task.reminded_at = self.now
-            sent += 1
-        return sent
-
-    def digest(self) -> int:
-        """Each grid leader's morning summary: open, overdue and escalated
-        requests in their grid (sent even when all is quiet: no news is news)."""
-        day = self.now.astimezone(engine.SHANGHAI).date().isoformat()
-        live = self.session.scalars(select(ServiceRequest).where(
-            ServiceRequest.status.in_(("matching", "offered", "assigned", "in_progress", "escalated")))).all()
-        overdue_ids = set(self.session.scalars(select(Assignment.request_id).where(
-            Assignment.status.in_(("active", "started")), Assignment.complete_by <= self.now)))
-        sent = 0
-        for grid in self.session.scalars(select(Grid).order_by(Grid.code)).all():
-            leader = self.session.scalar(select(Leader).where(Leader.role == "grid", Leader.grid == grid.code))
-            if leader is None:
-                continue
-            mine = [r for r in live if r.home.grid == grid.code]
-            overdue = [r for r in mine if r.id in overdue_ids
-                       or (r.status in OPEN_REQUEST and r.accept_by and r.accept_by <= self.now)]
-            escalated = [r for r in mine if r.status == "escalated"]
-            items = [f"{r.home.name} {contract.CATEGORY_BY_CODE[r.category].zh}（{r.status}）"
-                     for r in (escalated + [o for o in overdue if o not in escalated])[:10]]
-            self.notify(f"digest:{grid.code}:{day}", f"leader:{leader.id}", leader.channels, "zh-CN", "digest",
-                        context={"leader_name": leader.name, "grid_name": grid.name, "open": len(mine),
-                                 "overdue": len(overdue), "escalated": len(escalated), "items": items})
-            sent += 1
-        return sent
-
+def dispatcher(session) -> Dispatcher:
+    """The service's dispatcher, in a request's or a task's app context."""
+    return Dispatcher(session, ext.outbox(), current_app.config)

@@ -12,9 +12,11 @@ from typing import Callable, Iterable
 
 from marshmallow import ValidationError
 from openpyxl import load_workbook
+from sqlalchemy import select
 
 from services.common.tables import table
 
+from .models import Volunteer
 from .schemas import VolunteerIn, format_windows, parse_windows
 
 COLUMNS = ("name", "display_name", "phone", "building", "unit", "skills", "verified", "teams", "capacity",
@@ -129,6 +131,22 @@ def validate_rows(rows: Iterable[dict], progress: Callable[[int], None] | None =
         if progress:
             progress(1)
     return good, errors
+
+
+def import_roster(session, rows: list[dict], phone_key: str, partial: bool, progress=None) -> dict:
+    """Validate every row; create or update (by phone) the good ones when
+    the file is clean or partial import was asked for. Staged in the
+    caller's transaction: the caller commits."""
+    good, errors = validate_rows(rows, progress)
+    imported = 0
+    if good and (partial or not errors):
+        for _, data in good:
+            vol = session.scalar(select(Volunteer).where(Volunteer.phone == data["phone"])) or Volunteer()
+            vol.apply(data, phone_key)
+            session.add(vol)
+            imported += 1
+        session.flush()
+    return {"rows": len(rows), "imported": imported, "errors": errors}
 
 
 def export(volunteers, fmt: str) -> bytes:

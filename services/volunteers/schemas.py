@@ -1,6 +1,6 @@
 """What the volunteer registry, stations, hours and time bank accept and
-return. The CSV/XLSX roster import validates each row with VolunteerIn,
-the same schema as the API."""
+return, and the volunteer portal's forms. The CSV/XLSX roster import
+validates each row with VolunteerIn, the same schema as the API."""
 from __future__ import annotations
 
 import re
@@ -230,14 +230,21 @@ def decimal_between(low: str, high: str):
     return check
 
 
+def _half_hour_steps(value):
+    if value is not None and (value * 2) % 1:
+        raise ValidationError("Hours are counted in 0.5 h steps.")
+
+
+def hours_field(**kwargs) -> fields.Decimal:
+    """Service hours as the time bank counts them: half an hour to a day, in
+    0.5 h steps (as completion rounds them). One rule for staff confirming
+    hours and for volunteers asking for a correction."""
+    return fields.Decimal(places=1, validate=[decimal_between("0.5", "24"), _half_hour_steps], **kwargs)
+
+
 class ConfirmIn(Schema):
     by = fields.String(load_default="staff", validate=validate.Length(1, 64))
-    hours = fields.Decimal(load_default=None, allow_none=True, places=1, validate=decimal_between("0.5", "24"))
-
-    @validates("hours")
-    def _steps(self, value, **kwargs):
-        if value is not None and (value * 2) % 1:
-            raise ValidationError("Hours are counted in 0.5 h steps.")
+    hours = hours_field(load_default=None, allow_none=True)
 
 
 class RankingArgs(Schema):
@@ -290,3 +297,21 @@ class RequestDispatchOut(Schema):
     offers = fields.List(fields.Nested(OfferOut))
     assignments = fields.List(fields.Nested(AssignmentOut))
     escalations = fields.List(fields.Nested(EscalationOut))
+
+
+# --- the volunteer portal's forms ---
+
+
+class CompleteIn(Schema):
+    minutes = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 24 * 60))
+    note = fields.String(load_default="", validate=validate.Length(0, 500))
+
+
+class CorrectionIn(Schema):
+    hours = hours_field(required=True)
+    reason = fields.String(required=True, validate=validate.Length(1, 300))
+
+
+class DonateIn(Schema):
+    to = contract.Id(required=True)
+    amount = fields.Decimal(required=True, places=1, validate=validate.Range(0.5, 1000))

@@ -1,6 +1,9 @@
 """Matching's consumers: requests submitted and cancelled, residents'
-feedback and staff actions from the console (all from intake), and the periodic sweep and outbox relay sent by
-beat."""
+feedback and staff actions from the console (all from intake), delivery
+failures (from notify), and the periodic jobs and outbox relay sent by
+beat. Tasks are where matching's operations are committed: once per
+message (the inbox's consume), once per digest, and a request at a time
+for the sweep."""
 from __future__ import annotations
 
 from celery import shared_task
@@ -11,17 +14,14 @@ from services.common import extensions as ext
 from services.common.inbox import consume
 from services.common.queueing import redis_client
 
-from .dispatch import Dispatcher
+from . import jobs
+from .dispatch import Dispatcher, dispatcher
 from .models import DeadMessage, ProcessedMessage, ServiceRequest
 
 
 def _consume(task, message, handler):
     return consume(task, message, handler, db=ext.database(),
                    processed=ProcessedMessage, dead=DeadMessage)
-
-
-def dispatcher(session) -> Dispatcher:
-    return Dispatcher(session, ext.outbox(), current_app.config)
 
 
 @shared_task(name=contract.REQUEST_SUBMITTED, bind=True)
@@ -62,7 +62,7 @@ def daily_digest():
     db = ext.database()
     session = db.Session()
     try:
-        sent = dispatcher(session).digest()
+        sent = jobs.digest(dispatcher(session))
         session.commit()  # dedupe keys carry the date: a repeated run sends nothing twice
         return sent
     finally:
@@ -80,12 +80,20 @@ def sweep():
     db = ext.database()
     session = db.Session()
     try:
-        counts = dispatcher(session).sweep()
-        session.commit()
-        return counts
+        return committed_sweep(dispatcher(session))
     finally:
         db.Session.remove()
         lock.release()
+
+
+def committed_sweep(d: Dispatcher) -> dict:
+    """The sweep, committed where it yields (a request at a time): how many
+    of each step it did."""
+    counts = dict.fromkeys(jobs.SWEEP_STEPS, 0)
+    for step, done in jobs.sweep(d):
+        d.session.commit()
+        counts[step] += done
+    return counts
 
 
 @shared_task(name=contract.RELAY_VOLUNTEERS_OUTBOX)
