@@ -125,14 +125,15 @@ def database_templates(tmp_path_factory):
 
 @pytest.fixture
 def make_app(tmp_path, monkeypatch, unit_redis, database_templates):
-    """make_app("requests", backend="sqlite", setup=None, **config) → a
-    Flask app of that service on a database of its own, migrated and seeded
-    (a copy of the session's template). `setup(app)`, e.g. staff accounts,
-    runs once on the template."""
+    """make_app("requests", backend="sqlite", setup=None, clock=None, **config)
+    → a Flask app of that service on a database of its own, migrated and
+    seeded (a copy of the session's template). `setup(app)`, e.g. staff
+    accounts, runs once on the template; `clock` (a SetClock) replaces the
+    app's clock."""
     monkeypatch.setenv("LINLI_DATA_DIR", str(tmp_path))
     made_pg = []
 
-    def make(service: str, backend: str = "sqlite", setup=None, **config):
+    def make(service: str, backend: str = "sqlite", setup=None, clock=None, **config):
         source = database_templates(service, backend, config, setup)
         if backend == "postgresql":
             name = f"linli_unit_{service}_{uuid.uuid4().hex[:8]}"
@@ -142,7 +143,10 @@ def make_app(tmp_path, monkeypatch, unit_redis, database_templates):
             copy = tmp_path / f"{service}.db"
             shutil.copyfile(source, copy)
             url = _sqlite_url(copy)
-        return _service_app(service, url, config)
+        app = _service_app(service, url, config)
+        if clock is not None:
+            app.extensions["clock"] = clock
+        return app
 
     yield make
     for app_db in made_pg:

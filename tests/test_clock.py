@@ -34,3 +34,23 @@ def test_a_malformed_quiet_hours_setting_stops_a_service_from_starting(monkeypat
     monkeypatch.setenv("LINLI_QUIET_HOURS", "9pm-7am")
     with pytest.raises(ConfigError, match="LINLI_QUIET_HOURS must look like 21:00-07:00"):
         config.load()
+
+
+def test_every_service_reads_the_time_from_its_apps_clock(make_app):
+    """One injectable clock (services.common.clock.SetClock through
+    make_app): intake's records, matching's and notify's reads all follow it."""
+    from services.common.clock import SetClock, utcnow
+    from tests.factories import resident_request
+
+    at = datetime(2026, 11, 27, 2, 0, tzinfo=timezone.utc)  # 10:00 in Hangzhou
+    intake = make_app("requests", clock=SetClock(at))
+    created = intake.test_client().post("/api/v1/requests", json=resident_request())
+    assert created.status_code == 201, created.json
+    tracked = intake.test_client().get(f"/api/v1/requests/{created.json['tracking_code']}").json
+    assert tracked["created_at"] == "2026-11-27T02:00:00+00:00"
+    assert [h["at"] for h in tracked["history"]] == ["2026-11-27T02:00:00+00:00"]
+    for service in ("volunteers", "notify"):
+        app = make_app(service, clock=SetClock(at))
+        with app.app_context():
+            assert utcnow() == at
+    assert abs(utcnow() - datetime.now(timezone.utc)) < timedelta(seconds=5)  # outside an app: the system's

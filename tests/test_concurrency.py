@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from services.volunteers.dispatch import Dispatcher
 from services.volunteers.models import Assignment, Offer, ServiceRequest, Volunteer
-from tests.test_matching import NOW, World, register, submitted
+from tests.factories import NOW, World, register, submitted
 
 RACERS = 12
 

@@ -15,11 +15,9 @@ from services.common import contract
 from services.requests import hotline, operations, staff
 from services.requests.models import ContactAccess, OutboxMessage, ServiceRequest, StaffMember
 from tests.conftest import ADMIN_TOKEN, VOLUNTEERS_TOKEN, csrf_token
+from tests.factories import RESIDENT
 
 PASSWORD = "correct horse battery"
-RESIDENT = {"category": "haircut", "description": "想在家理个发", "unit": "1", "room": "302",
-            "contact_name": "张桂兰", "contact_phone": "13812341234", "mode": "home", "urgency": "normal",
-            "consent": True}
 G1_BUILDING, G2_BUILDING = "3", "14"
 COOKIE = "linli_requests_session"  # grids G1 and G2 of the demo community
 

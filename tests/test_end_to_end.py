@@ -22,6 +22,7 @@ from services.common.clock import SHANGHAI
 from services.common.community import load as load_community
 from services.common.settings import base_config
 from tests.conftest import csrf_token
+from tests.factories import resident_form
 from tests.receivers import SmtpReceiver, WebhookReceiver, wait_for
 from tests.system import ROOT, System, extract
 
@@ -30,11 +31,8 @@ pytestmark = pytest.mark.integration
 # Its own Redis database: nothing else feeds or drains these queues.
 IT_REDIS_URL = "redis://127.0.0.1:6379/14"
 
-RESIDENT = {
-    "category": "haircut", "description": "腿脚不便，想请师傅上门理发", "building": "3", "unit": "1",
-    "room": "1502", "contact_name": "张桂兰", "contact_phone": "13812341234", "mode": "home",
-    "urgency": "normal", "consent": "true",
-}
+# A room number no other page carries, so that finding it means the contact was shown.
+RESIDENT = resident_form(room="1502")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -9,19 +9,7 @@ from sqlalchemy import func, select
 from services.common import contract
 from services.requests.models import ContactAccess, OutboxMessage, ServiceRequest, StatusChange
 from tests.conftest import ADMIN_TOKEN, REQUESTS_TOKEN, VOLUNTEERS_TOKEN, csrf_token
-
-GOOD = {
-    "category": "haircut",
-    "description": "想在家理个发，腿脚不方便",
-    "building": "3",
-    "unit": "1",
-    "room": "302",
-    "contact_name": "张桂兰",
-    "contact_phone": "13812341234",
-    "mode": "home",
-    "urgency": "normal",
-    "consent": True,
-}
+from tests.factories import RESIDENT
 
 BAD_CASES = {
     "missing category": ({"category": None}, "category"),
@@ -36,7 +24,7 @@ BAD_CASES = {
 
 
 def with_changes(changes):
-    data = dict(GOOD)
+    data = dict(RESIDENT)
     for key, value in changes.items():
         if value is None:
             data.pop(key)
@@ -79,7 +67,7 @@ def test_form_rerenders_with_a_message_next_to_the_bad_field_and_stores_nothing(
     assert resp.status_code == 422
     assert f'id="{field}-error"' in html
     # What the resident typed is kept, so nothing has to be entered twice.
-    assert GOOD["contact_name"] in html
+    assert RESIDENT["contact_name"] in html
     assert counts(intake) == before
 
 
@@ -96,7 +84,7 @@ def test_form_errors_are_in_chinese_by_default_and_english_on_request(intake):
 
 def test_form_without_csrf_token_is_refused(intake):
     before = counts(intake)
-    resp = intake.test_client().post("/", data={**GOOD, "consent": "true"})
+    resp = intake.test_client().post("/", data={**RESIDENT, "consent": "true"})
     assert resp.status_code == 400
     assert counts(intake) == before
 
@@ -104,13 +92,13 @@ def test_form_without_csrf_token_is_refused(intake):
 def test_form_submission_stores_request_and_event_and_shows_tracking_page(intake, unit_redis):
     client = intake.test_client()
     token = csrf_token(client.get("/").get_data(as_text=True))
-    resp = client.post("/", data={**GOOD, "consent": "true", "urgency": "urgent", "csrf_token": token,
+    resp = client.post("/", data={**RESIDENT, "consent": "true", "urgency": "urgent", "csrf_token": token,
                                   "window_start": "2099-03-01T09:00", "window_end": "2099-03-01T11:00"})
     assert resp.status_code == 303
     code = re.search(r"/track/([A-Z0-9]+)", resp.headers["Location"]).group(1)
     page = client.get(resp.headers["Location"]).get_data(as_text=True)
     assert "已提交" in page and code[:4] in page
-    assert GOOD["contact_phone"] not in page and GOOD["contact_name"] not in page
+    assert RESIDENT["contact_phone"] not in page and RESIDENT["contact_name"] not in page
 
     session = intake.extensions["db"].Session
     with intake.app_context():
@@ -126,14 +114,14 @@ def test_form_submission_stores_request_and_event_and_shows_tracking_page(intake
     body = json.loads(raw)["body"]
     # Ids and the digest are random hex, which can hold "302" by chance (it did once in CI).
     data = {k: v for k, v in event.envelope["data"].items() if k not in ("request_id", "requester_digest")}
-    assert GOOD["contact_phone"] not in raw.decode() and GOOD["room"] not in json.dumps(data)
+    assert RESIDENT["contact_phone"] not in raw.decode() and RESIDENT["room"] not in json.dumps(data)
     assert event.envelope["data"]["masked_phone"] == "138****1234"
     assert body  # a Celery message with our envelope inside
 
 
 def test_api_submission_and_tracking_without_personal_data(intake):
     client = intake.test_client()
-    resp = client.post("/api/v1/requests", json={**GOOD, "contact_phone": " 138 1234 1234 "})
+    resp = client.post("/api/v1/requests", json={**RESIDENT, "contact_phone": " 138 1234 1234 "})
     assert resp.status_code == 201
     assert resp.json["status"] == "submitted"
     assert re.fullmatch(r"[A-HJ-NP-Z2-9]{12}", resp.json["tracking_code"])
@@ -142,10 +130,11 @@ def test_api_submission_and_tracking_without_personal_data(intake):
     tracked = client.get(f"/api/v1/requests/{dashed}")
     assert tracked.status_code == 200
     text = tracked.get_data(as_text=True)
-    for secret in (GOOD["contact_name"], "13812341234"):
+    for secret in (RESIDENT["contact_name"], "13812341234"):
         assert secret not in text
     # The room is no field's value (as text "302" may turn up in a timestamp's microseconds).
-    assert "room" not in tracked.json and GOOD["room"] not in [v for v in tracked.json.values() if isinstance(v, str)]
+    texts = [v for v in tracked.json.values() if isinstance(v, str)]
+    assert "room" not in tracked.json and RESIDENT["room"] not in texts
     assert [h["status"] for h in tracked.json["history"]] == ["submitted"]
     assert client.get("/api/v1/requests/AAAAAAAAAAAA").status_code == 404
     assert client.get("/track/AAAAAAAAAAAA").status_code == 404
@@ -153,7 +142,7 @@ def test_api_submission_and_tracking_without_personal_data(intake):
 
 def test_contact_is_only_for_matching_and_only_while_a_volunteer_is_on_it(intake):
     client = intake.test_client()
-    request_id = client.post("/api/v1/requests", json=GOOD).json["id"]
+    request_id = client.post("/api/v1/requests", json=RESIDENT).json["id"]
     url = f"/api/v1/internal/requests/{request_id}/contact?reader=volunteer:7"
     matching = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
     assert client.get(url).status_code == 401
@@ -214,7 +203,7 @@ def outbox_events(app, task_name):
 
 def test_the_resident_cancels_with_the_tracking_code(intake):
     client = intake.test_client()
-    created = client.post("/api/v1/requests", json=GOOD).json
+    created = client.post("/api/v1/requests", json=RESIDENT).json
     code, request_id = created["tracking_code"], created["id"]
     page = client.get(f"/track/{code}").get_data(as_text=True)
     resp = client.post(f"/track/{code}/cancel", data={"reason": "邻居帮我理了", "csrf_token": csrf_token(page)})
@@ -232,7 +221,7 @@ def test_the_resident_cancels_with_the_tracking_code(intake):
 
 def test_station_appointment_and_completion_then_feedback_once(intake):
     client = intake.test_client()
-    created = client.post("/api/v1/requests", json={**GOOD, "mode": "station"}).json
+    created = client.post("/api/v1/requests", json={**RESIDENT, "mode": "station"}).json
     code, request_id = created["tracking_code"], created["id"]
     apply_event(intake, status_event(request_id, "assigned",
                                      appointment_at=datetime(2026, 11, 28, 1, tzinfo=timezone.utc),
@@ -262,8 +251,9 @@ def test_station_appointment_and_completion_then_feedback_once(intake):
 
 
 def test_priority_and_requester_digest_travel_with_the_request(intake):
-    intake.test_client().post("/api/v1/requests", json={**GOOD, "elderly": True, "disability": True})
+    intake.test_client().post("/api/v1/requests", json={**RESIDENT, "elderly": True, "disability": True})
     [event] = outbox_events(intake, contract.REQUEST_SUBMITTED)
     assert event["elderly"] is True and event["disability"] is True
-    assert event["requester_digest"] == contract.phone_digest(GOOD["contact_phone"], intake.config["PHONE_DIGEST_KEY"])
-    assert GOOD["contact_phone"] not in json.dumps(event)
+    digest_key = intake.config["PHONE_DIGEST_KEY"]
+    assert event["requester_digest"] == contract.phone_digest(RESIDENT["contact_phone"], digest_key)
+    assert RESIDENT["contact_phone"] not in json.dumps(event)

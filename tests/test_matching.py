@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
 
@@ -18,7 +17,6 @@ from services.common import contract
 from services.common.clock import SHANGHAI
 from services.volunteers import jobs
 from services.volunteers import tasks as matching_tasks
-from services.volunteers.dispatch import Dispatcher
 from services.volunteers.models import (
     Assignment,
     Booking,
@@ -27,85 +25,19 @@ from services.volunteers.models import (
     HoursEntry,
     Leader,
     Offer,
-    OutboxMessage,
     ServiceRequest,
     Station,
     StationSession,
     Volunteer,
 )
 from services.volunteers.timebank import TimeBank, hours_between
-from tests.conftest import ADMIN_TOKEN, csrf_token
-
-STAFF = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-# Friday 27 November 2026, 10:00 in Hangzhou.
-NOW = datetime(2026, 11, 27, 2, 0, tzinfo=timezone.utc)
-NEW_VOLUNTEER = {"name": "王建国", "phone": "13900001111", "building": "3", "unit": "1",
-                 "skills": ["haircut"], "capacity": 1, "channels": ["json://127.0.0.1:9/hook"]}
+from tests.conftest import csrf_token
+from tests.factories import NEW_VOLUNTEER, NOW, STAFF, World, register, resident_request, submitted
 
 
 @pytest.fixture
 def matching(make_app, backend):
     return make_app("volunteers", backend=backend)
-
-
-_phones = iter(range(13900002000, 13900009999))
-
-
-def register(app, **over):
-    body = {**NEW_VOLUNTEER, "phone": str(next(_phones)), **over}
-    resp = app.test_client().post("/api/v1/volunteers", json=body, headers=STAFF)
-    assert resp.status_code == 201, resp.json
-    return resp.json["id"]
-
-
-def submitted(category="haircut", building="3", unit="1", **over):
-    data = {"request_id": str(uuid.uuid4()), "category": category, "summary": "需要帮忙", "building": building,
-            "unit": unit, "masked_phone": "138****1234", "mode": "home", "window_start": None,
-            "window_end": None, "urgency": "normal", **over}
-    return contract.envelope(contract.REQUEST_SUBMITTED, data, source="requests")
-
-
-class World:
-    """One service app, a session of the test's own (HTTP requests to the
-    app keep theirs), and a dispatcher at a chosen time."""
-
-    def __init__(self, app):
-        self.app = app
-        # From the same factory, so the outbox's after-commit publish applies.
-        self.session = app.extensions["db"].Session.session_factory()
-
-    def at(self, moment: datetime) -> Dispatcher:
-        return Dispatcher(self.session, self.app.extensions["outbox"], self.app.config, now=moment)
-
-    def receive(self, message, moment=NOW) -> ServiceRequest:
-        _, data = contract.open_envelope(contract.REQUEST_SUBMITTED, message)
-        req = self.at(moment).receive(data)
-        self.session.commit()
-        return req
-
-    def sweep(self, moment) -> dict:
-        return matching_tasks.committed_sweep(self.at(moment))
-
-    def offers(self, request_id=None):
-        q = select(Offer).order_by(Offer.id)
-        if request_id:
-            q = q.where(Offer.request_id == request_id)
-        self.session.expire_all()
-        return self.session.scalars(q).all()
-
-    def events(self, task_name):
-        rows = self.session.scalars(select(OutboxMessage).where(OutboxMessage.task_name == task_name)
-                                    .order_by(OutboxMessage.created_at)).all()
-        return [r.envelope["data"] for r in rows]
-
-    def offer_path(self, offer) -> str:
-        """The offer's link, as its message carried it (only a hash of the token is stored)."""
-        [url] = [e["context"]["offer_url"] for e in self.events(contract.NOTIFY_SEND)
-                 if e["template"] == "offer" and e["dedupe_key"] == f"offer:{offer.id}"]
-        return "/offers/" + url.rsplit("/offers/", 1)[1]
-
-    def count(self, model):
-        return self.session.scalar(select(func.count()).select_from(model))
 
 
 @pytest.fixture
@@ -746,15 +678,13 @@ def test_console_staff_actions_reassign_refuse_escalate_close_and_deactivate(wor
 def test_intakes_own_escalations_reach_leaders_with_their_reason(world, make_app, backend, producer):
     """Driven by intake's real producers (a staff hand-back, an unhappy
     follow-up), not by a message written here: the leader is told why."""
-    from services.common.db import utcnow
+    from services.common.clock import utcnow
     from services.requests import operations as intake_operations
     from services.requests.models import OutboxMessage as IntakeOutbox
     from services.requests.models import ServiceRequest as IntakeRequest
 
     intake = make_app("requests", backend=backend)
-    resident = {"category": "haircut", "description": "想理发", "building": "3", "unit": "1", "room": "302",
-                "contact_name": "李阿姨", "contact_phone": "13812341234", "consent": True}
-    rid = intake.test_client().post("/api/v1/requests", json=resident).json["id"]
+    rid = intake.test_client().post("/api/v1/requests", json=resident_request()).json["id"]
     world.receive(submitted(request_id=rid))
     with intake.app_context():
         session, outbox = intake.extensions["db"].Session, intake.extensions["outbox"]

@@ -12,7 +12,7 @@ from services.common import contract
 from services.requests import tasks as intake_tasks
 from services.requests.models import DeadMessage, OutboxMessage, ServiceRequest, StatusChange
 from tests.conftest import SECRETS, UNIT_REDIS_URL
-from tests.test_intake import GOOD
+from tests.factories import RESIDENT
 
 # A port nobody listens on: Redis "down".
 DOWN_REDIS_URL = "redis://127.0.0.1:1/0"
@@ -38,7 +38,7 @@ def test_a_rollback_produces_no_event(make_app, unit_redis):
 def test_redis_down_still_takes_the_request_and_the_relay_sends_it_later(make_app, backend, unit_redis):
     down = make_app("requests", backend=backend, REDIS_URL=DOWN_REDIS_URL)
     started = time.monotonic()
-    resp = down.test_client().post("/api/v1/requests", json=GOOD)
+    resp = down.test_client().post("/api/v1/requests", json=RESIDENT)
     elapsed = time.monotonic() - started
     assert resp.status_code == 201 and resp.json["tracking_code"]
     assert elapsed < 10  # answered, not hung (generous: this is a correctness check, not a benchmark)
@@ -67,7 +67,7 @@ def status_message(request_id, status="assigned", **over):
 @pytest.fixture
 def intake_with_request(make_app, backend):
     app = make_app("requests", backend=backend)
-    request_id = app.test_client().post("/api/v1/requests", json=GOOD).json["id"]
+    request_id = app.test_client().post("/api/v1/requests", json=RESIDENT).json["id"]
     return app, request_id
 
 
@@ -136,7 +136,7 @@ def test_a_request_matching_never_answered_is_sent_again(make_app, unit_redis):
     from services.requests.operations import resend_unanswered
 
     app = make_app("requests")
-    request_id = app.test_client().post("/api/v1/requests", json=GOOD).json["id"]
+    request_id = app.test_client().post("/api/v1/requests", json=RESIDENT).json["id"]
     outbox, key = app.extensions["outbox"], app.config["PHONE_DIGEST_KEY"]
     session = app.extensions["db"].Session
     with app.app_context():
@@ -173,7 +173,7 @@ def test_web_processes_publish_from_a_thread_once_and_in_order(make_app, backend
 
     app = make_app("requests", backend=backend, PUBLISH_IN_BACKGROUND=True)
     client = app.test_client()
-    ids = [client.post("/api/v1/requests", json=GOOD).json["id"] for _ in range(30)]
+    ids = [client.post("/api/v1/requests", json=RESIDENT).json["id"] for _ in range(30)]
     outbox = app.extensions["outbox"]
     wait_for(lambda: outbox.pending() == 0, timeout=10, what="the publisher thread to send every event")
     bodies = [json.loads(base64.b64decode(json.loads(raw)["body"]))  # Celery's (args, kwargs, embed)
@@ -187,7 +187,7 @@ def test_a_background_publish_that_fails_leaves_the_event_for_the_relay(make_app
 
     down = make_app("requests", REDIS_URL=DOWN_REDIS_URL, PUBLISH_IN_BACKGROUND=True)
     started = time.monotonic()
-    assert down.test_client().post("/api/v1/requests", json=GOOD).status_code == 201
+    assert down.test_client().post("/api/v1/requests", json=RESIDENT).status_code == 201
     assert time.monotonic() - started < 10
     outbox = down.extensions["outbox"]
     with down.app_context():

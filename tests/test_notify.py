@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select, update
 
 from services.common import contract
-from services.common.clock import SHANGHAI
+from services.common.clock import SHANGHAI, SetClock
 from services.notify import delivery, messages
 from services.notify import tasks as notify_tasks
 from services.notify.models import Delivery, Notification, OutboxMessage, Recipient
@@ -83,16 +83,14 @@ def test_templates_run_in_a_sandbox():
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    now = {"t": NOON}
-    monkeypatch.setattr(delivery, "utcnow", lambda: now["t"])
-    return now
+def clock():
+    return SetClock(NOON)
 
 
 @pytest.fixture
 def notify_app(make_app, backend, monkeypatch, clock):
     monkeypatch.setattr(delivery, "RETRY_BASE_SECONDS", 0.0)  # retries due at once
-    return make_app("notify", backend=backend, CHANNEL_TIMEOUT=0.5)
+    return make_app("notify", backend=backend, clock=clock, CHANNEL_TIMEOUT=0.5)
 
 
 @pytest.fixture
@@ -192,7 +190,7 @@ def test_sms_gateway_and_email(notify_app):
 
 
 def test_quiet_hours_hold_ordinary_messages_until_morning_but_not_urgent_ones(notify_app, clock):
-    clock["t"] = LATE
+    clock.at = LATE
     with WebhookReceiver() as hook:
         send(notify_app, "volunteer:1", [hook.url("/ordinary")], key="ordinary")
         send(notify_app, "volunteer:1", [hook.url("/urgent")], key="urgent", urgent=True)
@@ -207,9 +205,9 @@ def test_quiet_hours_hold_ordinary_messages_until_morning_but_not_urgent_ones(no
         inbox = notify_app.test_client().get("/api/v1/inbox/volunteer:1",
                                              headers={"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}).json
         assert len(inbox) == 2
-        clock["t"] = LATE + timedelta(hours=2)
+        clock.at = LATE + timedelta(hours=2)
         assert retry_sweep(notify_app) == 0
-        clock["t"] = MORNING
+        clock.at = MORNING
         assert retry_sweep(notify_app) == 2
         assert sorted(r["path"] for r in hook.received[2:]) == ["/escalation-ordinary", "/ordinary"]
 
@@ -224,7 +222,7 @@ def test_quiet_hours_are_a_preference(notify_app, clock):
                          "channels": ["wecombot://****"]}
     assert client.put("/api/v1/recipients/volunteer:9/preferences", headers=STAFF,
                       json={"quiet_start": "12:00"}).status_code == 422
-    clock["t"] = NOON.replace(hour=4, minute=30)  # 12:30 in Hangzhou
+    clock.at = NOON.replace(hour=4, minute=30)  # 12:30 in Hangzhou
     with WebhookReceiver() as hook:
         send(notify_app, "volunteer:9", [hook.url()])
         assert hook.received == []
@@ -233,8 +231,8 @@ def test_quiet_hours_are_a_preference(notify_app, clock):
 
 def test_new_recipients_start_with_the_communitys_quiet_hours(make_app, backend, monkeypatch, clock):
     monkeypatch.setenv("LINLI_QUIET_HOURS", "22:30-06:30")
-    app = make_app("notify", backend=backend)
-    clock["t"] = LATE  # 22:30 in Hangzhou: just inside
+    app = make_app("notify", backend=backend, clock=clock)
+    clock.at = LATE  # 22:30 in Hangzhou: just inside
     with WebhookReceiver() as hook:
         send(app, "volunteer:5", [hook.url()])
         assert hook.received == []
@@ -379,7 +377,7 @@ def test_a_residents_html_reaches_email_as_text_never_as_markup(notify_app):
 
 
 @pytest.mark.parametrize("template, link", [("magic_link", "http://x/login/t"), ("offer", "http://x/offers/t")])
-def test_a_link_that_is_a_key_never_shows_in_the_inbox_and_is_not_kept_once_sent(notify_app, template, link):
+def test_a_link_that_is_a_key_never_shows_in_the_inbox_and_is_not_kept_once_sent(notify_app, clock, template, link):
     """Sign-in and offer links reach the volunteer's channel; a look at the
     inbox or at the database gives no working link."""
     auth = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
@@ -401,7 +399,7 @@ def test_a_link_that_is_a_key_never_shows_in_the_inbox_and_is_not_kept_once_sent
         hook.status = 200
         for _ in range(delivery.ATTEMPTS_PER_CHANNEL):
             with notify_app.extensions["db"].Session.session_factory() as s:
-                s.execute(update(Delivery).values(next_attempt_at=delivery.utcnow()))
+                s.execute(update(Delivery).values(next_attempt_at=clock.now()))
                 s.commit()
             retry_sweep(notify_app)
         assert link in hook.received[-1]["body"]["message"]  # the channel got the link

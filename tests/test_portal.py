@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select, update
 
 from services.common import contract
-from services.common.db import utcnow
+from services.common.clock import utcnow
 from services.volunteers.models import Assignment, HoursEntry, LoginLink, OutboxMessage, Station, StationSession
 from tests.conftest import csrf_token
-from tests.test_matching import World, register, submitted
+from tests.factories import World, login_links, register, sign_in, submitted
 
 
 @pytest.fixture
@@ -22,22 +22,6 @@ def world(make_app):
     w = World(make_app("volunteers"))
     yield w
     w.session.close()
-
-
-def login_links(world):
-    world.session.expire_all()
-    rows = world.session.scalars(select(OutboxMessage).where(OutboxMessage.task_name == contract.NOTIFY_SEND)).all()
-    return [r.envelope["data"]["context"]["login_url"] for r in rows if r.envelope["data"]["template"] == "magic_link"]
-
-
-def sign_in(world, client, phone):
-    page = client.get("/login").get_data(as_text=True)
-    resp = client.post("/login", data={"phone": phone, "csrf_token": csrf_token(page)})
-    assert resp.status_code == 200
-    link = login_links(world)[-1]
-    path = re.sub(r"^https?://[^/]+", "", link)
-    confirm = client.get(path).get_data(as_text=True)
-    return path, client.post(path, data={"csrf_token": csrf_token(confirm)})
 
 
 def test_magic_link_sign_in_is_single_use_and_does_not_reveal_who_is_registered(world):

@@ -20,11 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from services.common import settings, tables
 from services.common.settings import ConfigError
 from tests.conftest import SECRET_ENV
+from tests.factories import RESIDENT
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("requests", "volunteers", "notify")
-GOOD = {"category": "haircut", "description": "想理发", "building": "3", "unit": "1", "room": "302",
-        "contact_name": "李阿姨", "contact_phone": "13812341234", "consent": True}
 
 
 @pytest.fixture
@@ -158,7 +157,7 @@ class Records(logging.Handler):
 def test_the_access_log_names_the_route_never_the_token(make_app):
     app = make_app("requests")
     client = app.test_client()
-    code = client.post("/api/v1/requests", json=GOOD).json["tracking_code"]
+    code = client.post("/api/v1/requests", json=RESIDENT).json["tracking_code"]
     # The services put their own JSON handler on the root logger; listen beside it.
     seen = Records()
     logging.getLogger().addHandler(seen)
@@ -177,14 +176,14 @@ def test_the_access_log_names_the_route_never_the_token(make_app):
 
 def test_request_bodies_are_bounded(make_app):
     app = make_app("requests")
-    big = {**GOOD, "description": "x" * 300_000}
+    big = {**RESIDENT, "description": "x" * 300_000}
     resp = app.test_client().post("/api/v1/requests", json=big)
     assert resp.status_code == 413
-    resp = app.test_client().post("/", data={**GOOD, "description": "x" * 300_000})
+    resp = app.test_client().post("/", data={**RESIDENT, "description": "x" * 300_000})
     assert resp.status_code == 413
 
 
-@pytest.mark.parametrize("body", [[None, None], [], "text", 42, None, [GOOD]])
+@pytest.mark.parametrize("body", [[None, None], [], "text", 42, None, [RESIDENT]])
 def test_json_that_is_not_an_object_gets_a_clear_error_and_changes_nothing(make_app, body):
     """Schemathesis found `[null, null]` answering 500."""
     from services.requests.models import ServiceRequest
@@ -262,22 +261,22 @@ def test_the_request_form_and_api_share_a_limit_per_address(make_app, unit_redis
     app = make_app("requests", RATE_LIMITS=limits(request_form="3 per hour"))
     client = app.test_client()
     here = {"REMOTE_ADDR": "10.3.3.3"}
-    assert client.post("/api/v1/requests", json=GOOD, environ_base=here).status_code == 201
-    assert client.post("/api/v1/requests", json=GOOD, environ_base=here).status_code == 201
+    assert client.post("/api/v1/requests", json=RESIDENT, environ_base=here).status_code == 201
+    assert client.post("/api/v1/requests", json=RESIDENT, environ_base=here).status_code == 201
     form = client.get("/", environ_base=here).text
     from tests.conftest import csrf_token
 
-    ok = client.post("/", data={**GOOD, "consent": "y", "csrf_token": csrf_token(form)}, environ_base=here)
+    ok = client.post("/", data={**RESIDENT, "consent": "y", "csrf_token": csrf_token(form)}, environ_base=here)
     assert ok.status_code == 303
-    api = client.post("/api/v1/requests", json=GOOD, environ_base=here)
+    api = client.post("/api/v1/requests", json=RESIDENT, environ_base=here)
     assert api.status_code == 429 and api.json["code"] == 429  # JSON for API clients
-    page = client.post("/", data={**GOOD, "consent": "y", "csrf_token": csrf_token(form)}, environ_base=here)
+    page = client.post("/", data={**RESIDENT, "consent": "y", "csrf_token": csrf_token(form)}, environ_base=here)
     assert page.status_code == 429 and "社区办公室" in page.text  # the page says whom to call, in Chinese
-    english = client.post("/?lang=en", data={**GOOD, "consent": "y", "csrf_token": csrf_token(form)},
+    english = client.post("/?lang=en", data={**RESIDENT, "consent": "y", "csrf_token": csrf_token(form)},
                           environ_base=here)
     assert english.status_code == 429 and "community office" in english.text
     # Another address is not held back; reading is never limited.
-    assert client.post("/api/v1/requests", json=GOOD, environ_base={"REMOTE_ADDR": "10.3.3.4"}).status_code == 201
+    assert client.post("/api/v1/requests", json=RESIDENT, environ_base={"REMOTE_ADDR": "10.3.3.4"}).status_code == 201
     assert client.get("/", environ_base=here).status_code == 200
     # Counted in Redis (every web worker shares it), keyed without the address.
     keys = b" ".join(unit_redis.keys("*ratelimit*"))
@@ -290,7 +289,7 @@ def test_the_limiter_fails_open_when_redis_is_down(make_app):
     seen = Records()
     logging.getLogger().addHandler(seen)
     try:
-        answers = [client.post("/api/v1/requests", json=GOOD).status_code for _ in range(3)]
+        answers = [client.post("/api/v1/requests", json=RESIDENT).status_code for _ in range(3)]
     finally:
         logging.getLogger().removeHandler(seen)
     assert answers == [201, 201, 201]  # residents are still heard
@@ -308,7 +307,7 @@ def test_list_endpoints_answer_a_page_at_a_time(make_app):
     app = make_app("requests")
     client = app.test_client()
     for _ in range(3):
-        assert client.post("/api/v1/requests", json=GOOD).status_code == 201
+        assert client.post("/api/v1/requests", json=RESIDENT).status_code == 201
     staff = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     first = client.get("/api/v1/staff/requests?page_size=2", headers=staff)
     second = client.get("/api/v1/staff/requests?page_size=2&page=2", headers=staff)
@@ -533,13 +532,13 @@ def test_published_events_are_forgotten_after_a_day(make_app):
 
     from sqlalchemy import select, update
 
-    from services.common.db import utcnow
+    from services.common.clock import utcnow
     from services.requests.models import OutboxMessage
 
     app = make_app("requests")
     client = app.test_client()
-    client.post("/api/v1/requests", json=GOOD)
-    client.post("/api/v1/requests", json=GOOD)
+    client.post("/api/v1/requests", json=RESIDENT)
+    client.post("/api/v1/requests", json=RESIDENT)
     db, outbox = app.extensions["db"], app.extensions["outbox"]
     with app.app_context():
         old, new = db.Session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.created_at)).all()[:2]

@@ -18,7 +18,8 @@ from alembic import command
 from openpyxl import Workbook
 from sqlalchemy import select, text
 
-from services.common.db import Database, utcnow
+from services.common.clock import utcnow
+from services.common.db import Database
 from services.volunteers import VERSIONS
 from services.volunteers import portal as volunteer_portal
 from services.volunteers.models import (
@@ -32,8 +33,7 @@ from services.volunteers.models import (
 )
 from services.volunteers.timebank import TimeBank
 from tests.conftest import csrf_token
-from tests.test_matching import NOW, STAFF, World, register, submitted
-from tests.test_portal import sign_in
+from tests.factories import NOW, STAFF, World, register, sign_in, submitted
 
 CONTACT = {"contact_name": "张桂兰", "contact_phone": "13812341234", "unit": "1", "room": "1502"}
 

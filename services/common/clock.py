@@ -7,13 +7,51 @@ Hangzhou time (Asia/Shanghai).
   that an offer does not expire before its message arrives and nobody is
   woken up about a haircut.
 - Intake's take timer counts daytime hours (08:00–20:00).
+
+And the one clock all three services read the time from (`utcnow`).
 """
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from flask import current_app, has_app_context
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+class Clock:
+    """The time now, aware and in UTC. Each service's app has one
+    (services.common.factory); every part of every service reads the time
+    through `utcnow()`, so a test sets the app's clock instead of patching
+    modules, and pure functions take `now` as an argument."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class SetClock(Clock):
+    """A clock that stands where it is put: tests move it on by hand."""
+
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.at += delta
+        return self.at
+
+
+SYSTEM = Clock()
+
+
+def utcnow() -> datetime:
+    """Now, by the current app's clock (the system's outside an app)."""
+    if has_app_context():
+        return current_app.extensions.get("clock", SYSTEM).now()
+    return SYSTEM.now()
 
 
 def quiet_hours(value: str) -> tuple[time, time]:

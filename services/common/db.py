@@ -3,7 +3,7 @@ timestamps, and the Alembic migration runner (one env.py, versions per
 service)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 
 from alembic import command
@@ -14,10 +14,6 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 MIGRATIONS_ENV = Path(__file__).with_name("migrations")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class UTCDateTime(TypeDecorator):

@@ -1,6 +1,6 @@
 """Typed accessors for what every service's factory sets up on its Flask
-app (services.common.factory): the database, its session, the outbox and
-Celery. One name each, in place of string lookups in app.extensions."""
+app (services.common.factory): the clock, the database, its session, the
+outbox and Celery. One name each, in place of string lookups in app.extensions."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from celery import Celery
     from sqlalchemy.orm import scoped_session
 
+    from .clock import Clock
     from .db import Database
     from .outbox import Outbox
 
@@ -30,3 +31,8 @@ def outbox() -> Outbox:
 
 def celery() -> Celery:
     return current_app.extensions["celery"]
+
+
+def clock() -> Clock:
+    """The app's clock; services read it through services.common.clock.utcnow."""
+    return current_app.extensions["clock"]

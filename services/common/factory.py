@@ -11,6 +11,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import func, select
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .clock import Clock
 from .db import Database
 from .outbox import Outbox
 from .queueing import celery_init_app
@@ -32,6 +33,7 @@ def service_app(import_name: str, config: dict, test_config: dict | None, outbox
         # from more hops than configured.
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+    app.extensions["clock"] = Clock()
     db = Database(app.config["DATABASE_URL"])
     db.init_app(app)
     init_web(app)

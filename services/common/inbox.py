@@ -20,7 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from . import contract
-from .db import UTCDateTime, utcnow
+from .clock import utcnow
+from .db import UTCDateTime
 from .queueing import redis_client
 
 log = logging.getLogger(__name__)

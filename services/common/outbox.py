@@ -26,7 +26,8 @@ from sqlalchemy import JSON, Integer, String, delete, event, func, select, updat
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import contract
-from .db import UTCDateTime, utcnow
+from .clock import utcnow
+from .db import UTCDateTime
 from .queueing import publish
 
 log = logging.getLogger(__name__)

@@ -2,9 +2,7 @@
 (exponential backoff, full jitter) per channel, falling back to the
 recipient's next channel, and `dead` when none is left — then the service
 that asked is told. Non-urgent messages wait out the recipient's quiet
-hours. The in-app inbox copy exists regardless.
-
-`utcnow` is looked up at call time, so tests can move the clock."""
+hours. The in-app inbox copy exists regardless."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from services.common import clock, contract
-from services.common import db as common_db
+from services.common.clock import utcnow
 from services.common.inbox import backoff
 
 from . import channels
@@ -25,10 +23,6 @@ ATTEMPTS_PER_CHANNEL = 3
 RETRY_BASE_SECONDS = 5.0
 RETRY_CAP_SECONDS = 600.0
 DUE_STATUSES = ("queued", "failed", "sending")
-
-
-def utcnow() -> datetime:
-    return common_db.utcnow()
 
 
 def first_attempt_at(recipient: Recipient, urgent: bool, moment: datetime) -> datetime:

@@ -11,7 +11,7 @@ from flask import current_app
 from sqlalchemy import and_, or_, select
 
 from services.common import contract
-from services.common.db import utcnow
+from services.common.clock import utcnow
 
 from . import hotline
 from .models import FINAL, Feedback, ServiceRequest, StatusChange, new_public_id

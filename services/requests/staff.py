@@ -28,7 +28,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import and_, false, or_, select, true
 
 from services.common import extensions as ext
-from services.common.db import utcnow
+from services.common.clock import utcnow
 from services.common.queueing import redis_client
 from services.common.web import bearer_matches
 

@@ -13,8 +13,7 @@ from sqlalchemy import select
 
 from services.common import contract
 from services.common import extensions as ext
-from services.common.clock import SHANGHAI
-from services.common.db import utcnow
+from services.common.clock import SHANGHAI, utcnow
 from services.common.inbox import Permanent, consume
 
 from .models import DeadMessage, ProcessedMessage, ServiceRequest

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from services.common import contract
 from services.common import extensions as ext
-from services.common.db import utcnow
+from services.common.clock import utcnow
 from services.common.factory import ApiBlueprint, page_of
 from services.common.ratelimit import limit
 from services.common.web import current_lang, read_service, require_caller

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common import clock, contract
 from services.common import extensions as ext
-from services.common.db import utcnow
+from services.common.clock import utcnow
 
 from . import config, engine, stations
 from .escalation import escalate

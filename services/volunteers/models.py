@@ -26,7 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.common import contract
-from services.common.db import UTCDateTime, utcnow
+from services.common.clock import utcnow
+from services.common.db import UTCDateTime
 from services.common.inbox import DeadMessageMixin, ProcessedMessageMixin
 from services.common.outbox import OutboxMixin
 

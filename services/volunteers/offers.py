@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from services.common import contract
 from services.common import extensions as ext
-from services.common.db import utcnow
+from services.common.clock import utcnow
 
 from .dispatch import dispatcher
 from .models import Assignment, Offer, Volunteer, token_hash

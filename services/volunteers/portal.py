@@ -21,8 +21,7 @@ from sqlalchemy.orm import defaultload, lazyload
 
 from services.common import contract
 from services.common import extensions as ext
-from services.common.clock import SHANGHAI
-from services.common.db import utcnow
+from services.common.clock import SHANGHAI, utcnow
 from services.common.ratelimit import limit
 from services.common.web import read_service
 

@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select
 
-from services.common.db import utcnow
+from services.common.clock import utcnow
 
 from .models import CoinEntry, HoursEntry
 

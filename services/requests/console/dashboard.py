@@ -12,8 +12,7 @@ from sqlalchemy import select
 
 from services.common import contract, tables
 from services.common import extensions as ext
-from services.common.clock import SHANGHAI
-from services.common.db import utcnow
+from services.common.clock import SHANGHAI, utcnow
 from services.common.web import read_service
 
 from .. import hotline

@@ -13,7 +13,7 @@ from marshmallow import ValidationError
 
 from services.common import contract
 from services.common import extensions as ext
-from services.common.db import utcnow
+from services.common.clock import utcnow
 from services.common.web import read_all_pages, read_service
 
 from .. import hotline, operations

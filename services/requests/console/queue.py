@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from services.common import contract, tables
 from services.common import extensions as ext
-from services.common.db import utcnow
+from services.common.clock import utcnow
 from services.common.web import local_time
 
 from .. import hotline

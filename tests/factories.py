@@ -1,0 +1,129 @@
+"""Test data and helpers shared by the test modules, so that each is written
+once: a resident's request, intake's `request.submitted` event as intake
+sends it, a volunteer registered through the staff API, matching's World
+(an app, a session of the test's own and a dispatcher at a chosen time) and
+a volunteer signed in to the portal."""
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select
+
+from services.common import contract
+from services.volunteers import tasks as matching_tasks
+from services.volunteers.dispatch import Dispatcher
+from services.volunteers.models import Offer, OutboxMessage, ServiceRequest
+from tests.conftest import ADMIN_TOKEN, csrf_token
+
+STAFF = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Friday 27 November 2026, 10:00 in Hangzhou.
+NOW = datetime(2026, 11, 27, 2, 0, tzinfo=timezone.utc)
+
+# What a resident (or the desk for them) enters: the request form's and
+# POST /api/v1/requests's fields.
+RESIDENT = {
+    "category": "haircut",
+    "description": "想在家理个发，腿脚不方便",
+    "building": "3",
+    "unit": "1",
+    "room": "302",
+    "contact_name": "张桂兰",
+    "contact_phone": "13812341234",
+    "mode": "home",
+    "urgency": "normal",
+    "consent": True,
+}
+
+
+def resident_request(**changes) -> dict:
+    """The JSON body of a resident's request, with `changes`."""
+    return {**RESIDENT, **changes}
+
+
+def resident_form(**changes) -> dict:
+    """The same as the web form posts it (a ticked box is "true")."""
+    return {**RESIDENT, "consent": "true", **changes}
+
+
+NEW_VOLUNTEER = {"name": "王建国", "phone": "13900001111", "building": "3", "unit": "1",
+                 "skills": ["haircut"], "capacity": 1, "channels": ["json://127.0.0.1:9/hook"]}
+_phones = iter(range(13900002000, 13900009999))
+
+
+def register(app, **over) -> int:
+    """A volunteer registered through matching's staff API; their id."""
+    body = {**NEW_VOLUNTEER, "phone": str(next(_phones)), **over}
+    resp = app.test_client().post("/api/v1/volunteers", json=body, headers=STAFF)
+    assert resp.status_code == 201, resp.json
+    return resp.json["id"]
+
+
+def submitted(category="haircut", building="3", unit="1", **over) -> dict:
+    """Intake's request.submitted envelope (operations.emit_submitted's fields)."""
+    data = {"request_id": str(uuid.uuid4()), "category": category, "summary": "需要帮忙", "building": building,
+            "unit": unit, "masked_phone": "138****1234", "mode": "home", "window_start": None,
+            "window_end": None, "urgency": "normal", **over}
+    return contract.envelope(contract.REQUEST_SUBMITTED, data, source="requests")
+
+
+class World:
+    """One matching app, a session of the test's own (HTTP requests to the
+    app keep theirs), and a dispatcher at a chosen time."""
+
+    def __init__(self, app):
+        self.app = app
+        # From the same factory, so the outbox's after-commit publish applies.
+        self.session = app.extensions["db"].Session.session_factory()
+
+    def at(self, moment: datetime) -> Dispatcher:
+        return Dispatcher(self.session, self.app.extensions["outbox"], self.app.config, now=moment)
+
+    def receive(self, message, moment=NOW) -> ServiceRequest:
+        _, data = contract.open_envelope(contract.REQUEST_SUBMITTED, message)
+        req = self.at(moment).receive(data)
+        self.session.commit()
+        return req
+
+    def sweep(self, moment) -> dict:
+        return matching_tasks.committed_sweep(self.at(moment))
+
+    def offers(self, request_id=None):
+        q = select(Offer).order_by(Offer.id)
+        if request_id:
+            q = q.where(Offer.request_id == request_id)
+        self.session.expire_all()
+        return self.session.scalars(q).all()
+
+    def events(self, task_name):
+        rows = self.session.scalars(select(OutboxMessage).where(OutboxMessage.task_name == task_name)
+                                    .order_by(OutboxMessage.created_at)).all()
+        return [r.envelope["data"] for r in rows]
+
+    def offer_path(self, offer) -> str:
+        """The offer's link, as its message carried it (only a hash of the token is stored)."""
+        [url] = [e["context"]["offer_url"] for e in self.events(contract.NOTIFY_SEND)
+                 if e["template"] == "offer" and e["dedupe_key"] == f"offer:{offer.id}"]
+        return "/offers/" + url.rsplit("/offers/", 1)[1]
+
+    def count(self, model):
+        return self.session.scalar(select(func.count()).select_from(model))
+
+
+def login_links(world: World) -> list[str]:
+    """The portal sign-in links matching has sent, oldest first."""
+    world.session.expire_all()
+    rows = world.session.scalars(select(OutboxMessage).where(OutboxMessage.task_name == contract.NOTIFY_SEND)).all()
+    return [r.envelope["data"]["context"]["login_url"] for r in rows if r.envelope["data"]["template"] == "magic_link"]
+
+
+def sign_in(world: World, client, phone: str):
+    """A volunteer signs in to the portal by the link sent to them: (link path, answer)."""
+    page = client.get("/login").get_data(as_text=True)
+    resp = client.post("/login", data={"phone": phone, "csrf_token": csrf_token(page)})
+    assert resp.status_code == 200
+    link = login_links(world)[-1]
+    path = re.sub(r"^https?://[^/]+", "", link)
+    confirm = client.get(path).get_data(as_text=True)
+    return path, client.post(path, data={"csrf_token": csrf_token(confirm)})
