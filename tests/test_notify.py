@@ -315,6 +315,7 @@ def test_staff_api_log_retry_preview_and_test_message(notify_app, caplog):
         assert client.post(f"/api/v1/deliveries/{row['id']}/retry", headers=STAFF).status_code == 409
         tested = client.post("/api/v1/test-message", headers=STAFF, json={"channel": hook.url("/t")}).json
         assert tested["sent"] is True and hook.received[-1]["path"] == "/t"
+        assert hook.received[-1]["body"]["message"] == "邻里测试消息：这个渠道可以收到通知。"  # zh-CN by default
         assert client.post("/api/v1/test-message", headers=STAFF, json={"channel": "nope"}).status_code == 422
     preview = client.post("/api/v1/templates/preview", headers=STAFF,
                           json={"template": "offer", "context": CONTEXTS["offer"]}).json

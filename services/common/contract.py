@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from .i18n import N_, translate
+
 # --- Queues: one per service; a worker consumes only its own (-Q <name>). ---
 QUEUES = ("requests", "volunteers", "notify")
 # Who may sign an envelope: a service, or the beat process that sends timers.
@@ -68,29 +70,28 @@ def queue_for(task_name: str) -> str:
 @dataclass(frozen=True)
 class Category:
     code: str
-    zh: str
-    en: str
+    label: str  # English, marked for the catalogue: name() gives it in a language
     staff_only: bool = False  # handled by the community office, never by volunteers
     credential: bool = False  # only volunteers with a verified credential (the retired doctors)
 
     def name(self, lang: str) -> str:
-        return self.en if lang.startswith("en") else self.zh
+        return translate(self.label, lang)
 
 
 # The services 翠苑一区's volunteers offer, then the staff-only matters.
 CATEGORIES = (
-    Category("haircut", "理发", "Haircut"),
-    Category("alterations", "改衣", "Clothes alterations"),
-    Category("appliance_repair", "家电维修", "Appliance repair"),
-    Category("sharpening", "磨剪刀", "Knife and scissor sharpening"),
-    Category("umbrella_repair", "修雨伞", "Umbrella repair"),
-    Category("bicycle_repair", "修自行车", "Bicycle repair"),
-    Category("health_check", "健康体检", "Basic health check", credential=True),
-    Category("prenatal_guidance", "孕产指导", "Prenatal guidance", credential=True),
-    Category("lift_retrofit", "加装电梯", "Lift retrofit", staff_only=True),
-    Category("parking", "停车", "Parking", staff_only=True),
-    Category("environment", "环境", "Environment", staff_only=True),
-    Category("complaint", "投诉", "Complaint", staff_only=True),
+    Category("haircut", N_("Haircut")),
+    Category("alterations", N_("Clothes alterations")),
+    Category("appliance_repair", N_("Appliance repair")),
+    Category("sharpening", N_("Knife and scissor sharpening")),
+    Category("umbrella_repair", N_("Umbrella repair")),
+    Category("bicycle_repair", N_("Bicycle repair")),
+    Category("health_check", N_("Basic health check"), credential=True),
+    Category("prenatal_guidance", N_("Prenatal guidance"), credential=True),
+    Category("lift_retrofit", N_("Lift retrofit"), staff_only=True),
+    Category("parking", N_("Parking"), staff_only=True),
+    Category("environment", N_("Environment"), staff_only=True),
+    Category("complaint", N_("Complaint"), staff_only=True),
 )
 CATEGORY_BY_CODE = {c.code: c for c in CATEGORIES}
 VOLUNTEER_SKILLS = tuple(c.code for c in CATEGORIES if not c.staff_only)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from services.common import contract
 from services.common import extensions as ext
 from services.common.factory import ApiBlueprint, page_of
+from services.common.i18n import N_, translate
 from services.common.web import caller, require_caller
 
 from . import channels, delivery, messages
@@ -169,6 +170,9 @@ class Preview(MethodView):
         return {"title": title, "short": short, "full": full, "short_length": len(short)}
 
 
+TEST_MESSAGE = N_("Linli test message: this channel receives notifications.")
+
+
 @api.route("/test-message")
 class TestMessage(MethodView):
     @api.arguments(TestMessageIn)
@@ -176,8 +180,7 @@ class TestMessage(MethodView):
     def post(self, data):
         """Send a test message to a channel now and say what happened."""
         _staff_only()
-        text = "邻里测试消息：这个渠道可以收到通知。" if data["language"] == "zh-CN" else \
-            "Linli test message: this channel receives notifications."
+        text = translate(TEST_MESSAGE, data["language"])
         error = channels.send(current_app.config, data["channel"], "Linli", text)
         log.info("test message", extra={"channel": contract.mask_url(data["channel"]), "error": error})
         return {"sent": error is None, "error": error, "channel": contract.mask_url(data["channel"])}

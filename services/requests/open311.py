@@ -164,8 +164,9 @@ def _parse_date(name: str) -> datetime | None:
 
 
 def _service(c: contract.Category) -> dict:
-    return {"service_code": c.code, "service_name": c.zh, "description": f"{c.zh} / {c.en}",
-            "metadata": not c.staff_only, "type": "realtime", "keywords": f"{c.en.lower()},{c.zh}",
+    zh, en = c.name("zh-CN"), c.name("en")
+    return {"service_code": c.code, "service_name": zh, "description": f"{zh} / {en}",
+            "metadata": not c.staff_only, "type": "realtime", "keywords": f"{en.lower()},{zh}",
             "group": "社区工作人员 / community staff" if c.staff_only else "志愿服务 / volunteer services"}
 
 
@@ -335,7 +336,7 @@ def _record(req: ServiceRequest, full: bool) -> dict:
         "service_request_id": req.public_id,
         "status": "closed" if req.status in CLOSED else "open",
         "status_notes": notes,
-        "service_name": category.zh,
+        "service_name": category.name("zh-CN"),
         "service_code": req.category,
         "description": req.description if full else "",
         "agency_responsible": "社区工作人员" if category.staff_only else "翠邻里志愿者",

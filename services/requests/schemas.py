@@ -12,14 +12,9 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate, val
 from services.common import contract
 from services.common import extensions as ext
 from services.common.clock import SHANGHAI
+from services.common.i18n import N_
 
 from .models import Building
-
-
-def N_(text: str) -> str:
-    """Marks a string for the catalogue; translated where it is shown."""
-    return text
-
 
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
 LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}$")

@@ -109,7 +109,7 @@ def digest(d: Dispatcher) -> int:
         overdue = [r for r in mine if r.id in overdue_ids
                    or (r.status in OPEN_REQUEST and r.accept_by and r.accept_by <= d.now)]
         escalated = [r for r in mine if r.status == "escalated"]
-        items = [f"{r.home.name} {contract.CATEGORY_BY_CODE[r.category].zh}（{r.status}）"
+        items = [f"{r.home.name} {contract.CATEGORY_BY_CODE[r.category].name('zh-CN')}（{r.status}）"
                  for r in (escalated + [o for o in overdue if o not in escalated])[:10]]
         d.notify(f"digest:{grid.code}:{day}", f"leader:{leader.id}", leader.channels, "zh-CN", "digest",
                  context={"leader_name": leader.name, "grid_name": grid.name, "open": len(mine),
