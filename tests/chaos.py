@@ -283,7 +283,7 @@ def run(n: int = 200, rate: float = 10.0, seed: int = 7, backend: str = "sqlite"
             # Redelivery of a killed worker's task after 30 s, not 10 min; offers answered in 12 s.
             "LINLI_VISIBILITY_TIMEOUT": "30", "LINLI_TASK_TIME_LIMIT": "20",
             "LINLI_DELIVERY_LEASE_SECONDS": "10",
-            # A request.submitted lost by the broker is sent again after 20 s, not 2 min.
+            # A volunteers.request_submitted lost by the broker is sent again after 20 s, not 2 min.
             "LINLI_RESEND_AFTER_SECONDS": "20",
             "LINLI_DISPATCH_DEFAULT": json.dumps({"offer_minutes": 0.2}),
         }

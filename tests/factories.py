@@ -1,5 +1,5 @@
 """Test data and helpers shared by the test modules, so that each is written
-once: a resident's request, intake's `request.submitted` event as intake
+once: a resident's request, intake's `volunteers.request_submitted` event as intake
 sends it, a volunteer registered through the staff API, matching's World
 (an app, a session of the test's own and a dispatcher at a chosen time) and
 a volunteer signed in to the portal."""
@@ -61,7 +61,7 @@ def register(app, **over) -> int:
 
 
 def submitted(category="haircut", building="3", unit="1", **over) -> dict:
-    """Intake's request.submitted envelope (operations.emit_submitted's fields)."""
+    """Intake's volunteers.request_submitted envelope (operations.emit_submitted's fields)."""
     data = {"request_id": str(uuid.uuid4()), "category": category, "summary": "需要帮忙", "building": building,
             "unit": unit, "masked_phone": "138****1234", "mode": "home", "window_start": None,
             "window_end": None, "urgency": "normal", **over}

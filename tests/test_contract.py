@@ -87,3 +87,8 @@ def test_the_readmes_task_table_names_every_task_of_the_contract():
                    if name.isupper() and isinstance(value, str) and re.fullmatch(task_name, value)}
     assert in_contract, "no task names found in the contract"
     assert in_readme == in_contract, f"README only: {in_readme - in_contract}; contract only: {in_contract - in_readme}"
+    # Every place the table names (`path` or `path: function`) is there.
+    root = Path(__file__).resolve().parents[1]
+    for path, _, function in re.findall(r"`(services/[\w/]+\.py)(: (\w+))?`", table):
+        source = (root / path).read_text(encoding="utf-8")
+        assert not function or re.search(rf"^\s*def {function}\(", source, re.M), f"{path} has no {function}"

@@ -206,7 +206,7 @@ def test_one_offer_delivery_even_when_the_notify_worker_is_killed_mid_delivery(s
         return rows if rows and rows[0]["status"] == "sent" else None
 
     rows = wait_for(delivered, timeout=60, what="the delivery to be recorded as sent after the restart")
-    assert len(rows) == 1  # one Delivery for the one candidate, not one per redelivery
+    assert len(rows) == 1  # one Delivery for the one candidate, not one per handout
     posts = [r for r in system.hook.received if r["path"] == "/slow"]
     keys = {r["headers"]["X-Linli-Dedupe-Key"] for r in posts}
     assert keys == {rows[0]["dedupe_key"]}  # the receiver can tell any repeat for what it is

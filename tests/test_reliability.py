@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.common import contract
-from services.common.inbox import MAX_DELIVERIES, consume
+from services.common.inbox import MAX_HANDOUTS, consume
 from tests.conftest import UNIT_REDIS_URL
 
 REQUEST_ID = str(uuid.uuid4())
@@ -66,7 +66,7 @@ def test_a_message_that_keeps_killing_its_worker_is_buried(apps, unit_redis):
 
     app = apps["volunteers"]
     message = contract.envelope(contract.REQUEST_SUBMITTED, VALID[contract.REQUEST_SUBMITTED], source="requests")
-    # What Celery hands a task: its name, its request (the id survives redeliveries), its broker.
+    # What Celery hands a task: its name, its request (the id survives a handout again), its broker.
     task = SimpleNamespace(name=contract.REQUEST_SUBMITTED,
                            app=SimpleNamespace(conf=SimpleNamespace(broker_url=UNIT_REDIS_URL)),
                            request=SimpleNamespace(id="celery-task-1", retries=0, is_eager=False))
@@ -78,9 +78,37 @@ def test_a_message_that_keeps_killing_its_worker_is_buried(apps, unit_redis):
 
     with app.app_context():
         db = app.extensions["db"]
-        for _ in range(MAX_DELIVERIES):
+        for _ in range(MAX_HANDOUTS):
             with pytest.raises(SystemExit):
                 consume(task, message, crashes, db=db, processed=ProcessedMessage, dead=DeadMessage)
         assert consume(task, message, crashes, db=db, processed=ProcessedMessage, dead=DeadMessage) == "dead"
-        assert len(runs) == MAX_DELIVERIES
-        assert "delivered more than" in db.Session.scalar(select(DeadMessage)).error
+        assert len(runs) == MAX_HANDOUTS
+        assert "handed to a worker more than" in db.Session.scalar(select(DeadMessage)).error
+
+
+def test_every_log_line_of_a_task_carries_its_task_id(apps):
+    """A malformed message is logged as dead from inside its task: that line
+    (and Celery's own) names the task, so one task's lines can be found together."""
+    import io
+    import json
+    import logging
+
+    from services.common.web import JsonFormatter
+
+    app = apps["volunteers"]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    bad = contract.envelope(contract.REQUEST_CANCELLED, VALID[contract.REQUEST_CANCELLED], source="requests")
+    bad["data"]["unexpected"] = True
+    try:
+        with app.app_context():
+            result = task_of(app, contract.REQUEST_CANCELLED).apply(args=[bad])
+        logging.getLogger("tests").warning("outside any task")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = {line["msg"]: line for line in map(json.loads, stream.getvalue().splitlines())}
+    dead = lines["message recorded as dead"]
+    assert dead["task_id"] == result.id and dead["task"] == contract.REQUEST_CANCELLED
+    assert "task_id" not in lines["outside any task"]

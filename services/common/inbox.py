@@ -4,7 +4,7 @@ Every arriving message is validated against the contract; a malformed one
 is recorded as dead and acknowledged (a poison message must not crash or
 block the worker). A valid one is handled in one transaction together with a
 `processed_message` row keyed by the envelope id, so the same message
-delivered twice has one effect. Handler failures are retried with
+handed out twice has one effect. Handler failures are retried with
 exponential backoff and jitter, a bounded number of times, then recorded as
 dead.
 """
@@ -27,7 +27,7 @@ from .queueing import redis_client
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 5
-MAX_DELIVERIES = 5  # the same Celery message handed out this often: it is killing its worker
+MAX_HANDOUTS = 5  # the same Celery message handed out this often: it is killing its worker
 
 
 class Permanent(Exception):
@@ -67,8 +67,8 @@ def consume(task, message, handler, *, db, processed, dead) -> str:
     except contract.ContractError as exc:
         _bury(db, dead, name, message, f"contract: {exc.messages}")
         return "dead"
-    if _deliveries(task) > MAX_DELIVERIES:
-        _bury(db, dead, name, message, f"delivered more than {MAX_DELIVERIES} times without finishing")
+    if _handouts(task) > MAX_HANDOUTS:
+        _bury(db, dead, name, message, f"handed to a worker more than {MAX_HANDOUTS} times without finishing")
         return "dead"
     message_id = str(env["id"])
     session = db.Session()
@@ -83,7 +83,7 @@ def consume(task, message, handler, *, db, processed, dead) -> str:
         handler(session, data, env)
         session.commit()
     except IntegrityError as exc:
-        # Another delivery of the same message committed first, or a race
+        # Another handout of the same message committed first, or a race
         # with a different message over the same row: look again later.
         session.rollback()
         if _seen(db, processed, message_id):
@@ -103,14 +103,16 @@ def consume(task, message, handler, *, db, processed, dead) -> str:
     return "done"
 
 
-def _deliveries(task) -> int:
-    """How often this Celery message (its task id survives redeliveries and
-    retries count separately) has been handed to a worker; 1 when unknown."""
-    request_id = getattr(task.request, "id", None)
-    if not request_id or task.request.is_eager:
+def _handouts(task) -> int:
+    """How often this Celery message has been handed to a worker (its task
+    id survives a handout again after a worker died; retries count
+    separately); 1 when unknown. "Delivery" is notify's word for a
+    notification on its way, so Celery's redeliveries are handouts here."""
+    task_id = getattr(task.request, "id", None)
+    if not task_id or task.request.is_eager:
         return 1
     try:
-        key = f"linli:deliveries:{request_id}:{task.request.retries}"
+        key = f"linli:handouts:{task_id}:{task.request.retries}"
         count, _ = redis_client(task.app.conf.broker_url).pipeline(transaction=False) \
             .incr(key).expire(key, 86400).execute()
         return count

@@ -5,7 +5,7 @@ Why each setting:
 - JSON only, no result backend: messages are plain data, state lives in the
   owning service's database.
 - acks_late + prefetch 1 + reject_on_worker_lost: a task whose worker dies is
-  delivered again, not lost; consumers are idempotent so that is safe.
+  handed out again, not lost; consumers are idempotent so that is safe.
 - task_create_missing_queues=False and explicit queues: a typo in a task name
   fails at the producer instead of filling a queue nobody reads.
 - Short socket timeouts: publishing to a frozen Redis fails fast and the
@@ -15,8 +15,8 @@ Why each setting:
   whose worker was killed waits before Redis hands it out again.
 - Soft shutdown: on a stop the worker finishes what it holds for a while
   (below compose's stop grace period), then gives the rest back.
-- A redelivery cap (services.common.inbox): a message that keeps killing
-  its worker is recorded as dead after a few deliveries instead of looping.
+- A handout cap (services.common.inbox): a message that keeps killing
+  its worker is recorded as dead after a few handouts instead of looping.
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import requests as http
+from celery import current_task
 from flask import Blueprint, current_app, g, jsonify, render_template, request
 from flask_babel import Babel, format_datetime, get_locale
 from flask_smorest import abort
@@ -128,7 +129,8 @@ def local_time(value: datetime | None, fmt: str = "yyyy-MM-dd HH:mm") -> str:
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line. Callers pass ids in `extra`, never a phone
-    number or an address."""
+    number or an address. A line written while a Celery task runs carries
+    the task's id and name, so one task's lines can be found together."""
 
     SKIP = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -140,6 +142,9 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         entry.update({k: v for k, v in record.__dict__.items() if k not in self.SKIP})
+        if current_task and current_task.request.id:
+            entry.setdefault("task_id", current_task.request.id)
+            entry.setdefault("task", current_task.name)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)

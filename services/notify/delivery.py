@@ -34,7 +34,7 @@ def first_attempt_at(recipient: Recipient, urgent: bool, moment: datetime) -> da
 
 def _claim(session, delivery_id: int, now: datetime, lease: timedelta) -> bool:
     """Conditional UPDATE: two workers (the first try and the retry sweep, or
-    a redelivered task) never send the same delivery at the same time."""
+    a task handed out again) never send the same delivery at the same time."""
     return bool(session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.status.in_(DUE_STATUSES), Delivery.next_attempt_at <= now)

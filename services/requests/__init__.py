@@ -1,6 +1,6 @@
 """Intake (services.requests): residents' service requests, their status
 history and tracking codes. Web form, tracking page and JSON API; consumes
-status changes from the matching service; emits request.submitted and
+status changes from the matching service; emits volunteers.request_submitted and
 residents' notifications."""
 from __future__ import annotations
 

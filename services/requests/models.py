@@ -114,7 +114,7 @@ class ServiceRequest(Base):
     # When the event behind the current status happened (its occurred_at):
     # an older event arriving late must not undo a newer one.
     status_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # When request.submitted was last sent again because matching never answered.
+    # When volunteers.request_submitted was last sent again because matching never answered.
     resent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # A station booking: when and where to come.
     appointment_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

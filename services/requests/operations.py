@@ -26,7 +26,7 @@ def submit(session, outbox, data: dict, channel: str, language: str, digest_key:
            entered_by: str | None = None) -> ServiceRequest:
     """The one intake path (web form, JSON API, Open311, staff entering it
     for a resident): store the request, its first timeline entry and the
-    `request.submitted` event together."""
+    `volunteers.request_submitted` event together."""
     now = utcnow()
     take_by, due_at = hotline.deadlines(timer, now)
     req = ServiceRequest(
@@ -85,7 +85,7 @@ LIVE = ("matching", "offered", "assigned", "in_progress", "escalated")
 def resend_unanswered(session, outbox, digest_key: str, after: timedelta, still_after: timedelta | None = None) -> int:
     """A broker can lose a message it had already accepted (Redis hands it to
     a worker that is killed before the delivery is recorded). Matching
-    answers every request.submitted with the request's current status, so
+    answers every volunteers.request_submitted with the request's current status, so
     intake sends again: a request still `submitted` after `after`, and an
     open request whose status has not moved for `still_after` (5 × after by
     default) — a lost "assigned" or "completed" would otherwise leave it

@@ -53,8 +53,8 @@ def _submit(data: dict, channel: str) -> ServiceRequest:
     req = operations.submit(session, ext.outbox(), data, channel=channel, language=current_lang(),
                             digest_key=current_app.config["PHONE_DIGEST_KEY"],
                             timer=operations.timer_for(data["category"]))
-    session.commit()  # the outbox relays request.submitted right after this
-    log.info("request submitted", extra={"request_id": req.id, "category": req.category, "channel": channel})
+    session.commit()  # the outbox relays volunteers.request_submitted right after this
+    log.info("request submitted", extra={"service_request_id": req.id, "category": req.category, "channel": channel})
     return req
 
 
@@ -323,7 +323,7 @@ class Contact(MethodView):
         reader = reader if contract.RECIPIENT_KEY.match(reader) else "service"
         ext.db_session().add(ContactAccess(request_id=req.id, actor=reader, purpose="assigned volunteer"))
         ext.db_session().commit()
-        log.info("contact read", extra={"request_id": req.id, "by": reader})
+        log.info("contact read", extra={"service_request_id": req.id, "by": reader})
         return req
 
 

@@ -1,7 +1,7 @@
 """Matching (services.volunteers): volunteers, their skills and
 availability, offers, assignments and escalations along the grid chain.
 Offer pages, the volunteer portal and the staff API; consumes
-request.submitted; emits status changes and notifications."""
+volunteers.request_submitted; emits status changes and notifications."""
 from __future__ import annotations
 
 from datetime import timedelta

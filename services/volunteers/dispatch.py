@@ -69,7 +69,7 @@ class Dispatcher:
     # --- arrival ---
 
     def receive(self, data: dict) -> ServiceRequest | None:
-        """request.submitted: remember the request, then book, offer or escalate."""
+        """volunteers.request_submitted: remember the request, then book, offer or escalate."""
         request_id = str(data["request_id"])
         known = self.session.get(ServiceRequest, request_id)
         if known is not None:
@@ -239,7 +239,7 @@ class Dispatcher:
                     })
         if first:
             self.tell_intake(req, "offered", actor="matching")
-        log.info("offer made", extra={"request_id": req.id, "offer_id": offer.id, "volunteer_id": vid})
+        log.info("offer made", extra={"service_request_id": req.id, "offer_id": offer.id, "volunteer_id": vid})
         return offer
 
     def accept(self, offer: Offer) -> str:
@@ -275,7 +275,7 @@ class Dispatcher:
         req.status = "assigned"
         self.withdraw_offers(req, keep=offer.id)
         self.tell_intake(req, "assigned", actor=f"volunteer:{vol.id}", volunteer_name=vol.display_name)
-        log.info("offer accepted", extra={"request_id": req.id, "offer_id": offer.id, "volunteer_id": vol.id,
+        log.info("offer accepted", extra={"service_request_id": req.id, "offer_id": offer.id, "volunteer_id": vol.id,
                                           "assignment_id": assignment.id})
         return "accepted"
 
@@ -366,7 +366,7 @@ class Dispatcher:
                 Assignment.request_id == req.id, Assignment.status.in_(("active", "started")))):
             self._cancel_assignment(assignment, req)
         req.status = final
-        log.info(f"request {final}", extra={"request_id": req.id, "actor": actor})
+        log.info(f"request {final}", extra={"service_request_id": req.id, "actor": actor})
 
     # --- staff actions from the console: moves of offers and assignments,
     # and a volunteer switched on or off ---
@@ -404,7 +404,7 @@ class Dispatcher:
         if refused:
             self.outbox.emit(self.session, contract.STAFF_ACTION_REFUSED, {
                 "request_id": req.id, "action": action, "actor": actor, "reason": refused})
-            log.info("staff action refused", extra={"request_id": req.id, "action": action, "reason": refused})
+            log.info("staff action refused", extra={"service_request_id": req.id, "action": action, "reason": refused})
 
     def _cancel_assignment(self, assignment: Assignment, req: ServiceRequest) -> None:
         assignment.status = "cancelled"

@@ -65,6 +65,6 @@ def escalate(d: Dispatcher, req: ServiceRequest, reason: str, level: int | None 
                  })
     if first:
         d.tell_intake(req, "escalated", actor="matching", note=reason)
-    log.info("request escalated", extra={"request_id": req.id, "reason": reason, "level": actual,
+    log.info("request escalated", extra={"service_request_id": req.id, "reason": reason, "level": actual,
                                          "leader_id": leader.id if leader else None})
     return esc

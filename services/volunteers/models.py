@@ -175,7 +175,7 @@ class DayOff(Base):
 
 
 class ServiceRequest(Base):
-    """Matching's own copy of a request, built from request.submitted:
+    """Matching's own copy of a request, built from volunteers.request_submitted:
     what a volunteer needs to decide, never the resident's name, phone or room."""
 
     __tablename__ = "service_request"

@@ -83,7 +83,7 @@ def contact(request_id: str, volunteer_id: int) -> dict | None:
     found = read_service("REQUESTS_API_URL",
                          f"/api/v1/internal/requests/{request_id}/contact?reader=volunteer:{volunteer_id}")
     if found is not None:
-        log.info("contact shown", extra={"request_id": request_id, "volunteer_id": volunteer_id})
+        log.info("contact shown", extra={"service_request_id": request_id, "volunteer_id": volunteer_id})
     return found
 
 

@@ -47,7 +47,8 @@ def book(d: Dispatcher, req: ServiceRequest, weeks: int = 4) -> Booking | None:
         place = f"{sess.station.name}（{sess.station.place}）"
         d.tell_intake(req, "assigned", actor="station", volunteer_name=sess.volunteer.display_name,
                       appointment_at=starts_at, place=place)
-        log.info("station slot booked", extra={"request_id": req.id, "session_id": sess.id, "slot": booking.slot})
+        log.info("station slot booked",
+                 extra={"service_request_id": req.id, "session_id": sess.id, "slot": booking.slot})
         return booking
     return None
 

@@ -50,6 +50,6 @@ def scoped_request(request_id) -> ServiceRequest:
     if req is None:
         abort(404)
     if not g.scope.allows(req):
-        log.warning("out-of-scope request refused", extra={"request_id": req.id, "actor": g.actor})
+        log.warning("out-of-scope request refused", extra={"service_request_id": req.id, "actor": g.actor})
         abort(403)
     return req

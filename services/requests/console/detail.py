@@ -96,7 +96,7 @@ def show_contact(request_id):
         return _detail(req)
     ext.db_session().add(ContactAccess(request_id=req.id, actor=g.actor, purpose="console"))
     ext.db_session().commit()
-    log.info("contact shown", extra={"request_id": req.id, "actor": g.actor})
+    log.info("contact shown", extra={"service_request_id": req.id, "actor": g.actor})
     return _detail(req, contact=True)
 
 
@@ -113,7 +113,7 @@ def _act(request_id, schema, apply, form: str):
         ext.db_session().rollback()
         return _detail(scoped_request(request_id), errors=outcome, form=form, status=409)
     ext.db_session().commit()
-    log.info("staff action", extra={"request_id": req.id, "action": form, "actor": g.actor})
+    log.info("staff action", extra={"service_request_id": req.id, "action": form, "actor": g.actor})
     return redirect(url_for("console.detail", request_id=req.id, done=outcome), 303)
 
 

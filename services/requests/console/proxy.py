@@ -46,6 +46,6 @@ def proxy_post():
                             language=data["language"], digest_key=current_app.config["PHONE_DIGEST_KEY"],
                             timer=operations.timer_for(data["category"]), entered_by=g.actor)
     ext.db_session().commit()
-    log.info("request entered for a resident", extra={"request_id": req.id, "actor": g.actor,
+    log.info("request entered for a resident", extra={"service_request_id": req.id, "actor": g.actor,
                                                       "consent_method": data["consent_method"]})
     return redirect(url_for("console.detail", request_id=req.id, done="created"), 303)
