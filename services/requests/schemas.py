@@ -154,10 +154,21 @@ class ContactOut(Schema):
     room = fields.String()
 
 
+class CategoryName(fields.String):
+    """A category's name in one language, from the catalogue."""
+
+    def __init__(self, language: str, **kwargs):
+        super().__init__(**kwargs)
+        self.language = language
+
+    def get_value(self, obj, attr, accessor=None, default=None):
+        return obj.name(self.language)
+
+
 class CategoryOut(Schema):
     code = fields.String()
-    name_zh = fields.String(attribute="zh")
-    name_en = fields.String(attribute="en")
+    name_zh = CategoryName("zh-CN")
+    name_en = CategoryName("en")
     staff_only = fields.Boolean()
 
 
