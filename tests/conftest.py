@@ -157,3 +157,9 @@ def csrf_token(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, "page has no CSRF token"
     return match.group(1)
+
+
+@pytest.fixture
+def client(app):
+    """A test client of the module's `app` fixture (Flask's tutorial names)."""
+    return app.test_client()

@@ -165,10 +165,9 @@ def test_strangers_guessing_cannot_lock_the_owner_out_of_their_usual_browser(app
     assert sign_in(app, "admin", PASSWORD, client=owner, addr="10.0.7.1")[1].status_code == 429
 
 
-def test_a_forged_device_cookie_is_worth_nothing(app):
+def test_a_forged_device_cookie_is_worth_nothing(app, client):
     for attempt in range(5):
         sign_in(app, "admin", f"wrong {attempt}", addr=f"10.0.8.{attempt}")
-    client = app.test_client()
     client.set_cookie("linli_staff_device", "eyJhIjoiMSIsIm4iOiIyIn0.forged.sig", path="/staff")
     assert sign_in(app, "admin", PASSWORD, client=client, addr="10.0.8.9")[1].status_code == 429
 
@@ -203,8 +202,7 @@ def test_without_a_configured_proxy_forwarded_addresses_are_ignored(make_app):
     assert results == [401, 401, 429]
 
 
-def test_session_is_renewed_at_sign_in_and_revoked_at_sign_out(app):
-    client = app.test_client()
+def test_session_is_renewed_at_sign_in_and_revoked_at_sign_out(app, client):
     client.get("/staff/login")
     before = client.get_cookie(COOKIE).value  # what an attacker could have planted
     _, resp = sign_in(app, "admin", client=client)

@@ -36,13 +36,13 @@ from tests.factories import NEW_VOLUNTEER, NOW, STAFF, World, register, resident
 
 
 @pytest.fixture
-def matching(make_app, backend):
+def app(make_app, backend):
     return make_app("volunteers", backend=backend)
 
 
 @pytest.fixture
-def world(matching):
-    w = World(matching)
+def world(app):
+    w = World(app)
     yield w
     w.session.close()
 
@@ -50,10 +50,9 @@ def world(matching):
 # --- registry ---
 
 
-def test_registry_api_needs_the_staff_token_and_masks_secrets(matching):
-    client = matching.test_client()
+def test_registry_api_needs_the_staff_token_and_masks_secrets(app, client):
     assert client.post("/api/v1/volunteers", json=NEW_VOLUNTEER).status_code == 401
-    vid = register(matching, phone="13900001111", teams=["翠邻里"],
+    vid = register(app, phone="13900001111", teams=["翠邻里"],
                    windows=[{"weekday": 5, "start": "09:00", "end": "11:00"}], days_off=["2026-12-01"])
     assert client.get(f"/api/v1/volunteers/{vid}").status_code == 401
     got = client.get(f"/api/v1/volunteers/{vid}", headers=STAFF).json
@@ -76,20 +75,19 @@ def test_registry_api_needs_the_staff_token_and_masks_secrets(matching):
     ({"windows": [{"weekday": 7, "start": "09:00", "end": "11:00"}]}, "windows"),
     ({"windows": [{"weekday": 1, "start": "11:00", "end": "09:00"}]}, "windows"),
 ])
-def test_registry_rejects_bad_input_field_by_field(matching, changes, field):
+def test_registry_rejects_bad_input_field_by_field(app, changes, field):
     if changes.get("phone") == "13900001111":
-        register(matching, phone="13900001111")
-    before = matching.test_client().get("/api/v1/volunteers", headers=STAFF).json
-    resp = matching.test_client().post("/api/v1/volunteers", json={**NEW_VOLUNTEER, **changes}, headers=STAFF)
+        register(app, phone="13900001111")
+    before = app.test_client().get("/api/v1/volunteers", headers=STAFF).json
+    resp = app.test_client().post("/api/v1/volunteers", json={**NEW_VOLUNTEER, **changes}, headers=STAFF)
     assert resp.status_code == 422
     assert field in resp.json["errors"]["json"]
-    assert matching.test_client().get("/api/v1/volunteers", headers=STAFF).json == before
+    assert app.test_client().get("/api/v1/volunteers", headers=STAFF).json == before
 
 
-def test_list_filters_update_and_deactivate(matching):
-    a = register(matching, teams=["翠邻里"])
-    b = register(matching, building="40", skills=["sharpening"], teams=["夕阳红"])
-    client = matching.test_client()
+def test_list_filters_update_and_deactivate(app, client):
+    a = register(app, teams=["翠邻里"])
+    b = register(app, building="40", skills=["sharpening"], teams=["夕阳红"])
 
     def ids(query):
         return [v["id"] for v in client.get(f"/api/v1/volunteers?{query}", headers=STAFF).json]
@@ -116,20 +114,20 @@ def upload(app, text, partial=False, name="roster.csv"):
                                   content_type="multipart/form-data")
 
 
-def test_roster_import_all_or_nothing_with_a_row_by_row_report(matching):
-    resp = upload(matching, ROSTER + BAD_ROW)
+def test_roster_import_all_or_nothing_with_a_row_by_row_report(app):
+    resp = upload(app, ROSTER + BAD_ROW)
     assert resp.status_code == 422
     assert resp.json["imported"] == 0 and resp.json["rows"] == 3
     [bad] = resp.json["errors"]
     assert bad["row"] == 4
     assert {"phone", "building", "skills", "capacity", "windows"} <= set(bad["errors"])
-    with matching.app_context():
-        assert matching.extensions["db"].Session.scalar(select(func.count()).select_from(Volunteer)) == 0
-    resp = upload(matching, ROSTER + BAD_ROW, partial=True)
+    with app.app_context():
+        assert app.extensions["db"].Session.scalar(select(func.count()).select_from(Volunteer)) == 0
+    resp = upload(app, ROSTER + BAD_ROW, partial=True)
     assert resp.status_code == 200 and resp.json["imported"] == 2
     # The same file again updates (by phone) instead of duplicating.
-    assert upload(matching, ROSTER).json["imported"] == 2
-    vols = matching.test_client().get("/api/v1/volunteers", headers=STAFF).json
+    assert upload(app, ROSTER).json["imported"] == 2
+    vols = app.test_client().get("/api/v1/volunteers", headers=STAFF).json
     assert len(vols) == 2
     li = next(v for v in vols if v["name"] == "李秀英")
     assert li["windows"] == [{"weekday": 5, "start": "09:00", "end": "11:00"},
@@ -137,26 +135,26 @@ def test_roster_import_all_or_nothing_with_a_row_by_row_report(matching):
     assert next(v for v in vols if v["name"] == "赵医生")["verified"] == ["health_check"]
 
 
-def test_roster_export_round_trips_through_excel(make_app, matching):
-    upload(matching, ROSTER)
-    resp = matching.test_client().get("/api/v1/volunteers/export?format=xlsx", headers=STAFF)
+def test_roster_export_round_trips_through_excel(make_app, app):
+    upload(app, ROSTER)
+    resp = app.test_client().get("/api/v1/volunteers/export?format=xlsx", headers=STAFF)
     assert resp.status_code == 200
     sheet = load_workbook(io.BytesIO(resp.data)).active
     header = [c.value for c in sheet[1]]
     assert "channels" not in header and header[:3] == ["name", "display_name", "phone"]
     assert sheet.max_row == 3
-    csv_text = matching.test_client().get("/api/v1/volunteers/export", headers=STAFF).data.decode("utf-8-sig")
+    csv_text = app.test_client().get("/api/v1/volunteers/export", headers=STAFF).data.decode("utf-8-sig")
     assert "李秀英" in csv_text and "Sat 09:00-11:00; Sun 14:00-16:00" in csv_text
-    again = upload(matching, csv_text, name="export.csv")
+    again = upload(app, csv_text, name="export.csv")
     assert again.status_code == 200 and again.json["imported"] == 2 and again.json["errors"] == []
 
 
-def test_roster_import_command_shows_progress(matching, tmp_path):
+def test_roster_import_command_shows_progress(app, tmp_path):
     path = tmp_path / "roster.csv"
     path.write_text(ROSTER + BAD_ROW, encoding="utf-8")
-    result = matching.test_cli_runner().invoke(args=["import-volunteers", str(path)])
+    result = app.test_cli_runner().invoke(args=["import-volunteers", str(path)])
     assert result.exit_code == 1 and "row 4" in result.output and "imported 0" in result.output
-    result = matching.test_cli_runner().invoke(args=["import-volunteers", str(path), "--partial"])
+    result = app.test_cli_runner().invoke(args=["import-volunteers", str(path), "--partial"])
     assert result.exit_code == 0 and "imported 2" in result.output
 
 

@@ -88,18 +88,18 @@ def clock():
 
 
 @pytest.fixture
-def notify_app(make_app, backend, monkeypatch, clock):
+def app(make_app, backend, monkeypatch, clock):
     monkeypatch.setattr(delivery, "RETRY_BASE_SECONDS", 0.0)  # retries due at once
     return make_app("notify", backend=backend, clock=clock, CHANNEL_TIMEOUT=0.5)
 
 
 @pytest.fixture
-def bots(notify_app):
+def bots(app):
     """One local server that imitates the WeCom, DingTalk and Feishu bot APIs."""
     with WebhookReceiver() as bot:
         bot.answer = {"errcode": 0, "errmsg": "ok"}
         bot.routes["/open-apis/"] = (200, {"code": 0, "msg": "success"}, 0)
-        notify_app.config["CHANNEL_BASE_URLS"] = {name: bot.base for name in ("WECOM", "DINGTALK", "FEISHU", "LARK")}
+        app.config["CHANNEL_BASE_URLS"] = {name: bot.base for name in ("WECOM", "DINGTALK", "FEISHU", "LARK")}
         yield bot
 
 
@@ -122,11 +122,11 @@ def retry_sweep(app):
         return notify_tasks.retry_deliveries.apply().get()
 
 
-def test_wecom_bot_dingtalk_and_feishu_take_messages_and_are_read_by_their_answer(notify_app, bots):
-    send(notify_app, "volunteer:1", ["wecombot://KEY-123"], key="a")
-    send(notify_app, "volunteer:2", ["dingtalk://SEC-456@TOKEN-789"], key="b")
-    send(notify_app, "volunteer:3", ["feishu://HOOK-abc"], key="c")
-    assert [d.status for d in deliveries(notify_app)] == ["sent", "sent", "sent"]
+def test_wecom_bot_dingtalk_and_feishu_take_messages_and_are_read_by_their_answer(app, bots):
+    send(app, "volunteer:1", ["wecombot://KEY-123"], key="a")
+    send(app, "volunteer:2", ["dingtalk://SEC-456@TOKEN-789"], key="b")
+    send(app, "volunteer:3", ["feishu://HOOK-abc"], key="c")
+    assert [d.status for d in deliveries(app)] == ["sent", "sent", "sent"]
     wecom, ding, feishu = bots.received
     assert wecom["path"] == "/cgi-bin/webhook/send" and wecom["query"]["key"] == ["KEY-123"]
     assert wecom["body"]["msgtype"] == "text" and "138****1234" in wecom["body"]["text"]["content"]
@@ -137,18 +137,18 @@ def test_wecom_bot_dingtalk_and_feishu_take_messages_and_are_read_by_their_answe
     assert feishu["path"] == "/open-apis/bot/v2/hook/HOOK-abc" and feishu["body"]["msg_type"] == "text"
 
 
-def test_200_with_an_error_code_is_a_failure_retried_then_the_next_channel(notify_app, bots):
+def test_200_with_an_error_code_is_a_failure_retried_then_the_next_channel(app, bots):
     bots.routes["/cgi-bin/"] = (200, {"errcode": 93000, "errmsg": "invalid webhook url"}, 0)
-    send(notify_app, "volunteer:1", ["wecombot://BAD", "feishu://GOOD"])
-    [d] = deliveries(notify_app)
+    send(app, "volunteer:1", ["wecombot://BAD", "feishu://GOOD"])
+    [d] = deliveries(app)
     assert (d.status, d.attempts, d.channel_index) == ("failed", 1, 0)
     assert d.last_error.startswith("rejected: errcode=93000")
     for _ in range(delivery.ATTEMPTS_PER_CHANNEL - 1):
-        retry_sweep(notify_app)
-    [d] = deliveries(notify_app)
+        retry_sweep(app)
+    [d] = deliveries(app)
     assert (d.status, d.channel_index) == ("failed", 1)
-    retry_sweep(notify_app)
-    [d] = deliveries(notify_app)
+    retry_sweep(app)
+    [d] = deliveries(app)
     assert d.status == "sent" and d.attempts == delivery.ATTEMPTS_PER_CHANNEL + 1
     paths = [r["path"] for r in bots.received]
     assert paths.count("/cgi-bin/webhook/send") == 3 and paths[-1].startswith("/open-apis/")
@@ -160,60 +160,59 @@ def test_200_with_an_error_code_is_a_failure_retried_then_the_next_channel(notif
     ("/cgi-bin/", (500, {"errcode": -1}, 0)),
     ("/cgi-bin/", (200, {"errcode": 0}, 2.0)),  # hangs past the 0.5 s time-out
 ])
-def test_rejections_errors_and_time_outs_end_dead_and_the_sender_is_told(notify_app, bots, route, answer):
+def test_rejections_errors_and_time_outs_end_dead_and_the_sender_is_told(app, bots, route, answer):
     bots.routes[route] = answer
     channel = {"/robot/": "dingtalk://T", "/open-apis/": "feishu://T", "/cgi-bin/": "wecombot://T"}[route]
-    send(notify_app, "volunteer:1", [channel], reply_to="volunteers")
+    send(app, "volunteer:1", [channel], reply_to="volunteers")
     for _ in range(delivery.ATTEMPTS_PER_CHANNEL - 1):
-        retry_sweep(notify_app)
-    [d] = deliveries(notify_app)
+        retry_sweep(app)
+    [d] = deliveries(app)
     assert (d.status, d.attempts) == ("dead", delivery.ATTEMPTS_PER_CHANNEL)
     expected = {200: "rejected" if answer[2] == 0 else "timed out", 500: "HTTP 500"}[answer[0]]
     assert d.last_error.startswith(expected)
-    with notify_app.extensions["db"].Session.session_factory() as s:
+    with app.extensions["db"].Session.session_factory() as s:
         [event] = s.scalars(select(OutboxMessage)).all()
     assert event.task_name == contract.DELIVERY_FAILED
     assert event.envelope["data"]["dedupe_key"] == "k1" and event.envelope["data"]["template"] == "offer"
 
 
-def test_sms_gateway_and_email(notify_app):
+def test_sms_gateway_and_email(app):
     with WebhookReceiver() as gateway, SmtpReceiver() as smtp:
-        send(notify_app, "resident:r1", [gateway.url("/sms?to=13812341234")], key="sms", template="completed")
-        send(notify_app, "leader:1", [smtp.url("grid@example.org")], key="mail", template="escalation")
+        send(app, "resident:r1", [gateway.url("/sms?to=13812341234")], key="sms", template="completed")
+        send(app, "leader:1", [smtp.url("grid@example.org")], key="mail", template="escalation")
         [sms] = gateway.received
         assert "王师傅" in sms["body"]["message"] and sms["headers"]["X-Linli-Dedupe-Key"] == "sms"
         [mail] = smtp.messages
         assert mail["To"] == "grid@example.org" and "宋德明您好" in mail.get_body().get_content()
         gateway.status = 500
-        send(notify_app, "resident:r2", [gateway.url("/sms")], key="sms2", template="completed")
-        assert deliveries(notify_app)[-1].last_error == "channel refused or unreachable"
+        send(app, "resident:r2", [gateway.url("/sms")], key="sms2", template="completed")
+        assert deliveries(app)[-1].last_error == "channel refused or unreachable"
 
 
-def test_quiet_hours_hold_ordinary_messages_until_morning_but_not_urgent_ones(notify_app, clock):
+def test_quiet_hours_hold_ordinary_messages_until_morning_but_not_urgent_ones(app, clock):
     clock.at = LATE
     with WebhookReceiver() as hook:
-        send(notify_app, "volunteer:1", [hook.url("/ordinary")], key="ordinary")
-        send(notify_app, "volunteer:1", [hook.url("/urgent")], key="urgent", urgent=True)
+        send(app, "volunteer:1", [hook.url("/ordinary")], key="ordinary")
+        send(app, "volunteer:1", [hook.url("/urgent")], key="urgent", urgent=True)
         # An escalation is as urgent as its request (matching says which).
-        send(notify_app, "leader:1", [hook.url("/escalation")], key="esc", template="escalation", urgent=True)
-        send(notify_app, "leader:1", [hook.url("/escalation-ordinary")], key="esc2", template="escalation")
+        send(app, "leader:1", [hook.url("/escalation")], key="esc", template="escalation", urgent=True)
+        send(app, "leader:1", [hook.url("/escalation-ordinary")], key="esc2", template="escalation")
         assert sorted(r["path"] for r in hook.received) == ["/escalation", "/urgent"]
-        held = deliveries(notify_app)[0]
+        held = deliveries(app)[0]
         assert held.status == "queued"
         assert held.next_attempt_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") == "2026-11-28 07:00"
         # The inbox has it at once: only the outside channel waits.
-        inbox = notify_app.test_client().get("/api/v1/inbox/volunteer:1",
+        inbox = app.test_client().get("/api/v1/inbox/volunteer:1",
                                              headers={"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}).json
         assert len(inbox) == 2
         clock.at = LATE + timedelta(hours=2)
-        assert retry_sweep(notify_app) == 0
+        assert retry_sweep(app) == 0
         clock.at = MORNING
-        assert retry_sweep(notify_app) == 2
+        assert retry_sweep(app) == 2
         assert sorted(r["path"] for r in hook.received[2:]) == ["/escalation-ordinary", "/ordinary"]
 
 
-def test_quiet_hours_are_a_preference(notify_app, clock):
-    client = notify_app.test_client()
+def test_quiet_hours_are_a_preference(app, client, clock):
     resp = client.put("/api/v1/recipients/volunteer:9/preferences", headers=STAFF,
                       json={"quiet_start": "12:00", "quiet_end": "13:00", "language": "en",
                             "channels": ["wecombot://SECRET"]})
@@ -224,9 +223,9 @@ def test_quiet_hours_are_a_preference(notify_app, clock):
                       json={"quiet_start": "12:00"}).status_code == 422
     clock.at = NOON.replace(hour=4, minute=30)  # 12:30 in Hangzhou
     with WebhookReceiver() as hook:
-        send(notify_app, "volunteer:9", [hook.url()])
+        send(app, "volunteer:9", [hook.url()])
         assert hook.received == []
-    assert deliveries(notify_app)[0].next_attempt_at.astimezone(SHANGHAI).hour == 13
+    assert deliveries(app)[0].next_attempt_at.astimezone(SHANGHAI).hour == 13
 
 
 def test_new_recipients_start_with_the_communitys_quiet_hours(make_app, backend, monkeypatch, clock):
@@ -246,14 +245,14 @@ def test_new_recipients_start_with_the_communitys_quiet_hours(make_app, backend,
         assert len(hook.received) == 1
 
 
-def test_the_same_key_delivers_once_even_when_sent_concurrently(notify_app):
+def test_the_same_key_delivers_once_even_when_sent_concurrently(app):
     with WebhookReceiver() as hook:
         barrier = threading.Barrier(6)
         outcomes = []
 
         def one():
             barrier.wait()
-            outcomes.append(send(notify_app, "volunteer:1", [hook.url()], key="same"))
+            outcomes.append(send(app, "volunteer:1", [hook.url()], key="same"))
 
         threads = [threading.Thread(target=one) for _ in range(6)]
         for t in threads:
@@ -261,24 +260,23 @@ def test_the_same_key_delivers_once_even_when_sent_concurrently(notify_app):
         for t in threads:
             t.join(timeout=60)
         assert len(outcomes) == 6
-        with notify_app.extensions["db"].Session.session_factory() as s:
+        with app.extensions["db"].Session.session_factory() as s:
             assert s.scalar(select(func.count()).select_from(Notification)) == 1
-        assert len(deliveries(notify_app)) == 1
+        assert len(deliveries(app)) == 1
         assert len(hook.received) == 1
 
 
-def test_a_delivery_is_not_sent_twice_when_claimed(notify_app):
+def test_a_delivery_is_not_sent_twice_when_claimed(app):
     with WebhookReceiver() as hook:
-        send(notify_app, "volunteer:4", [hook.url()])
-        [d] = deliveries(notify_app)
-        ext = notify_app.extensions
-        assert delivery.attempt(ext["db"], ext["outbox"], notify_app.config, d.id) is None
+        send(app, "volunteer:4", [hook.url()])
+        [d] = deliveries(app)
+        ext = app.extensions
+        assert delivery.attempt(ext["db"], ext["outbox"], app.config, d.id) is None
         assert len(hook.received) == 1
 
 
-def test_inbox_read_and_unread(notify_app):
-    send(notify_app, "resident:abc", None, template="assigned")
-    client = notify_app.test_client()
+def test_inbox_read_and_unread(app, client):
+    send(app, "resident:abc", None, template="assigned")
     auth = {"Authorization": f"Bearer {REQUESTS_TOKEN}"}
     assert client.get("/api/v1/inbox/resident:abc").status_code == 401
     # A resident's inbox is intake's to show; matching's token does not open it.
@@ -291,14 +289,13 @@ def test_inbox_read_and_unread(notify_app):
     assert client.post(f"/api/v1/inbox/resident:abc/{message['id']}/read", headers=auth).json["read"] is True
 
 
-def test_staff_api_log_retry_preview_and_test_message(notify_app, caplog):
-    client = notify_app.test_client()
+def test_staff_api_log_retry_preview_and_test_message(app, client, caplog):
     with WebhookReceiver() as hook:
         hook.status = 500
         secret = hook.url("/secret-path?token=abc")
-        send(notify_app, "volunteer:5", [secret])
+        send(app, "volunteer:5", [secret])
         for _ in range(delivery.ATTEMPTS_PER_CHANNEL - 1):
-            retry_sweep(notify_app)
+            retry_sweep(app)
         # The staff console (intake) reads the log with intake's token; only staff retry.
         service_only = {"Authorization": f"Bearer {REQUESTS_TOKEN}"}
         matching = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
@@ -330,31 +327,31 @@ def test_staff_api_log_retry_preview_and_test_message(notify_app, caplog):
     assert "secret-path" not in text and "token=abc" not in text
 
 
-def test_every_message_lands_in_the_inbox_even_without_channels(notify_app):
-    send(notify_app, "resident:abc", None, template="assigned")
-    assert deliveries(notify_app) == []
+def test_every_message_lands_in_the_inbox_even_without_channels(app):
+    send(app, "resident:abc", None, template="assigned")
+    assert deliveries(app) == []
 
 
-def test_apprise_logs_stay_quiet(notify_app):
+def test_apprise_logs_stay_quiet(app):
     assert logging.getLogger("apprise").getEffectiveLevel() >= logging.WARNING
 
 
-def test_marking_the_inbox_read_arrives_as_a_task(notify_app):
-    send(notify_app, "volunteer:7", None, key="x1")
-    send(notify_app, "volunteer:7", None, key="x2")
+def test_marking_the_inbox_read_arrives_as_a_task(app):
+    send(app, "volunteer:7", None, key="x1")
+    send(app, "volunteer:7", None, key="x2")
     auth = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
-    assert notify_app.test_client().get("/api/v1/inbox/volunteer:7", headers={
+    assert app.test_client().get("/api/v1/inbox/volunteer:7", headers={
         "Authorization": f"Bearer {REQUESTS_TOKEN}"}).status_code == 403
-    newest, oldest = notify_app.test_client().get("/api/v1/inbox/volunteer:7", headers=auth).json
+    newest, oldest = app.test_client().get("/api/v1/inbox/volunteer:7", headers=auth).json
     message = contract.envelope(contract.INBOX_READ, {"recipient": "volunteer:7", "up_to_id": oldest["id"]},
                                 source="volunteers")
-    with notify_app.app_context():
+    with app.app_context():
         assert notify_tasks.inbox_read.apply(args=[message]).get() == "done"
-    newest, oldest = notify_app.test_client().get("/api/v1/inbox/volunteer:7", headers=auth).json
+    newest, oldest = app.test_client().get("/api/v1/inbox/volunteer:7", headers=auth).json
     assert (newest["read"], oldest["read"]) == (False, True)
 
 
-def test_a_residents_html_reaches_email_as_text_never_as_markup(notify_app):
+def test_a_residents_html_reaches_email_as_text_never_as_markup(app):
     """The summary is what a resident typed: in an email it must stay text."""
     typed = '<a href="http://evil.example/">点这里领取补贴</a><img src=x onerror=alert(1)>'
     context = {**CONTEXTS["escalation"], "summary": typed}
@@ -363,7 +360,7 @@ def test_a_residents_html_reaches_email_as_text_never_as_markup(notify_app):
         "template": "escalation", "context": context, "urgent": True}, source="volunteers")
     with SmtpReceiver() as smtp:
         message["data"]["channels"] = [smtp.url("grid@example.org")]
-        with notify_app.app_context():
+        with app.app_context():
             notify_tasks.send.apply(args=[message]).get()
         [mail] = smtp.messages
     parts = [part for part in mail.walk() if not part.is_multipart()]
@@ -378,53 +375,51 @@ def test_a_residents_html_reaches_email_as_text_never_as_markup(notify_app):
 
 
 @pytest.mark.parametrize("template, link", [("magic_link", "http://x/login/t"), ("offer", "http://x/offers/t")])
-def test_a_link_that_is_a_key_never_shows_in_the_inbox_and_is_not_kept_once_sent(notify_app, clock, template, link):
+def test_a_link_that_is_a_key_never_shows_in_the_inbox_and_is_not_kept_once_sent(app, clock, template, link):
     """Sign-in and offer links reach the volunteer's channel; a look at the
     inbox or at the database gives no working link."""
     auth = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
 
     def stored(key):
-        with notify_app.extensions["db"].Session.session_factory() as s:
+        with app.extensions["db"].Session.session_factory() as s:
             note = s.scalar(select(Notification).where(Notification.dedupe_key == key))
             keyed = [(d.keyed_short or "") + (d.keyed_full or "") for d in note.deliveries]
             return note.short_body + note.full_body + "".join(keyed)
 
     with WebhookReceiver() as hook:
         hook.status = 500  # first the channel fails: the link waits on the delivery, not in the inbox
-        send(notify_app, "volunteer:3", [hook.url("/v3")], key="k:1", template=template, urgent=True)
-        [message] = notify_app.test_client().get("/api/v1/inbox/volunteer:3", headers=auth).json
+        send(app, "volunteer:3", [hook.url("/v3")], key="k:1", template=template, urgent=True)
+        [message] = app.test_client().get("/api/v1/inbox/volunteer:3", headers=auth).json
         assert link not in message["body"] and "已发送到您的消息渠道" in message["body"]
-        with notify_app.extensions["db"].Session.session_factory() as s:
+        with app.extensions["db"].Session.session_factory() as s:
             note = s.scalar(select(Notification).where(Notification.dedupe_key == "k:1"))
             assert link not in note.short_body + note.full_body
         hook.status = 200
         for _ in range(delivery.ATTEMPTS_PER_CHANNEL):
-            with notify_app.extensions["db"].Session.session_factory() as s:
+            with app.extensions["db"].Session.session_factory() as s:
                 s.execute(update(Delivery).values(next_attempt_at=clock.now()))
                 s.commit()
-            retry_sweep(notify_app)
+            retry_sweep(app)
         assert link in hook.received[-1]["body"]["message"]  # the channel got the link
     assert link not in stored("k:1")  # and once sent, nothing keeps it
     # With no channel to send it on, it is not kept at all.
-    send(notify_app, "volunteer:4", None, key="k:2", template=template, urgent=True)
+    send(app, "volunteer:4", None, key="k:2", template=template, urgent=True)
     assert link not in stored("k:2")
 
 
 @pytest.mark.parametrize("url", ["http://evil.example/hook", "telegram://bot/chat", "ftp://x/y", "json://"])
-def test_only_linli_channel_schemes_are_accepted(notify_app, url):
-    client = notify_app.test_client()
+def test_only_linli_channel_schemes_are_accepted(app, client, url):
     resp = client.put("/api/v1/recipients/volunteer:9/preferences", headers=STAFF, json={"channels": [url]})
     assert resp.status_code == 422 and "channels" in resp.json["errors"]["json"]
     with pytest.raises(ValidationError) as err:
         contract.NotificationRequested().load({"dedupe_key": "k", "recipient": "volunteer:9", "template": "offer",
                                                "channels": [url]})
     assert "channels" in err.value.messages
-    with notify_app.extensions["db"].Session.session_factory() as s:
+    with app.extensions["db"].Session.session_factory() as s:
         assert s.get(Recipient, "volunteer:9") is None
 
 
-def test_only_the_admin_sets_or_reads_a_recipients_channels(notify_app):
-    client = notify_app.test_client()
+def test_only_the_admin_sets_or_reads_a_recipients_channels(app, client):
     body = {"channels": ["mailto://127.0.0.1:25?from=linli@example.org&to=a@example.org"]}
     for token in (REQUESTS_TOKEN, VOLUNTEERS_TOKEN):
         auth = {"Authorization": f"Bearer {token}"}
@@ -434,12 +429,11 @@ def test_only_the_admin_sets_or_reads_a_recipients_channels(notify_app):
                       headers={"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}).status_code == 403
 
 
-def test_the_inbox_and_the_delivery_log_come_in_pages(notify_app):
+def test_the_inbox_and_the_delivery_log_come_in_pages(app, client):
     import json
 
     for n in range(3):
-        send(notify_app, "volunteer:8", None, key=f"page{n}")
-    client = notify_app.test_client()
+        send(app, "volunteer:8", None, key=f"page{n}")
     auth = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
     page = client.get("/api/v1/inbox/volunteer:8?page_size=2", headers=auth)
     assert len(page.json) == 2 and json.loads(page.headers["X-Pagination"])["total"] == 3

@@ -74,8 +74,7 @@ def everything_public(client, public_id, extra: dict | None = None) -> str:
     return "\n".join(texts)
 
 
-def test_public_reads_carry_no_free_text_no_notes_and_no_internal_ids(app):
-    client = app.test_client()
+def test_public_reads_carry_no_free_text_no_notes_and_no_internal_ids(app, client):
     public_id = post(client)
     req = with_timeline(app, public_id)
     raw = everything_public(client, public_id)
@@ -102,8 +101,7 @@ def test_public_reads_carry_no_free_text_no_notes_and_no_internal_ids(app):
         assert client.get(f"{PREFIX}/requests.json", query_string={"service_request_id": other}).json == []
 
 
-def test_a_staff_issued_key_reads_the_full_record(app):
-    client = app.test_client()
+def test_a_staff_issued_key_reads_the_full_record(app, client):
     public_id = post(client)
     with_timeline(app, public_id)
     issued = client.post("/api/v1/open311/keys", json={"name": "12345 热线"},
@@ -123,8 +121,7 @@ def test_a_staff_issued_key_reads_the_full_record(app):
         assert one["description"] == ""
 
 
-def test_staff_only_matters_health_services_and_programmes_are_not_public(app):
-    client = app.test_client()
+def test_staff_only_matters_health_services_and_programmes_are_not_public(app, client):
     complaint = post(client, service_code="complaint", description="投诉302邻居半夜噪音")
     prenatal = post(client, service_code="prenatal_guidance", description="孕检咨询")
     visit = post(client, description="探访独居老人")
@@ -145,8 +142,7 @@ def test_staff_only_matters_health_services_and_programmes_are_not_public(app):
     assert {u["service_request_id"] for u in updates} == {complaint, prenatal, visit}
 
 
-def test_the_public_id_is_neither_the_uuid_nor_the_tracking_code(app):
-    client = app.test_client()
+def test_the_public_id_is_neither_the_uuid_nor_the_tracking_code(app, client):
     resp = client.post(f"{PREFIX}/requests.json", data={
         "api_key": KEY, "service_code": "haircut", "address_id": "3-1-302", "first_name": "秀英", "last_name": "王",
         "phone": "13812345678", "description": "理发"})
@@ -161,8 +157,7 @@ def test_the_public_id_is_neither_the_uuid_nor_the_tracking_code(app):
     assert token == [{"service_request_id": created["service_request_id"], "token": created["token"]}]
 
 
-def test_the_migration_gives_existing_requests_a_public_id(app):
-    client = app.test_client()
+def test_the_migration_gives_existing_requests_a_public_id(app, client):
     for _ in range(3):
         post(client)
     db = app.extensions["db"]
