@@ -60,12 +60,36 @@ def register(app, **over) -> int:
     return resp.json["id"]
 
 
+# Messages as their producers send them, every field the producer fills
+# (tests/test_contract.py holds each to its real producer's output).
+
+
 def submitted(category="haircut", building="3", unit="1", **over) -> dict:
-    """Intake's volunteers.request_submitted envelope (operations.emit_submitted's fields)."""
+    """Intake's volunteers.request_submitted (operations.emit_submitted)."""
     data = {"request_id": str(uuid.uuid4()), "category": category, "summary": "需要帮忙", "building": building,
             "unit": unit, "masked_phone": "138****1234", "mode": "home", "window_start": None,
-            "window_end": None, "urgency": "normal", **over}
+            "window_end": None, "urgency": "normal", "elderly": False, "disability": False,
+            "requester_digest": "0" * 64, **over}
     return contract.envelope(contract.REQUEST_SUBMITTED, data, source="requests")
+
+
+def cancelled(request_id: str, reason: str = "不需要了") -> dict:
+    """Intake's volunteers.request_cancelled (operations.cancel)."""
+    return contract.envelope(contract.REQUEST_CANCELLED, {"request_id": request_id, "actor": "resident",
+                                                          "reason": reason}, source="requests")
+
+
+def feedback(request_id: str, rating: int = 5, thanks: bool = True, comment: str = "谢谢") -> dict:
+    """Intake's volunteers.feedback_received (operations.give_feedback)."""
+    return contract.envelope(contract.FEEDBACK_RECEIVED, {"request_id": request_id, "rating": rating,
+                                                          "thanks": thanks, "comment": comment}, source="requests")
+
+
+def status_changed(request_id: str, status: str = "assigned", **over) -> dict:
+    """Matching's requests.status_changed (Dispatcher.tell_intake)."""
+    data = {"request_id": request_id, "status": status, "actor": "volunteer:1", "note": "",
+            "volunteer_name": "王建国", "place": None, "appointment_at": None, **over}
+    return contract.envelope(contract.STATUS_CHANGED, data, source="volunteers")
 
 
 class World:

@@ -92,3 +92,48 @@ def test_the_readmes_task_table_names_every_task_of_the_contract():
     for path, _, function in re.findall(r"`(services/[\w/]+\.py)(: (\w+))?`", table):
         source = (root / path).read_text(encoding="utf-8")
         assert not function or re.search(rf"^\s*def {function}\(", source, re.M), f"{path} has no {function}"
+
+
+def test_the_tests_messages_carry_what_their_producers_send(make_app):
+    """The messages tests build (tests/factories.py) have the same fields as
+    the real producers' (intake's operations, matching's dispatcher), so a
+    consumer is never tested on a message nobody sends."""
+    from sqlalchemy import select
+
+    from services.requests.models import OutboxMessage as IntakeOutbox
+    from tests import factories
+
+    def sent(app, outbox_model, task_name):
+        with app.app_context():
+            rows = app.extensions["db"].Session.scalars(select(outbox_model).where(outbox_model.task_name == task_name))
+            return [row.envelope["data"] for row in rows]
+
+    intake = make_app("requests")
+    client = intake.test_client()
+    created = client.post("/api/v1/requests", json=factories.resident_request()).json
+    [produced] = sent(intake, IntakeOutbox, contract.REQUEST_SUBMITTED)
+    assert produced.keys() == factories.submitted()["data"].keys()
+    client.post(f"/api/v1/requests/{created['tracking_code']}/cancel", json={"reason": "不需要了"})
+    [produced] = sent(intake, IntakeOutbox, contract.REQUEST_CANCELLED)
+    assert produced.keys() == factories.cancelled(created["id"])["data"].keys()
+
+    second = client.post("/api/v1/requests", json=factories.resident_request()).json
+    from services.requests import tasks as intake_tasks
+    with intake.app_context():
+        for status in ("assigned", "completed"):
+            told = factories.status_changed(second["id"], status)
+            assert intake_tasks.status_changed.apply(args=[told]).get() == "done"
+    answer = client.post(f"/api/v1/requests/{second['tracking_code']}/feedback",
+                         json={"rating": 5, "thanks": True, "comment": "谢谢"})
+    assert answer.status_code == 201, answer.json
+    [produced] = sent(intake, IntakeOutbox, contract.FEEDBACK_RECEIVED)
+    assert produced.keys() == factories.feedback(second["id"])["data"].keys()
+
+    world = factories.World(make_app("volunteers"))
+    factories.register(world.app)
+    req = world.receive(factories.submitted())
+    world.at(factories.NOW).accept(world.offers()[0])
+    world.session.commit()
+    told = world.events(contract.STATUS_CHANGED)
+    assert told and all(t.keys() == factories.status_changed(req.id)["data"].keys() for t in told)
+    world.session.close()

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from services.common import contract
 from services.requests.models import ContactAccess, OutboxMessage, ServiceRequest, StatusChange
 from tests.conftest import ADMIN_TOKEN, REQUESTS_TOKEN, VOLUNTEERS_TOKEN, csrf_token
-from tests.factories import RESIDENT
+from tests.factories import RESIDENT, status_changed
 
 BAD_CASES = {
     "missing category": ({"category": None}, "category"),
@@ -147,12 +147,12 @@ def test_contact_is_only_for_matching_and_only_while_a_volunteer_is_on_it(app, c
         assert client.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 403
     # Before anyone accepted, nobody gets it.
     assert client.get(url, headers=matching).status_code == 409
-    apply_event(app, status_event(request_id, "assigned"))
+    apply_event(app, status_changed(request_id, "assigned"))
     resp = client.get(url, headers=matching)
     assert resp.status_code == 200
     assert resp.json["contact_phone"] == "13812341234" and resp.json["room"] == "302"
     # Once the work is done the contact is no longer given out.
-    apply_event(app, status_event(request_id, "completed"))
+    apply_event(app, status_changed(request_id, "completed"))
     assert client.get(url, headers=matching).status_code == 409
     with app.app_context():
         readers = app.extensions["db"].Session.scalars(select(ContactAccess.actor)).all()
@@ -172,13 +172,6 @@ def test_catalogue_endpoints(app, client):
 def test_health_and_readiness(app, client):
     assert client.get("/healthz").json["status"] == "ok"
     assert client.get("/readyz").json == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
-
-
-def status_event(request_id, status, **over):
-    from services.common import contract as c
-    data = {"request_id": request_id, "status": status, "actor": "volunteer:1", "note": "",
-            "volunteer_name": "王建国", **over}
-    return c.envelope(c.STATUS_CHANGED, data, source="volunteers")
 
 
 def apply_event(app, message):
@@ -214,7 +207,7 @@ def test_the_resident_cancels_with_the_tracking_code(app, client):
 def test_station_appointment_and_completion_then_feedback_once(app, client):
     created = client.post("/api/v1/requests", json={**RESIDENT, "mode": "station"}).json
     code, request_id = created["tracking_code"], created["id"]
-    apply_event(app, status_event(request_id, "assigned",
+    apply_event(app, status_changed(request_id, "assigned",
                                      appointment_at=datetime(2026, 11, 28, 1, tzinfo=timezone.utc),
                                      place="翠邻里服务站（12幢一楼服务大厅）"))
     tracked = client.get(f"/api/v1/requests/{code}").json
@@ -227,7 +220,7 @@ def test_station_appointment_and_completion_then_feedback_once(app, client):
     page = client.get(f"/track/{code}").get_data(as_text=True)
     too_early = client.post(f"/track/{code}/feedback", data={"rating": "5", "csrf_token": csrf_token(page)})
     assert too_early.status_code == 409
-    apply_event(app, status_event(request_id, "completed"))
+    apply_event(app, status_changed(request_id, "completed"))
     assert outbox_events(app, contract.NOTIFY_SEND)[-1]["template"] == "completed"
     page = client.get(f"/track/{code}").get_data(as_text=True)
     bad = client.post(f"/track/{code}/feedback", data={"rating": "9", "csrf_token": csrf_token(page)})

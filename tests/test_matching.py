@@ -32,7 +32,17 @@ from services.volunteers.models import (
 )
 from services.volunteers.timebank import TimeBank, hours_between
 from tests.conftest import csrf_token
-from tests.factories import NEW_VOLUNTEER, NOW, STAFF, World, register, resident_request, submitted
+from tests.factories import (
+    NEW_VOLUNTEER,
+    NOW,
+    STAFF,
+    World,
+    cancelled,
+    feedback,
+    register,
+    resident_request,
+    submitted,
+)
 
 
 @pytest.fixture
@@ -404,8 +414,7 @@ def test_cancellation_withdraws_offers_frees_the_volunteer_and_the_slot(world):
     world.at(NOW).accept(world.offers()[0])
     world.session.commit()
     assert world.session.get(Volunteer, vid).active_tasks == 1
-    cancel = contract.envelope(contract.REQUEST_CANCELLED, {"request_id": req.id, "actor": "resident",
-                                                            "reason": "不需要了"}, source="requests")
+    cancel = cancelled(req.id)
     assert matching_tasks.request_cancelled.apply(args=[cancel]).get() == "done"
     world.session.expire_all()
     assert world.session.get(Volunteer, vid).active_tasks == 0
@@ -477,8 +486,7 @@ def test_feedback_feeds_the_rating_and_reaches_the_volunteer(world):
     req = world.receive(submitted())
     world.at(NOW).accept(world.offers()[0])
     world.session.commit()
-    message = contract.envelope(contract.FEEDBACK_RECEIVED, {"request_id": req.id, "rating": 4, "thanks": True,
-                                                             "comment": "很耐心"}, source="requests")
+    message = feedback(req.id, rating=4, comment="很耐心")
     assert matching_tasks.feedback_received.apply(args=[message]).get() == "done"
     assert matching_tasks.feedback_received.apply(args=[message]).get() == "duplicate"
     world.session.expire_all()

@@ -12,7 +12,7 @@ from services.common import contract
 from services.requests import tasks as intake_tasks
 from services.requests.models import DeadMessage, OutboxMessage, ServiceRequest, StatusChange
 from tests.conftest import SECRETS, UNIT_REDIS_URL
-from tests.factories import RESIDENT
+from tests.factories import RESIDENT, status_changed
 
 # A port nobody listens on: Redis "down".
 DOWN_REDIS_URL = "redis://127.0.0.1:1/0"
@@ -56,14 +56,6 @@ def test_redis_down_still_takes_the_request_and_the_relay_sends_it_later(make_ap
     assert unit_redis.llen("volunteers") == 1
 
 
-def status_message(request_id, status="assigned", **over):
-    env = contract.envelope(contract.STATUS_CHANGED, {"request_id": request_id, "status": status,
-                                                      "actor": "volunteer:1", "note": "",
-                                                      "volunteer_name": "王师傅"}, source="volunteers")
-    env.update(over)
-    return env
-
-
 @pytest.fixture
 def intake_with_request(make_app, backend):
     app = make_app("requests", backend=backend)
@@ -78,13 +70,13 @@ def run(app, task, message):
 
 def test_the_same_message_twice_has_one_effect(intake_with_request):
     app, request_id = intake_with_request
-    message = status_message(request_id)
+    message = status_changed(request_id)
     assert run(app, intake_tasks.status_changed, message) == "done"
     assert run(app, intake_tasks.status_changed, message) == "duplicate"
     with app.app_context():
         session = app.extensions["db"].Session
         req = session.get(ServiceRequest, request_id)
-        assert req.status == "assigned" and req.volunteer_name == "王师傅"
+        assert req.status == "assigned" and req.volunteer_name == "王建国"
         assert [h.status for h in req.history] == ["submitted", "assigned"]
         # One notification to the resident, not two.
         notes = session.scalars(select(OutboxMessage).where(OutboxMessage.task_name == contract.NOTIFY_SEND)).all()
@@ -95,8 +87,8 @@ def test_the_same_message_twice_has_one_effect(intake_with_request):
 def test_a_stale_status_is_ignored(intake_with_request):
     app, request_id = intake_with_request
     # The offer was made before the acceptance, but its event arrives after.
-    offered = status_message(request_id, "offered")
-    run(app, intake_tasks.status_changed, status_message(request_id, "assigned"))
+    offered = status_changed(request_id, "offered")
+    run(app, intake_tasks.status_changed, status_changed(request_id, "assigned"))
     assert run(app, intake_tasks.status_changed, offered) == "done"
     with app.app_context():
         req = app.extensions["db"].Session.get(ServiceRequest, request_id)
@@ -107,7 +99,7 @@ def test_a_stale_status_is_ignored(intake_with_request):
 @pytest.mark.parametrize("breakage", ["schema", "version", "garbage"])
 def test_a_malformed_message_is_recorded_dead_and_the_worker_goes_on(intake_with_request, breakage):
     app, request_id = intake_with_request
-    message = status_message(request_id)
+    message = status_changed(request_id)
     if breakage == "schema":
         message["data"]["status"] = "teleported"
     elif breakage == "version":
@@ -120,12 +112,12 @@ def test_a_malformed_message_is_recorded_dead_and_the_worker_goes_on(intake_with
         assert dead.task_name == contract.STATUS_CHANGED and dead.error.startswith("contract")
         assert app.extensions["db"].Session.get(ServiceRequest, request_id).status == "submitted"
     # The next good message is handled as usual.
-    assert run(app, intake_tasks.status_changed, status_message(request_id)) == "done"
+    assert run(app, intake_tasks.status_changed, status_changed(request_id)) == "done"
 
 
 def test_a_message_about_an_unknown_request_is_dead_not_retried(intake_with_request):
     app, _ = intake_with_request
-    assert run(app, intake_tasks.status_changed, status_message(str(uuid.uuid4()))) == "dead"
+    assert run(app, intake_tasks.status_changed, status_changed(str(uuid.uuid4()))) == "dead"
     assert count(app, DeadMessage) == 1
 
 
@@ -149,7 +141,7 @@ def test_a_request_matching_never_answered_is_sent_again(make_app, unit_redis):
         assert len(events) == 2 and len({e.id for e in events}) == 2
         assert {e.envelope["data"]["request_id"] for e in events} == {request_id}
     assert unit_redis.llen("volunteers") == 2
-    run(app, intake_tasks.status_changed, status_message(request_id, "offered"))
+    run(app, intake_tasks.status_changed, status_changed(request_id, "offered"))
     with app.app_context():
         # Answered: nothing more while the status is fresh...
         assert resend_unanswered(session, outbox, key, timedelta(0), still_after=timedelta(seconds=60)) == 0
