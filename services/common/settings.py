@@ -21,7 +21,7 @@ from . import clock
 REPO = Path(__file__).resolve().parents[2]
 PORTS = {"requests": 8001, "volunteers": 8002, "notify": 8003}
 # The services that read other services' APIs, each with a token of its own,
-# so that each caller is let into only what it needs (web.require_caller).
+# so that each caller is let into only what it needs (auth.callers).
 CALLERS = ("requests", "volunteers")
 MIN_SECRET = 32
 PLACEHOLDERS = ("change-me", "changeme", "replace-me", "placeholder")

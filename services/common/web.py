@@ -1,9 +1,8 @@
 """Web plumbing every service shares: health and readiness probes, the page
 layout and stylesheet, language selection, security headers, structured
-logs with a request id, and bearer-token checks for the staff API."""
+logs with a request id. (Who may open what: auth.py.)"""
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import sys
@@ -19,9 +18,9 @@ from flask_smorest import abort
 from werkzeug.routing import IntegerConverter
 
 from . import extensions as ext
+from .auth import public
 from .contract import MAX_ID
 from .queueing import redis_client
-from .settings import CALLERS
 
 LANGS = {"zh-CN": "zh_CN", "en": "en"}
 
@@ -30,11 +29,13 @@ common = Blueprint("common", __name__, template_folder="templates", static_folde
 
 
 @common.get("/healthz")
+@public
 def healthz():
     return jsonify(status="ok", service=current_app.config["SERVICE"])
 
 
 @common.get("/readyz")
+@public
 def readyz():
     checks = {}
     try:
@@ -52,6 +53,7 @@ def readyz():
 
 
 @common.get("/docs")
+@public
 def docs():
     """A browsable page of the OpenAPI document, served from here (no
     scripts from elsewhere: the CSP allows none, and the site may be offline)."""
@@ -158,38 +160,6 @@ def configure_logging() -> None:
     handler.setFormatter(JsonFormatter())
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-
-
-def _bearer() -> str:
-    header = request.headers.get("Authorization", "")
-    return header[7:] if header.startswith("Bearer ") else ""
-
-
-def bearer_matches(*names: str) -> bool:
-    """Whether `Authorization: Bearer <token>` carries one of the configured
-    tokens (by config name); none configured matches nothing."""
-    given = _bearer()
-    return any(given and (expected := current_app.config.get(name))
-               and hmac.compare_digest(given.encode(), expected.encode()) for name in names)
-
-
-def caller() -> str | None:
-    """Who is calling, by bearer token: "admin", or the calling service's
-    name ("requests", "volunteers"); None for anybody else."""
-    if bearer_matches("ADMIN_TOKEN"):
-        return "admin"
-    return next((c for c in CALLERS if bearer_matches(f"{c.upper()}_TOKEN")), None)
-
-
-def require_caller(*allowed: str) -> str:
-    """Let in only the named callers ("admin" and/or service names): each
-    service's token opens just what that service needs."""
-    who = caller()
-    if who is None:
-        abort(401, message="a valid bearer token is required")
-    if who not in allowed:
-        abort(403, message="this token is not for this interface")
-    return who
 
 
 class IdConverter(IntegerConverter):

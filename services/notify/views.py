@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from services.common import contract
 from services.common import extensions as ext
+from services.common.auth import callers, public, require_caller
 from services.common.factory import ApiBlueprint, page_of
 from services.common.i18n import N_, translate
-from services.common.web import caller, require_caller
 
 from . import channels, delivery, messages
 from .models import Delivery, Notification, Recipient
@@ -39,23 +39,14 @@ api = ApiBlueprint("api", __name__, url_prefix="/api/v1", description="In-app in
 
 
 @web.get("/")
+@public
 def home():
     return render_template("notify_home.html")
 
 
-@api.before_request
-def _services_only():
-    # Before validation, so that a caller without a token learns nothing.
-    if caller() is None:
-        abort(401, message="a valid bearer token is required")
-
-
-def _staff_only():
-    require_caller("admin")
-
-
 # Whose inbox a calling service may read: intake shows residents theirs on
-# the tracking page, matching shows volunteers theirs in the portal.
+# the tracking page, matching shows volunteers theirs in the portal. Any
+# caller passes the guard; this narrower rule depends on the path.
 INBOX_READERS = {"resident": "requests", "volunteer": "volunteers"}
 
 
@@ -65,6 +56,7 @@ def _inbox_reader(recipient: str) -> None:
 
 @api.route("/inbox/<string:recipient>")
 class Inbox(MethodView):
+    @callers("admin", "requests", "volunteers")
     @api.response(200, InboxMessageOut(many=True))
     @api.paginate()
     def get(self, recipient, pagination_parameters):
@@ -78,6 +70,7 @@ class Inbox(MethodView):
 
 @api.route("/inbox/<string:recipient>/<id:message_id>/read")
 class InboxRead(MethodView):
+    @callers("admin", "requests", "volunteers")
     @api.response(200, InboxMessageOut)
     def post(self, recipient, message_id):
         """Mark one in-app message read."""
@@ -92,20 +85,20 @@ class InboxRead(MethodView):
 
 @api.route("/recipients/<string:recipient>/preferences")
 class Preferences(MethodView):
+    @callers("admin")
     @api.response(200, PreferencesOut)
     def get(self, recipient):
         """Language, quiet hours and channels (masked) of a recipient (admin token)."""
-        _staff_only()
         row = ext.db_session().get(Recipient, recipient)
         if row is None:
             abort(404, message="no such recipient")
         return row
 
+    @callers("admin")
     @api.arguments(PreferencesIn)
     @api.response(200, PreferencesOut)
     def put(self, data, recipient):
         """Set language, quiet hours (non-urgent messages wait), channels in order (admin token)."""
-        _staff_only()
         if not contract.RECIPIENT_KEY.match(recipient):
             abort(422, errors={"path": {"recipient": ["Not a recipient key (kind:id)."]}})
         row = ext.db_session().get(Recipient, recipient) or Recipient.new(recipient, current_app.config["QUIET_HOURS"])
@@ -118,13 +111,13 @@ class Preferences(MethodView):
 
 @api.route("/deliveries")
 class Deliveries(MethodView):
+    @callers("admin", "requests")
     @api.arguments(DeliveryQuery, location="query")
     @api.response(200, DeliveryOut(many=True))
     @api.paginate()
     def get(self, query, pagination_parameters):
         """The delivery log, newest first, by recipient, dedupe key, status
         and time (the staff console reads it with intake's token)."""
-        require_caller("admin", "requests")
         stmt = select(Delivery).join(Notification).order_by(Delivery.id.desc())
         if "recipient" in query:
             stmt = stmt.where(Notification.recipient_key == query["recipient"])
@@ -139,10 +132,10 @@ class Deliveries(MethodView):
 
 @api.route("/deliveries/<id:delivery_id>/retry")
 class DeliveryRetry(MethodView):
+    @callers("admin")
     @api.response(200, DeliveryOut)
     def post(self, delivery_id):
         """Try a dead delivery again, from the recipient's first channel."""
-        _staff_only()
         row = ext.db_session().get(Delivery, delivery_id)
         if row is None:
             abort(404, message="no such delivery")
@@ -158,11 +151,11 @@ class DeliveryRetry(MethodView):
 
 @api.route("/templates/preview")
 class Preview(MethodView):
+    @callers("admin")
     @api.arguments(PreviewIn)
     @api.response(200, PreviewOut)
     def post(self, data):
         """Render a template with a context, as it would be sent."""
-        _staff_only()
         try:
             title, short, full = messages.render(data["template"], data["language"], data["context"])
         except TemplateError as exc:
@@ -175,11 +168,11 @@ TEST_MESSAGE = N_("Linli test message: this channel receives notifications.")
 
 @api.route("/test-message")
 class TestMessage(MethodView):
+    @callers("admin")
     @api.arguments(TestMessageIn)
     @api.response(200)
     def post(self, data):
         """Send a test message to a channel now and say what happened."""
-        _staff_only()
         text = translate(TEST_MESSAGE, data["language"])
         error = channels.send(current_app.config, data["channel"], "Linli", text)
         log.info("test message", extra={"channel": contract.mask_url(data["channel"]), "error": error})

@@ -32,6 +32,7 @@ from sqlalchemy import or_, select
 
 from services.common import contract
 from services.common import extensions as ext
+from services.common.auth import public
 from services.common.clock import SHANGHAI
 from services.common.ratelimit import limit
 
@@ -171,6 +172,7 @@ def _service(c: contract.Category) -> dict:
 
 
 @open311.get(f"/discovery.{FMT}")
+@public
 def discovery(fmt):
     base = f"{current_app.config['REQUESTS_URL']}/open311/v2"
     return respond(fmt, "discovery", "discovery", [{
@@ -184,6 +186,7 @@ def discovery(fmt):
 
 
 @open311.get(f"/services.{FMT}")
+@public
 def services(fmt):
     return respond(fmt, "services", "service", [_service(c) for c in contract.CATEGORIES])
 
@@ -205,6 +208,7 @@ ATTRIBUTES = [
 
 
 @open311.get(f"/services/<code>.{FMT}")
+@public
 def service_definition(code, fmt):
     category = contract.CATEGORY_BY_CODE.get(code)
     if category is None:
@@ -263,6 +267,7 @@ def _location(form) -> dict:
 
 
 @open311.post(f"/requests.{FMT}")
+@public
 @limit("open311_post", key=lambda: request.form.get("api_key", ""))
 def post_request(fmt):
     form = request.form
@@ -359,6 +364,7 @@ def _one(public_id: str, full: bool) -> ServiceRequest | None:
 
 
 @open311.get(f"/requests.{FMT}")
+@public
 def get_requests(fmt):
     full = _full_access()
     session = ext.db_session()
@@ -390,6 +396,7 @@ def get_requests(fmt):
 
 
 @open311.get(f"/requests/<request_id>.{FMT}")
+@public
 def get_request(request_id, fmt):
     full = _full_access()
     req = _one(request_id, full)
@@ -399,6 +406,7 @@ def get_request(request_id, fmt):
 
 
 @open311.get(f"/tokens/<token>.{FMT}")
+@public
 def get_token(token, fmt):
     # The token a post returned is the public id (never the tracking code).
     req = _one(token, _full_access())
@@ -408,6 +416,7 @@ def get_token(token, fmt):
 
 
 @open311.get(f"/servicerequestupdates.{FMT}")
+@public
 def updates(fmt):
     """FixMyStreet's extension: timeline entries in a time range. Without a
     key, only the entries a resident's tracking page shows (status changes

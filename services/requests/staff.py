@@ -28,9 +28,9 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import and_, false, or_, select, true
 
 from services.common import extensions as ext
+from services.common.auth import bearer_matches
 from services.common.clock import utcnow
 from services.common.queueing import redis_client
-from services.common.web import bearer_matches
 
 from .models import Building, ServiceRequest, StaffMember
 

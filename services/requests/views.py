@@ -18,10 +18,11 @@ from sqlalchemy import select
 
 from services.common import contract
 from services.common import extensions as ext
+from services.common.auth import callers, public, signed_in
 from services.common.clock import utcnow
 from services.common.factory import ApiBlueprint, page_of
 from services.common.ratelimit import limit
-from services.common.web import current_lang, read_service, require_caller
+from services.common.web import current_lang, read_service
 
 from . import operations, staff
 from .labels import STATUS_LABELS
@@ -80,11 +81,13 @@ def _form(values: dict, errors: dict, status: int = 200):
 
 
 @web.get("/")
+@public
 def form():
     return _form({"building": request.args.get("building", ""), "mode": "home", "urgency": "normal"}, {})
 
 
 @web.post("/")
+@public
 @limit("request_form")
 def submit_form():
     values = request.form.to_dict()
@@ -98,6 +101,7 @@ def submit_form():
 
 
 @web.get("/track/<code>")
+@public
 def track(code: str):
     req = _find(code)
     if req is None:
@@ -137,6 +141,7 @@ def _tracking_page(req: ServiceRequest, notice=None, errors=None, status: int = 
 
 
 @web.get("/track/<code>/live")
+@public
 def track_live(code: str):
     """The changing part of the tracking page, for its script (no reload)."""
     req = _find(code)
@@ -147,6 +152,7 @@ def track_live(code: str):
 
 
 @web.post("/track/<code>/cancel")
+@public
 def cancel_form(code: str):
     req = _find(code)
     if req is None:
@@ -159,6 +165,7 @@ def cancel_form(code: str):
 
 
 @web.post("/track/<code>/feedback")
+@public
 def feedback_form(code: str):
     req = _find(code)
     if req is None:
@@ -175,6 +182,7 @@ def feedback_form(code: str):
 
 
 @web.get("/posters")
+@public
 def posters():
     """One printable poster per building, for the stairwell notice boards."""
     buildings = sorted_buildings()
@@ -182,6 +190,7 @@ def posters():
 
 
 @web.get("/posters/<code>")
+@public
 def poster(code: str):
     """A4: a QR code that opens the form with this building chosen."""
     building = ext.db_session().get(Building, code)
@@ -203,6 +212,7 @@ def _inbox(req: ServiceRequest) -> list[dict]:
 
 @api.route("/categories")
 class Categories(MethodView):
+    @public
     @api.response(200, CategoryOut(many=True))
     def get(self):
         """Service categories; staff-only ones never go to volunteers."""
@@ -211,6 +221,7 @@ class Categories(MethodView):
 
 @api.route("/buildings")
 class Buildings(MethodView):
+    @public
     @api.response(200, BuildingOut(many=True))
     def get(self):
         """The community's buildings (幢), their stairwells and grid."""
@@ -222,6 +233,7 @@ class Requests(MethodView):
     # One budget per address for the form and the API together.
     decorators = [limit("request_form")]
 
+    @public
     @api.arguments(ServiceRequestIn)
     @api.response(201, ServiceRequestCreated)
     def post(self, data):
@@ -233,6 +245,7 @@ class Requests(MethodView):
 
 @api.route("/requests/<code>")
 class Tracking(MethodView):
+    @public
     @api.response(200, TrackingOut)
     def get(self, code):
         """Status and history of a request, by its tracking code."""
@@ -244,6 +257,7 @@ class Tracking(MethodView):
 
 @api.route("/requests/<code>/cancel")
 class Cancel(MethodView):
+    @public
     @api.arguments(CancelIn)
     @api.response(200, TrackingOut)
     def post(self, data, code):
@@ -260,6 +274,7 @@ class Cancel(MethodView):
 
 @api.route("/requests/<code>/feedback")
 class GiveFeedback(MethodView):
+    @public
     @api.arguments(FeedbackIn)
     @api.response(201, TrackingOut)
     def post(self, data, code):
@@ -275,11 +290,11 @@ class GiveFeedback(MethodView):
 
 @api.route("/open311/keys")
 class Open311Keys(MethodView):
+    @callers("admin")
     @api.arguments(Open311KeyIn)
     @api.response(201, Open311KeyOut)
     def post(self, data):
         """Issue an Open311 API key (staff token); the key is shown this once."""
-        require_caller("admin")
         key = secrets.token_urlsafe(24)
         row = Open311Key(name=data["name"], key_hash=hashlib.sha256(key.encode()).hexdigest())
         ext.db_session().add(row)
@@ -289,10 +304,10 @@ class Open311Keys(MethodView):
 
 @api.route("/open311/keys/<id:key_id>")
 class Open311KeyById(MethodView):
+    @callers("admin")
     @api.response(204)
     def delete(self, key_id):
         """Revoke an Open311 API key (staff token)."""
-        require_caller("admin")
         row = ext.db_session().get(Open311Key, key_id)
         if row is None:
             abort(404, message="no such key")
@@ -302,12 +317,12 @@ class Open311KeyById(MethodView):
 
 @api.route("/internal/requests/<uuid:request_id>/contact")
 class Contact(MethodView):
+    @callers("volunteers")
     @api.response(200, ContactOut)
     def get(self, request_id):
         """The resident's contact, for matching only (its token), and only
         while a volunteer is on the request (offered and accepted, assigned
         or in progress), never after it is finished."""
-        require_caller("volunteers")
         req = ext.db_session().get(ServiceRequest, str(request_id))
         if req is None:
             abort(404, message="no such request")
@@ -330,30 +345,36 @@ class Contact(MethodView):
 # --- the staff API: what the console shows, as JSON, in the caller's scope ---
 
 
-def _staff_api():
+def _staff_session_or_admin_token() -> bool:
     """A staff session (GET only: cookies are not trusted for writes here)
-    or the bootstrap admin token."""
-    if request.method != "GET" or not staff.identify(ext.db_session()):
-        abort(401, message="sign in as staff, or send the admin token")
+    or the bootstrap admin token; sets g.scope."""
+    return request.method == "GET" and staff.identify(ext.db_session())
+
+
+def _refuse_staff_api():
+    abort(401, message="sign in as staff, or send the admin token")
+
+
+staff_reads = signed_in(_staff_session_or_admin_token, _refuse_staff_api)
 
 
 @api.route("/staff/requests")
 class StaffRequests(MethodView):
+    @staff_reads
     @api.arguments(QueueQuery, location="query")
     @api.response(200, StaffRequestOut(many=True))
     @api.paginate()
     def get(self, query, pagination_parameters):
         """Requests in the caller's scope, newest first, with the queue's filters, a page at a time."""
-        _staff_api()
         return page_of(ext.db_session(), queue_statement(g.scope, query, utcnow()), pagination_parameters)
 
 
 @api.route("/staff/requests/<uuid:request_id>")
 class StaffRequestById(MethodView):
+    @staff_reads
     @api.response(200, StaffRequestOut)
     def get(self, request_id):
         """One request, if it is in the caller's scope (403 otherwise)."""
-        _staff_api()
         req = ext.db_session().get(ServiceRequest, str(request_id))
         if req is None:
             abort(404, message="no such request")

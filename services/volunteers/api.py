@@ -13,10 +13,10 @@ from flask_smorest import abort
 from sqlalchemy import and_, func, or_, select
 
 from services.common import extensions as ext
+from services.common.auth import callers
 from services.common.clock import SHANGHAI
 from services.common.factory import ApiBlueprint, page_of
 from services.common.tables import download, table
-from services.common.web import require_caller
 
 from . import roster
 from .dispatch import dispatcher
@@ -58,14 +58,9 @@ log = logging.getLogger(__name__)
 api = ApiBlueprint("api", __name__, url_prefix="/api/v1", description="Volunteer registry, stations, hours")
 
 
-@api.before_request
-def _staff_only():
-    # Before validation, so that a caller without the token learns nothing.
-    # The staff console (intake's token) may read; only staff automation writes.
-    if request.method in ("GET", "HEAD"):
-        require_caller("admin", "requests")
-    else:
-        require_caller("admin")
+# The staff console (intake's token) may read; only staff automation writes.
+staff_reads = callers("admin", "requests")
+staff_writes = callers("admin")
 
 
 # --- the volunteer registry and its roster files ---
@@ -94,6 +89,7 @@ def _has_team(team: str):
 
 @api.route("/volunteers")
 class Volunteers(MethodView):
+    @staff_reads
     @api.arguments(VolunteerQuery, location="query")
     @api.response(200, VolunteerOut(many=True))
     @api.paginate()
@@ -119,6 +115,7 @@ class Volunteers(MethodView):
             stmt = stmt.where(_has_team(query["team"]))
         return page_of(ext.db_session(), stmt, pagination_parameters)
 
+    @staff_writes
     @api.arguments(VolunteerIn)
     @api.response(201, VolunteerOut)
     def post(self, data):
@@ -134,11 +131,13 @@ class Volunteers(MethodView):
 
 @api.route("/volunteers/<id:volunteer_id>")
 class VolunteerById(MethodView):
+    @staff_reads
     @api.response(200, VolunteerOut)
     def get(self, volunteer_id):
         """One volunteer."""
         return _volunteer(volunteer_id)
 
+    @staff_writes
     @api.arguments(VolunteerPatch(partial=True))
     @api.response(200, VolunteerOut)
     def patch(self, data, volunteer_id):
@@ -155,6 +154,7 @@ class VolunteerById(MethodView):
 
 @api.route("/volunteers/import")
 class VolunteerImport(MethodView):
+    @staff_writes
     @api.arguments(ImportArgs, location="query")
     @api.response(200)
     def post(self, args):
@@ -182,6 +182,7 @@ class VolunteerImport(MethodView):
 
 @api.route("/volunteers/export")
 class VolunteerExport(MethodView):
+    @staff_reads
     @api.arguments(ExportArgs, location="query")
     @api.response(200)
     def get(self, args):
@@ -195,12 +196,14 @@ class VolunteerExport(MethodView):
 
 @api.route("/stations")
 class Stations(MethodView):
+    @staff_reads
     @api.response(200, StationOut(many=True))
     @api.paginate()
     def get(self, pagination_parameters):
         """Service stations."""
         return page_of(ext.db_session(), select(Station).order_by(Station.id), pagination_parameters)
 
+    @staff_writes
     @api.arguments(StationIn)
     @api.response(201, StationOut)
     def post(self, data):
@@ -217,6 +220,7 @@ class Stations(MethodView):
 
 @api.route("/stations/<id:station_id>/sessions")
 class StationSessions(MethodView):
+    @staff_reads
     @api.response(200, StationSessionOut(many=True))
     @api.paginate()
     def get(self, station_id, pagination_parameters):
@@ -224,6 +228,7 @@ class StationSessions(MethodView):
         return page_of(ext.db_session(), select(StationSession).where(StationSession.station_id == station_id)
                       .order_by(StationSession.id), pagination_parameters)
 
+    @staff_writes
     @api.arguments(StationSessionIn)
     @api.response(201, StationSessionOut)
     def post(self, data, station_id):
@@ -246,6 +251,7 @@ class StationSessions(MethodView):
 
 @api.route("/requests/<uuid:request_id>")
 class RequestDispatch(MethodView):
+    @staff_reads
     @api.response(200, RequestDispatchOut)
     def get(self, request_id):
         """A request's offers, assignments and escalations, oldest first."""
@@ -265,6 +271,7 @@ class RequestDispatch(MethodView):
 
 @api.route("/requests/<uuid:request_id>/assign")
 class Reassign(MethodView):
+    @staff_writes
     @api.arguments(AssignIn)
     @api.response(200)
     def post(self, data, request_id):
@@ -293,6 +300,7 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
 
 @api.route("/hours")
 class Hours(MethodView):
+    @staff_reads
     @api.arguments(HoursQuery, location="query")
     @api.response(200, HoursOut(many=True))
     @api.paginate()
@@ -311,6 +319,7 @@ class Hours(MethodView):
 
 @api.route("/hours/export")
 class HoursExport(MethodView):
+    @staff_reads
     @api.arguments(RankingArgs, location="query")
     @api.response(200)
     def get(self, args):
@@ -330,6 +339,7 @@ class HoursExport(MethodView):
 
 @api.route("/hours/<id:entry_id>/confirm")
 class HoursConfirm(MethodView):
+    @staff_writes
     @api.arguments(ConfirmIn)
     @api.response(200, HoursOut)
     def post(self, data, entry_id):
@@ -344,6 +354,7 @@ class HoursConfirm(MethodView):
 
 @api.route("/hours/ranking")
 class HoursRanking(MethodView):
+    @staff_reads
     @api.arguments(RankingArgs, location="query")
     @api.response(200)
     def get(self, args):
@@ -367,6 +378,7 @@ class HoursRanking(MethodView):
 
 @api.route("/coins/spend")
 class CoinsSpend(MethodView):
+    @staff_writes
     @api.arguments(SpendIn)
     @api.response(200)
     def post(self, data):

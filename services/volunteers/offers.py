@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from services.common import contract
 from services.common import extensions as ext
+from services.common.auth import public
 from services.common.clock import utcnow
 
 from .dispatch import dispatcher
@@ -32,11 +33,13 @@ def _offer(token: str) -> Offer | None:
 
 
 @web.get("/")
+@public
 def home():
     return render_template("home.html")
 
 
 @web.get("/offers/<token>")
+@public
 def offer_page(token: str):
     """The offer as its link shows it. A GET never changes anything and
     never signs in: link previews and crawlers open links too."""
@@ -69,6 +72,7 @@ def _live_assignment(offer: Offer) -> Assignment | None:
 
 
 @web.post("/offers/<token>")
+@public
 def answer_offer(token: str):
     """Accept or decline (with an optional reason). Accepting through the
     link signs the offer's volunteer in to the portal in this browser: the

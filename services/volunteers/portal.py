@@ -9,7 +9,6 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import wraps
 
 from flask import Blueprint as WebBlueprint
 from flask import current_app, g, redirect, render_template, request, session, url_for
@@ -21,6 +20,7 @@ from sqlalchemy.orm import defaultload, lazyload
 
 from services.common import contract
 from services.common import extensions as ext
+from services.common.auth import public, signed_in
 from services.common.clock import SHANGHAI, utcnow
 from services.common.ratelimit import limit
 from services.common.web import read_service
@@ -97,6 +97,7 @@ def inbox(volunteer_id: int) -> list[dict]:
 
 
 @web.get("/login")
+@public
 def login_form():
     return render_template("login.html", sent=False, error=None)
 
@@ -106,6 +107,7 @@ def _phone_typed() -> str:
 
 
 @web.post("/login")
+@public
 # Sign-in links are urgent messages: nobody may send a volunteer twenty of
 # them at 3 a.m. (per phone), nor walk the phone numbers (per address).
 @limit("magic_link_phone", key=_phone_typed)
@@ -139,12 +141,14 @@ def _valid_link(token: str) -> LoginLink | None:
 
 
 @web.get("/login/<token>")
+@public
 def login_confirm(token: str):
     # A button, not an automatic sign-in: link previews must not use up the link.
     return render_template("login_confirm.html", valid=_valid_link(token) is not None, token=token)
 
 
 @web.post("/login/<token>")
+@public
 def login_use(token: str):
     link = _valid_link(token)
     used = link is not None and ext.db_session().execute(
@@ -179,6 +183,7 @@ def signed_in_volunteer() -> Volunteer | None:
 
 
 @web.post("/logout")
+@public
 def logout():
     """Sign out everywhere: a copy of the cookie (another device, a
     stolen one) stops working too."""
@@ -191,16 +196,21 @@ def logout():
     return redirect(url_for("web.login_form"), 303)
 
 
-def volunteer_required(view):
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        vol = signed_in_volunteer()
-        if vol is None:
-            session.clear()
-            return redirect(url_for("web.login_form"), 303)
-        g.volunteer = vol
-        return view(*args, **kwargs)
-    return wrapper
+def _volunteer_signed_in() -> bool:
+    vol = signed_in_volunteer()
+    if vol is None:
+        return False
+    g.volunteer = vol
+    return True
+
+
+def _to_login():
+    session.clear()
+    return redirect(url_for("web.login_form"), 303)
+
+
+# Every /me page; the sign-in pages and the offer link's pages are public.
+volunteer_required = signed_in(_volunteer_signed_in, _to_login)
 
 
 # --- the volunteer's own pages ---

@@ -9,10 +9,11 @@ from services.common import tables
 from services.common.web import local_time
 
 from ..models import ContactAccess, ServiceRequest, StaffMember
-from .blueprint import console
+from .blueprint import console, staff_required
 
 
 @console.get("/access-log")
+@staff_required
 def access_log():
     """Who saw which resident's contact, and when (scoped like the queue)."""
     rows = ext.db_session().execute(

@@ -7,9 +7,10 @@ from flask import g, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 
 from services.common import extensions as ext
+from services.common.auth import public
 
 from .. import staff
-from .blueprint import console
+from .blueprint import console, staff_required
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +23,13 @@ def _safe_next(target: str | None) -> str:
 
 
 @console.get("/login")
+@public
 def login():
     return render_template("staff_login.html", error=None, next=_safe_next(request.args.get("next")))
 
 
 @console.post("/login")
+@public
 def login_post():
     username = request.form.get("username", "")[:64]
     password = request.form.get("password", "")[:200]
@@ -49,6 +52,7 @@ def login_post():
 
 
 @console.post("/logout")
+@staff_required
 def logout():
     if g.staff is not None:
         staff.end_session(g.staff)

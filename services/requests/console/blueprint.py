@@ -1,5 +1,5 @@
 """The staff console's blueprint (/staff) and what every page of it shares:
-sign-in before anything else, no caching, the labels every template
+sign-in on every page (staff_required), no caching, the labels every template
 uses, and a request by id only within the staff member's scope."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask import Blueprint, abort, g, redirect, request, url_for
 from flask_babel import lazy_gettext as _l
 
 from services.common import extensions as ext
+from services.common.auth import signed_in
 
 from .. import staff
 from ..labels import STATUS_LABELS
@@ -22,13 +23,16 @@ ROLE_LABELS = {"admin": _l("Community admin"), "grid_leader": _l("Grid leader"),
                "hallway_leader": _l("Hallway leader")}
 
 
-@console.before_request
-def _signed_in():
-    if request.endpoint in ("console.login", "console.login_post"):
-        return None
-    if not staff.identify(ext.db_session()):
-        return redirect(url_for("console.login", next=request.path))
-    return None
+def _staff_signed_in() -> bool:
+    return staff.identify(ext.db_session())
+
+
+def _to_login():
+    return redirect(url_for("console.login", next=request.path))
+
+
+# Every console page but the sign-in pages (public) is for signed-in staff.
+staff_required = signed_in(_staff_signed_in, _to_login)
 
 
 @console.after_request

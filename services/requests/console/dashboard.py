@@ -17,7 +17,7 @@ from services.common.web import read_service
 
 from .. import hotline
 from ..models import FINAL, ServiceRequest
-from .blueprint import console
+from .blueprint import console, staff_required
 
 
 def _week_start(dt: datetime) -> str:
@@ -104,6 +104,7 @@ HEADER_LABELS = {
 
 
 @console.get("/dashboard")
+@staff_required
 def dashboard():
     now = utcnow()
     data = dashboard_tables(now)

@@ -19,7 +19,7 @@ from services.common.web import read_all_pages, read_service
 from .. import hotline, operations
 from ..models import FINAL, ContactAccess, ServiceRequest
 from ..schemas import CloseIn, EscalateIn, ExtendIn, FeedbackIn, ReasonIn, ReassignIn
-from .blueprint import console, scoped_request
+from .blueprint import console, scoped_request, staff_required
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,13 @@ def _detail(req: ServiceRequest, errors: dict | None = None, form: str | None = 
 
 
 @console.get("/requests/<uuid:request_id>")
+@staff_required
 def detail(request_id):
     return _detail(scoped_request(request_id))
 
 
 @console.post("/requests/<uuid:request_id>/contact")
+@staff_required
 def show_contact(request_id):
     """Staff in scope may see the resident's contact; each look is logged."""
     req = scoped_request(request_id)
@@ -125,12 +127,14 @@ NOT_NOW = _l("This cannot be done in the request's present state.")
 
 
 @console.post("/requests/<uuid:request_id>/take")
+@staff_required
 def take(request_id):
     return _act(request_id, None, lambda req, d: "taken" if operations.take(req, g.actor) else _refused(NOT_NOW),
                 "take")
 
 
 @console.post("/requests/<uuid:request_id>/extend")
+@staff_required
 def extend(request_id):
     def apply(req, d):
         if operations.extend(req, g.actor, d["working_days"], d["note"]):
@@ -140,6 +144,7 @@ def extend(request_id):
 
 
 @console.post("/requests/<uuid:request_id>/hand-back")
+@staff_required
 def hand_back(request_id):
     why = {"late": _l("Hand-backs are possible within one working day of receiving the request."),
            "locked": _l("After three hand-backs the grid leader decides who handles it.")}
@@ -151,6 +156,7 @@ def hand_back(request_id):
 
 
 @console.post("/requests/<uuid:request_id>/reassign")
+@staff_required
 def reassign(request_id):
     def apply(req, d):
         if req.status in FINAL:
@@ -165,6 +171,7 @@ def reassign(request_id):
 
 
 @console.post("/requests/<uuid:request_id>/escalate")
+@staff_required
 def escalate(request_id):
     def apply(req, d):
         if req.status in FINAL:
@@ -177,6 +184,7 @@ def escalate(request_id):
 
 
 @console.post("/requests/<uuid:request_id>/close")
+@staff_required
 def close(request_id):
     def apply(req, d):
         ok = operations.close(ext.db_session(), ext.outbox(), req, g.actor, d["note"])
@@ -185,6 +193,7 @@ def close(request_id):
 
 
 @console.post("/requests/<uuid:request_id>/cancel")
+@staff_required
 def cancel(request_id):
     def apply(req, d):
         ok = operations.cancel(ext.db_session(), ext.outbox(), req, g.actor, d["note"])
@@ -193,6 +202,7 @@ def cancel(request_id):
 
 
 @console.post("/requests/<uuid:request_id>/follow-up")
+@staff_required
 def follow_up(request_id):
     """The follow-up call (回访), recorded by staff for the resident."""
     def apply(req, d):

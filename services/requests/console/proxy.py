@@ -15,7 +15,7 @@ from .. import operations
 from ..models import Building
 from ..queries import sorted_buildings
 from ..schemas import ProxyRequestIn
-from .blueprint import console
+from .blueprint import console, staff_required
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,13 @@ def _proxy_form(values: dict, errors: dict, status: int = 200):
 
 
 @console.get("/new")
+@staff_required
 def proxy():
     return _proxy_form({"mode": "home", "urgency": "normal"}, {})
 
 
 @console.post("/new")
+@staff_required
 def proxy_post():
     values = {k: v for k, v in request.form.items() if k != "csrf_token"}
     try:

@@ -18,7 +18,7 @@ from .. import hotline
 from ..models import Building, ServiceRequest
 from ..queries import queue_statement
 from ..schemas import QueueQuery
-from .blueprint import console
+from .blueprint import console, staff_required
 
 
 def _query_args() -> dict:
@@ -39,6 +39,7 @@ def _queue_row(req: ServiceRequest, now: datetime) -> list:
 
 
 @console.get("/")
+@staff_required
 def queue():
     q, now = _query_args(), utcnow()
     if "format" in q:

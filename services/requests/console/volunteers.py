@@ -16,7 +16,7 @@ from services.common.web import read_all_pages
 
 from .. import operations
 from ..schemas import VolunteerEditIn
-from .blueprint import console
+from .blueprint import console, staff_required
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ VOLUNTEER_HEADER = ("id", "name", "building", "unit", "skills", "active", "capac
 
 
 @console.get("/volunteers")
+@staff_required
 def volunteers():
     vols = _scoped_volunteers()
     rows = [[v["id"], v["display_name"], v["building"], v.get("unit") or "", " ".join(v["skills"]),
@@ -69,12 +70,14 @@ def _volunteer_form(vol: dict, values: dict, errors: dict, status: int = 200):
 
 
 @console.get("/volunteers/<id:volunteer_id>")
+@staff_required
 def volunteer_edit(volunteer_id):
     vol = editable_volunteer(volunteer_id)
     return _volunteer_form(vol, {"capacity": vol["capacity"], "skills": vol["skills"]}, {})
 
 
 @console.post("/volunteers/<id:volunteer_id>")
+@staff_required
 def volunteer_update(volunteer_id):
     """Capacity and services, changed by matching (the registry's owner)."""
     vol = editable_volunteer(volunteer_id)
@@ -91,6 +94,7 @@ def volunteer_update(volunteer_id):
 
 
 @console.post("/volunteers/<id:volunteer_id>/active")
+@staff_required
 def volunteer_active(volunteer_id):
     """Deactivate (no new offers) or activate again, through matching."""
     editable_volunteer(volunteer_id)
