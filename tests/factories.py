@@ -15,9 +15,19 @@ from services.common import contract
 from services.volunteers import tasks as matching_tasks
 from services.volunteers.dispatch import Dispatcher
 from services.volunteers.models import Offer, OutboxMessage, ServiceRequest
-from tests.conftest import ADMIN_TOKEN, csrf_token
+from tests.conftest import ADMIN_TOKEN, REQUESTS_TOKEN, csrf_token
 
 STAFF = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def console_for(app, role: str = "admin", grid: str | None = None, stairwells=(), staff_id: int = 1) -> dict:
+    """The headers of the console reading `app`'s API for a signed-in staff
+    member: intake's token and the member's claims (services.common.auth)."""
+    from services.common.auth import STAFF_HEADER, StaffClaims, vouch
+
+    with app.app_context():
+        claims = vouch(StaffClaims(f"staff:{staff_id}", role, grid, tuple(stairwells)))
+    return {"Authorization": f"Bearer {REQUESTS_TOKEN}", STAFF_HEADER: claims}
 # Friday 27 November 2026, 10:00 in Hangzhou.
 NOW = datetime(2026, 11, 27, 2, 0, tzinfo=timezone.utc)
 

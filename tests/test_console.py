@@ -590,3 +590,35 @@ def test_no_phone_or_room_in_console_logs(app, caplog):
     for record in caplog.records:
         line = json.dumps({**record.__dict__, "msg": record.getMessage()}, default=str, ensure_ascii=False)
         assert "13812341234" not in line and "张桂兰" not in line
+
+
+def test_console_reads_carry_the_signed_in_members_claims_and_none_after_sign_out(app, monkeypatch):
+    """When a console page reads another service, intake sends its token and
+    the claims of whoever is signed in (services.common.auth); after sign-out
+    there is no page, so no read and no claims; a resident's page sends none."""
+    from flask import g
+
+    from services.common import auth, web
+
+    sent = []
+
+    def unreachable(url, headers, timeout):
+        sent.append(dict(headers))
+        raise web.http.ConnectionError("no service in this test")
+
+    monkeypatch.setattr(web.http, "get", unreachable)
+    client, _ = sign_in(app, "g1")
+    assert client.get("/staff/volunteers").status_code == 200
+    with app.app_context():
+        signer = auth.URLSafeTimedSerializer(app.config["REQUESTS_TOKEN"], salt="linli.staff-claims")
+        claims = signer.loads(sent[-1][auth.STAFF_HEADER])
+    assert {k: claims[k] for k in ("role", "grid", "stairwells")} == {"role": "grid_leader", "grid": "G1",
+                                                                      "stairwells": []}
+    client.post("/staff/logout", data={"csrf_token": csrf_token(client.get("/staff/").text)})
+    before = len(sent)
+    assert client.get("/staff/volunteers").status_code == 302
+    assert len(sent) == before
+    with app.test_request_context():
+        g.pop("acting", None)
+        assert web.read_service("NOTIFY_API_URL", "/api/v1/inbox/resident:x") is None
+    assert auth.STAFF_HEADER not in sent[-1]

@@ -22,6 +22,7 @@ from services.notify import delivery, messages
 from services.notify import tasks as notify_tasks
 from services.notify.models import Delivery, Notification, OutboxMessage, Recipient
 from tests.conftest import ADMIN_TOKEN, REQUESTS_TOKEN, VOLUNTEERS_TOKEN
+from tests.factories import console_for
 from tests.receivers import SmtpReceiver, WebhookReceiver
 
 STAFF = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -296,12 +297,15 @@ def test_staff_api_log_retry_preview_and_test_message(app, client, caplog):
         send(app, "volunteer:5", [secret])
         for _ in range(delivery.ATTEMPTS_PER_CHANNEL - 1):
             retry_sweep(app)
-        # The staff console (intake) reads the log with intake's token; only staff retry.
+        # The staff console (intake) reads the log for a signed-in staff member
+        # (intake's token and their claims); only staff automation retries.
         service_only = {"Authorization": f"Bearer {REQUESTS_TOKEN}"}
+        console = console_for(app, "grid_leader", grid="G1")
         matching = {"Authorization": f"Bearer {VOLUNTEERS_TOKEN}"}
         assert client.get("/api/v1/deliveries?status=dead", headers=matching).status_code == 403
-        [row] = client.get("/api/v1/deliveries?status=dead", headers=service_only).json
-        assert client.post(f"/api/v1/deliveries/{row['id']}/retry", headers=service_only).status_code == 403
+        assert client.get("/api/v1/deliveries?status=dead", headers=service_only).status_code == 401
+        [row] = client.get("/api/v1/deliveries?status=dead", headers=console).json
+        assert client.post(f"/api/v1/deliveries/{row['id']}/retry", headers=console).status_code == 403
         assert client.get("/api/v1/deliveries?key=offer:1&key=offer:2", headers=STAFF).json == []
         assert client.get(f"/api/v1/deliveries?key={row['dedupe_key']}", headers=STAFF).json == [row]
         assert row["channel"] == f"json://127.0.0.1:{hook.port}/****" and row["attempts"] == 3

@@ -477,3 +477,45 @@ def test_volunteer_lists_come_in_bounded_pages_with_the_stairwell_filter(matchin
         resp = client.get(f"{path}?page_size=10", headers=STAFF)
         assert resp.status_code == 200 and json.loads(resp.headers["X-Pagination"])["total"] == 0
     assert client.get("/api/v1/hours?page_size=500", headers=STAFF).status_code == 422
+
+
+# --- one staff identity across services (services.common.auth) ---
+
+
+def test_the_console_reads_the_registry_only_as_a_signed_in_staff_members_scope(world, monkeypatch):
+    """Intake's token alone opens nothing: the console must say whom it acts
+    for, with claims signed by intake and at most a minute old, and matching
+    answers within that staff member's grid or stairwells."""
+    from services.common import auth
+    from tests.conftest import REQUESTS_TOKEN
+    from tests.factories import console_for
+
+    app, client = world.app, world.app.test_client()
+    near = register(app, building="3", unit="1")  # grid G1
+    far = register(app, building="40", unit="1")  # grid G4
+    ids = lambda headers, query="": [v["id"] for v in client.get(f"/api/v1/volunteers{query}", headers=headers).json]  # noqa: E731
+
+    assert client.get("/api/v1/volunteers", headers={"Authorization": f"Bearer {REQUESTS_TOKEN}"}).status_code == 401
+    forged = dict(console_for(app, "admin"))
+    forged[auth.STAFF_HEADER] = forged[auth.STAFF_HEADER][:-2] + "xx"
+    assert client.get("/api/v1/volunteers", headers=forged).status_code == 401
+
+    grid_leader = console_for(app, "grid_leader", grid="G1")
+    assert ids(grid_leader) == [near] and ids(grid_leader, "?grid=G4") == []
+    assert client.get(f"/api/v1/volunteers/{far}", headers=grid_leader).status_code == 404
+    assert ids(console_for(app, "hallway_leader", stairwells=["40:1"])) == [far]
+    assert ids(console_for(app, "hallway_leader")) == []
+    assert ids(console_for(app, "admin")) == ids(STAFF) == [near, far]
+
+    # A request in G1: its grid leader sees candidates from the whole community;
+    # another grid's leader does not see the request at all.
+    req = world.receive(submitted(building="3", unit="1"))
+    candidates = client.get(f"/api/v1/requests/{req.id}/candidates", headers=grid_leader).json
+    assert {c["id"] for c in candidates} == {near, far}
+    g4 = console_for(app, "grid_leader", grid="G4")
+    assert client.get(f"/api/v1/requests/{req.id}/candidates", headers=g4).status_code == 404
+    assert client.get(f"/api/v1/requests/{req.id}", headers=g4).status_code == 404
+    assert client.get(f"/api/v1/requests/{req.id}", headers=grid_leader).status_code == 200
+
+    monkeypatch.setattr(auth, "CLAIMS_SECONDS", -1)  # any claims are older than this
+    assert client.get("/api/v1/volunteers", headers=console_for(app, "admin")).status_code == 401

@@ -8,18 +8,33 @@ exactly one guard, as a decorator, and the guard marks the view
   refused before the arguments are parsed, so learns nothing of the schema.
 - `signed_in(identify, refuse)`: a browser session (the staff console, the
   volunteer portal, the staff API's reads).
+- `staff`: a staff member's API: the admin token, or intake's token with
+  the claims of the staff member the console acts for (`X-Linli-Staff`,
+  below); the view applies the claims' scope (`g.acting`).
 - `public`: open to anybody (residents' pages, tracking, Open311 with its own
   API-key rule inside, health). Rules that depend on the data (whose inbox,
   whether a volunteer is on the request) stay inside the view, after the guard.
+
+Staff identity across services. Staff sign in once, to the console (intake),
+the one staff UI; other services never hold a staff session. When the console
+reads another service for a signed-in staff member it sends, with its own
+service token, their claims (who, role, grid, stairwells) signed with that
+token and valid for a minute (`vouch`). The receiving service checks the
+signature and the age (`acting_staff`) and limits its answer to the claims'
+scope. Sign-out (or deactivation) ends the session in intake, and with it the
+only place claims are made: nothing stays valid elsewhere beyond a minute.
+Writes go as tasks through the outbox, carrying the actor, as before.
 """
 from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from functools import wraps
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_smorest import abort
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from .settings import CALLERS
 
@@ -93,3 +108,73 @@ def signed_in(identify: Callable[[], bool], refuse: Callable[[], object]) -> Cal
             return view(*args, **kwargs)
         return _mark(wrapper, f"signed in: {identify.__name__}")
     return guard
+
+
+# --- the staff member the console acts for ---
+
+STAFF_HEADER = "X-Linli-Staff"
+CLAIMS_SECONDS = 60  # claims are made per call: a minute covers a slow network, not a session
+
+
+@dataclass(frozen=True)
+class StaffClaims:
+    """Who acts and where they may: the console's word for a signed-in staff member."""
+
+    actor: str  # "staff:12", or "admin-token" for automation
+    role: str  # admin, grid_leader, hallway_leader
+    grid: str | None = None
+    stairwells: tuple[str, ...] = field(default_factory=tuple)  # "building:unit"
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+    def allows_place(self, grid: str | None, building: str | None, unit: str | None) -> bool:
+        if self.admin:
+            return True
+        if self.role == "grid_leader":
+            return grid is not None and grid == self.grid
+        return f"{building}:{unit}" in self.stairwells
+
+
+ADMIN_CLAIMS = StaffClaims("admin-token", "admin")
+
+
+def _claims_signer() -> URLSafeTimedSerializer:
+    # Keyed with intake's service token: only intake can vouch for staff, and
+    # every service that takes intake's calls already holds that token.
+    return URLSafeTimedSerializer(current_app.config["REQUESTS_TOKEN"], salt="linli.staff-claims")
+
+
+def vouch(claims: StaffClaims) -> str:
+    """The header value that carries `claims` on intake's next call."""
+    return _claims_signer().dumps(asdict(claims))
+
+
+def acting_staff() -> StaffClaims | None:
+    """The claims intake sent with this call, if signed and fresh."""
+    value = request.headers.get(STAFF_HEADER, "")
+    if not value or not current_app.config.get("REQUESTS_TOKEN"):
+        return None
+    try:
+        data = _claims_signer().loads(value, max_age=CLAIMS_SECONDS)
+        return StaffClaims(data["actor"], data["role"], data.get("grid"), tuple(data.get("stairwells") or ()))
+    except (BadSignature, KeyError, TypeError, ValueError):
+        return None
+
+
+def staff(view: Callable) -> Callable:
+    """A staff member's API: the admin token (automation, all of it), or
+    intake's token vouching for a signed-in staff member (their scope). The
+    view reads who acts from `g.acting`."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        who = require_caller("admin", "requests")
+        if who == "admin":
+            g.acting = ADMIN_CLAIMS
+        else:
+            g.acting = acting_staff()
+            if g.acting is None:
+                abort(401, message="the console must say which staff member it acts for")
+        return view(*args, **kwargs)
+    return _mark(wrapper, "staff")

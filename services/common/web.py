@@ -18,7 +18,7 @@ from flask_smorest import abort
 from werkzeug.routing import IntegerConverter
 
 from . import extensions as ext
-from .auth import public
+from .auth import STAFF_HEADER, public, vouch
 from .contract import MAX_ID
 from .queueing import redis_client
 
@@ -67,8 +67,11 @@ def _read(api_url_key: str, path: str) -> http.Response | None:
     token = current_app.config.get(f"{current_app.config['SERVICE'].upper()}_TOKEN")
     if not token:
         return None
+    headers = {"Authorization": f"Bearer {token}"}
+    if (claims := g.get("acting")) is not None:
+        headers[STAFF_HEADER] = vouch(claims)  # the staff member this page is for (auth.py)
     try:
-        resp = http.get(f"{current_app.config[api_url_key]}{path}", headers={"Authorization": f"Bearer {token}"},
+        resp = http.get(f"{current_app.config[api_url_key]}{path}", headers=headers,
                         timeout=current_app.config["HTTP_TIMEOUT"])
         resp.raise_for_status()
         resp.json()  # an answer that is not JSON is no answer

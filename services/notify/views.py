@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from services.common import contract
 from services.common import extensions as ext
-from services.common.auth import callers, public, require_caller
+from services.common.auth import callers, public, require_caller, staff
 from services.common.factory import ApiBlueprint, page_of
 from services.common.i18n import N_, translate
 
@@ -111,7 +111,7 @@ class Preferences(MethodView):
 
 @api.route("/deliveries")
 class Deliveries(MethodView):
-    @callers("admin", "requests")
+    @staff
     @api.arguments(DeliveryQuery, location="query")
     @api.response(200, DeliveryOut(many=True))
     @api.paginate()

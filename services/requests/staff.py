@@ -28,7 +28,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import and_, false, or_, select, true
 
 from services.common import extensions as ext
-from services.common.auth import bearer_matches
+from services.common.auth import StaffClaims, bearer_matches
 from services.common.clock import utcnow
 from services.common.queueing import redis_client
 
@@ -215,14 +215,16 @@ def current_staff(db_session) -> StaffMember | None:
 
 
 def identify(db_session) -> bool:
-    """Set g.staff and g.scope from the session or the admin token."""
+    """Set g.staff, g.scope and g.acting from the session or the admin token."""
     if bearer_matches("ADMIN_TOKEN"):
         g.staff, g.scope, g.actor = None, Scope("admin"), "admin-token"
-        return True
-    staff = current_staff(db_session)
-    if staff is None:
-        return False
-    g.staff, g.scope, g.actor = staff, scope_of(staff), staff.actor
+    else:
+        staff = current_staff(db_session)
+        if staff is None:
+            return False
+        g.staff, g.scope, g.actor = staff, scope_of(staff), staff.actor
+    # What other services are told when this page reads them (auth.vouch).
+    g.acting = StaffClaims(g.actor, g.scope.role, g.scope.grid, g.scope.stairwells)
     return True
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask.views import MethodView
 from flask_smorest import abort
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, false, func, or_, select, true
 
 from services.common import extensions as ext
-from services.common.auth import callers
+from services.common.auth import callers, staff
 from services.common.clock import SHANGHAI
 from services.common.factory import ApiBlueprint, page_of
 from services.common.tables import download, table
@@ -58,9 +58,28 @@ log = logging.getLogger(__name__)
 api = ApiBlueprint("api", __name__, url_prefix="/api/v1", description="Volunteer registry, stations, hours")
 
 
-# The staff console (intake's token) may read; only staff automation writes.
-staff_reads = callers("admin", "requests")
+# The staff console reads for a signed-in staff member (intake's token and
+# their claims, services.common.auth) within their scope; only staff
+# automation (the admin token) writes here, the console's changes come as tasks.
+staff_reads = staff
 staff_writes = callers("admin")
+
+
+def _in_scope():
+    """The acting staff member's part of the registry (a SQL filter on
+    Volunteer joined with its Building): a grid leader's grid, a hallway
+    leader's stairwells, all of it for the office."""
+    acting = g.acting
+    if acting.admin:
+        return true()
+    if acting.role == "grid_leader":
+        return Building.grid == acting.grid
+    pairs = [s.split(":", 1) for s in acting.stairwells]
+    return or_(*(and_(Volunteer.building == b, Volunteer.unit == u) for b, u in pairs)) if pairs else false()
+
+
+def _scoped(stmt):
+    return stmt.join(Building, Volunteer.building == Building.code).where(_in_scope())
 
 
 # --- the volunteer registry and its roster files ---
@@ -96,7 +115,7 @@ class Volunteers(MethodView):
     def get(self, query, pagination_parameters):
         """List volunteers, by skill, building (and unit), stairwell, grid,
         team, active; a page at a time."""
-        stmt = select(Volunteer).join(Building, Volunteer.building == Building.code).order_by(Volunteer.id)
+        stmt = _scoped(select(Volunteer)).order_by(Volunteer.id)
         if "skill" in query:
             stmt = stmt.where(Volunteer.skills.any(VolunteerSkill.category == query["skill"]))
         if "building" in query:
@@ -134,8 +153,11 @@ class VolunteerById(MethodView):
     @staff_reads
     @api.response(200, VolunteerOut)
     def get(self, volunteer_id):
-        """One volunteer."""
-        return _volunteer(volunteer_id)
+        """One volunteer (within the acting staff member's scope)."""
+        vol = ext.db_session().scalar(_scoped(select(Volunteer)).where(Volunteer.id == volunteer_id))
+        if vol is None:
+            abort(404, message="no such volunteer")
+        return vol
 
     @staff_writes
     @api.arguments(VolunteerPatch(partial=True))
@@ -187,7 +209,7 @@ class VolunteerExport(MethodView):
     @api.response(200)
     def get(self, args):
         """The roster as CSV or XLSX (channel URLs are never exported)."""
-        vols = ext.db_session().scalars(select(Volunteer).order_by(Volunteer.id)).all()
+        vols = ext.db_session().scalars(_scoped(select(Volunteer)).order_by(Volunteer.id)).all()
         return download(roster.export(vols, args["format"]), f"volunteers.{args['format']}", args["format"])
 
 
@@ -255,9 +277,7 @@ class RequestDispatch(MethodView):
     @api.response(200, RequestDispatchOut)
     def get(self, request_id):
         """A request's offers, assignments and escalations, oldest first."""
-        req = ext.db_session().get(ServiceRequest, str(request_id))
-        if req is None:
-            abort(404, message="no such request")
+        req = _request_in_scope(request_id)
         rid = req.id
         return {
             "id": rid, "status": req.status, "escalation_level": req.escalation_level,
@@ -267,6 +287,29 @@ class RequestDispatch(MethodView):
             "escalations": ext.db_session().scalars(select(Escalation).where(Escalation.request_id == rid)
                                          .order_by(Escalation.id)).all(),
         }
+
+
+def _request_in_scope(request_id) -> ServiceRequest:
+    req = ext.db_session().get(ServiceRequest, str(request_id))
+    if req is None or not g.acting.allows_place(req.home.grid, req.building, req.unit):
+        abort(404, message="no such request")
+    return req
+
+
+@api.route("/requests/<uuid:request_id>/candidates")
+class RequestCandidates(MethodView):
+    @staff_reads
+    @api.response(200, VolunteerOut(many=True))
+    @api.paginate()
+    def get(self, request_id, pagination_parameters):
+        """Active volunteers with the request's skill, from the whole
+        community (volunteers serve any building), for a staff member whose
+        scope holds the request."""
+        req = _request_in_scope(request_id)
+        stmt = (select(Volunteer).where(Volunteer.active.is_(True),
+                                        Volunteer.skills.any(VolunteerSkill.category == req.category))
+                .order_by(Volunteer.id))
+        return page_of(ext.db_session(), stmt, pagination_parameters)
 
 
 @api.route("/requests/<uuid:request_id>/assign")
@@ -306,7 +349,9 @@ class Hours(MethodView):
     @api.paginate()
     def get(self, query, pagination_parameters):
         """Service hours, by status, month and volunteer."""
-        stmt = select(HoursEntry).order_by(HoursEntry.completed_at, HoursEntry.id)
+        stmt = (select(HoursEntry).join(Volunteer, HoursEntry.volunteer_id == Volunteer.id)
+                .join(Building, Volunteer.building == Building.code).where(_in_scope())
+                .order_by(HoursEntry.completed_at, HoursEntry.id))
         if "status" in query:
             stmt = stmt.where(HoursEntry.status == query["status"])
         if "volunteer_id" in query:
@@ -326,7 +371,9 @@ class HoursExport(MethodView):
         """Every confirmed hours entry of a month, as CSV or XLSX: the record
         the residents' committee certifies (Linli issues no certificate)."""
         start, end = _month_bounds(args["month"])
-        entries = ext.db_session().scalars(select(HoursEntry).where(
+        entries = ext.db_session().scalars(
+            select(HoursEntry).join(Volunteer, HoursEntry.volunteer_id == Volunteer.id)
+            .join(Building, Volunteer.building == Building.code).where(_in_scope()).where(
             HoursEntry.status == "confirmed", HoursEntry.completed_at >= start, HoursEntry.completed_at < end)
             .order_by(HoursEntry.volunteer_id, HoursEntry.completed_at)).all()
         header = ("volunteer_id", "name", "completed_at", "category", "hours", "confirmed_by", "confirmed_at")

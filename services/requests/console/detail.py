@@ -66,7 +66,7 @@ def _deliveries(req: ServiceRequest, matching: dict | None) -> list[dict]:
 def _candidates(req: ServiceRequest) -> list[dict]:
     if contract.CATEGORY_BY_CODE[req.category].staff_only:
         return []
-    return read_all_pages("VOLUNTEERS_API_URL", f"/api/v1/volunteers?skill={req.category}&active=true") or []
+    return read_all_pages("VOLUNTEERS_API_URL", f"/api/v1/requests/{req.id}/candidates") or []
 
 
 def _detail(req: ServiceRequest, errors: dict | None = None, form: str | None = None, status: int = 200,

@@ -4,7 +4,6 @@ outbox, as matching owns the registry."""
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode
 
 from flask import abort, g, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
@@ -12,7 +11,7 @@ from marshmallow import ValidationError
 
 from services.common import contract, tables
 from services.common import extensions as ext
-from services.common.web import read_all_pages
+from services.common.web import read_all_pages, read_service
 
 from .. import operations
 from ..schemas import VolunteerEditIn
@@ -22,14 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def _scoped_volunteers() -> list[dict]:
-    scope = g.scope
-    if scope.role == "grid_leader":
-        return read_all_pages("VOLUNTEERS_API_URL", f"/api/v1/volunteers?grid={scope.grid}") or []
-    if scope.role == "hallway_leader":
-        if not scope.stairwells:
-            return []
-        query = urlencode([("stairwell", s) for s in scope.stairwells])
-        return read_all_pages("VOLUNTEERS_API_URL", f"/api/v1/volunteers?{query}") or []
+    # Matching answers within the staff member's scope: the console sends
+    # their claims with every read (services.common.auth).
     return read_all_pages("VOLUNTEERS_API_URL", "/api/v1/volunteers") or []
 
 
@@ -58,7 +51,7 @@ VOLUNTEER_DONE = {
 
 def editable_volunteer(volunteer_id: int) -> dict:
     """A volunteer this staff member may change: admin, or their grid's."""
-    found = next((v for v in _scoped_volunteers() if v["id"] == volunteer_id), None)
+    found = read_service("VOLUNTEERS_API_URL", f"/api/v1/volunteers/{volunteer_id}")
     if g.scope.role == "hallway_leader" or found is None:
         abort(403)
     return found
