@@ -31,7 +31,9 @@ CHROMIUM = os.environ.get("LINLI_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 ARTIFACTS = ROOT / "test-artifacts"
-IT_REDIS_URL = "redis://127.0.0.1:6379/12"  # 13 is the benchmark's, 14 the end-to-end test's
+# 13 is the benchmark's, 14 the end-to-end test's; LINLI_TEST_BROWSER_REDIS_URL
+# moves it (two checkouts testing on one machine).
+IT_REDIS_URL = os.environ.get("LINLI_TEST_BROWSER_REDIS_URL", "redis://127.0.0.1:6379/12")
 STAFF_PASSWORD = "browser-staff-password"
 
 
