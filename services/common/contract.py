@@ -121,11 +121,21 @@ TEMPLATES = ("offer", "offer_withdrawn", "assigned", "reminder", "completed", "e
 MAX_ID = 2**31 - 1
 
 
-def Id(**kwargs) -> fields.Integer:  # noqa: N802 - reads as a field type
-    """A row id in a payload or request: a positive 32-bit integer."""
-    return fields.Integer(strict=True, validate=validate.Range(1, MAX_ID), **kwargs)
+def Id(strict: bool = True, **kwargs) -> fields.Integer:  # noqa: N802 - reads as a field type
+    """A row id in a payload or request: a positive 32-bit integer. A query
+    string carries only text: there, strict=False reads "12" as 12."""
+    return fields.Integer(strict=strict, validate=validate.Range(1, MAX_ID), **kwargs)
 
 
+
+# What fields.Time(format="%H:%M") reads (strptime: hour 0-23, minute 0-59,
+# one or two digits each), stated for the OpenAPI document.
+CLOCK = r"^([01]?[0-9]|2[0-3]):[0-5]?[0-9]$"
+
+
+def ClockTime(**kwargs) -> fields.Time:  # noqa: N802 - reads as a field type
+    """A time of day in a request, HH:MM."""
+    return fields.Time(format="%H:%M", metadata={"pattern": CLOCK, **kwargs.pop("metadata", {})}, **kwargs)
 
 
 class Envelope(Schema):
@@ -191,11 +201,10 @@ class StatusChanged(Schema):
 CHANNEL_SCHEMES = ("wecombot", "dingtalk", "feishu", "lark", "mailto", "mailtos", "json", "jsons", "form", "forms")
 
 
-def channel_url(url: str) -> None:
-    """Validator of a channel URL's scheme."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in CHANNEL_SCHEMES or not rest.strip("/"):
-        raise ValidationError(f"A channel URL starts with one of {', '.join(s + '://' for s in CHANNEL_SCHEMES)}.")
+# Validator of a channel URL's scheme (any case), with something after it.
+CHANNEL_URL = re.compile(r"^(" + "|".join(CHANNEL_SCHEMES) + r")://[\s\S]*[^/]", re.IGNORECASE)
+channel_url = validate.Regexp(
+    CHANNEL_URL, error=f"A channel URL starts with one of {', '.join(s + '://' for s in CHANNEL_SCHEMES)}.")
 
 
 RECIPIENT_KEY = re.compile(r"^[a-z]+:[A-Za-z0-9_-]{1,64}$")  # volunteer:12, leader:3, resident:<request id>

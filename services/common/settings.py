@@ -261,6 +261,9 @@ def base_config(service: str) -> dict:
         "COMMUNITY_FILE": community_file(),
         "API_TITLE": f"Linli {service}",
         "API_VERSION": "v1",
+        "API_SPEC_OPTIONS": {"info": {"description": (
+            "Rules OpenAPI cannot state are said in the description of the field they concern. "
+            "No text anywhere in a request may hold a NUL character (422).")}},
         "OPENAPI_VERSION": "3.0.3",
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",

@@ -7,6 +7,7 @@ import io
 
 from flask import Response
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 FORMATS = ("csv", "xlsx")
 # A cell that starts with one of these is a formula to Excel and WPS, even in
@@ -30,7 +31,8 @@ def table(header, rows, fmt: str) -> bytes:
         sheet = book.active
         sheet.append(header)
         for row in rows:
-            sheet.append(row)
+            # Control characters XML cannot hold (a name may carry one) are left out of a worksheet.
+            sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in row])
         out = io.BytesIO()
         book.save(out)
         return out.getvalue()

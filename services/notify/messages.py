@@ -4,7 +4,7 @@ Rendered in Jinja's sandbox, since the context comes from other services'
 messages."""
 from __future__ import annotations
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from services.common import contract
@@ -115,6 +115,13 @@ REASONS = {
 
 COMPILED = {(name, language): tuple(ENV.from_string(translate(part, language)) for part in parts)
             for name, parts in TEMPLATES.items() for language in contract.LANGUAGES}
+
+# The context each template needs: the variables it names, where
+# category_name comes from `category` and reason_text from `reason`.
+DERIVED = {"category_name": None, "reason_text": "reason"}
+VARIABLES = {name: sorted({DERIVED.get(v, v) for part in parts for language in contract.LANGUAGES
+                           for v in meta.find_undeclared_variables(ENV.parse(translate(part, language)))} - {None})
+             for name, parts in TEMPLATES.items()}
 
 # Context values that are keys: a sign-in link signs in, an offer link shows
 # the offer. Channels get them; the in-app inbox copy never holds them (a

@@ -4,7 +4,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from services.common import contract
 
-from . import channels
+from . import channels, messages
 
 
 class InboxMessageOut(Schema):
@@ -42,7 +42,9 @@ class DeliveryOut(Schema):
 class PreviewIn(Schema):
     template = fields.String(required=True, validate=validate.OneOf(contract.TEMPLATES))
     language = fields.String(load_default="zh-CN", validate=validate.OneOf(contract.LANGUAGES))
-    context = fields.Dict(keys=fields.String(), required=True)
+    context = fields.Dict(keys=fields.String(), required=True, metadata={"description": (
+        "The template's variables, each template's own (a missing one cannot be rendered): "
+        + "; ".join(f"{name}: {', '.join(keys)}" for name, keys in messages.VARIABLES.items()))})
 
 
 class PreviewOut(Schema):
@@ -52,29 +54,37 @@ class PreviewOut(Schema):
     short_length = fields.Integer()
 
 
+UNDERSTOOD = "Not a channel URL Linli understands (wecombot://, dingtalk://, feishu://, mailto://, json://, …)."
+QUIET = "Give both ends of the quiet hours."
+
+
 def channel_ok(url: str) -> None:
-    contract.channel_url(url)
-    if not channels.valid(url):
-        raise ValidationError("Not a channel URL Linli understands (wecombot://, dingtalk://, feishu://, "
-                              "mailto://, json://, …).")
+    """What the channel's sender understands, beyond the scheme (contract.channel_url)."""
+    if contract.CHANNEL_URL.match(url) and not channels.valid(url):
+        raise ValidationError(UNDERSTOOD)
+
+
+def Channel(**kwargs) -> fields.String:  # noqa: N802 - reads as a field type
+    return fields.String(validate=[validate.Length(1, 2000), contract.channel_url, channel_ok],
+                         metadata={"description": "A channel URL Linli can send to (the scheme is not enough)."},
+                         **kwargs)
 
 
 class TestMessageIn(Schema):
-    channel = fields.String(required=True, validate=[validate.Length(1, 2000), channel_ok])
+    channel = Channel(required=True)
     language = fields.String(load_default="zh-CN", validate=validate.OneOf(contract.LANGUAGES))
 
 
 class PreferencesIn(Schema):
     language = fields.String(validate=validate.OneOf(contract.LANGUAGES))
-    quiet_start = fields.Time(format="%H:%M")
-    quiet_end = fields.Time(format="%H:%M")
-    channels = fields.List(fields.String(validate=[validate.Length(1, 2000), channel_ok]),
-                           validate=validate.Length(0, 5))
+    quiet_start = contract.ClockTime(metadata={"description": QUIET})
+    quiet_end = contract.ClockTime(metadata={"description": QUIET})
+    channels = fields.List(Channel(), validate=validate.Length(0, 5))
 
     @validates_schema
     def _both_ends(self, data, **kwargs):
         if ("quiet_start" in data) != ("quiet_end" in data):
-            raise ValidationError({"quiet_end": ["Give both ends of the quiet hours."]})
+            raise ValidationError({"quiet_end": [QUIET]})
 
 
 class PreferencesOut(Schema):

@@ -83,7 +83,9 @@ class InboxRead(MethodView):
         return note
 
 
-@api.route("/recipients/<string:recipient>/preferences")
+@api.route("/recipients/<string:recipient>/preferences", parameters=[
+    {"in": "path", "name": "recipient", "description": "kind:id, e.g. volunteer:12",
+     "schema": {"type": "string", "pattern": contract.RECIPIENT_KEY.pattern}}])
 class Preferences(MethodView):
     @callers("admin")
     @api.response(200, PreferencesOut)

@@ -9,16 +9,20 @@ from datetime import datetime, timedelta
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
-from services.common import contract
+from services.common import community, contract
 from services.common import extensions as ext
 from services.common.clock import SHANGHAI
 from services.common.i18n import N_
 
 from .models import Building
 
-MOBILE = re.compile(r"^1[3-9]\d{9}$")
-LANDLINE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
+# An 11-digit mobile number, or a landline with its area code (spaces are dropped first).
+PHONE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
 ROOM = re.compile(r"^[0-9A-Za-z-]{1,8}$")
+# Text is stripped before it is checked: it must hold more than spaces. The
+# class is Python's str.strip() whitespace in ECMA-262 terms (\s lacks \x1c-\x1f, \x85).
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+WINDOW = "The end of the time window must be after its start, and not already over."
 
 
 class LocalDateTime(fields.DateTime):
@@ -32,31 +36,31 @@ class LocalDateTime(fields.DateTime):
         return parsed
 
 
-def phone_ok(value: str) -> None:
-    if not (MOBILE.match(value) or LANDLINE.match(value)):
-        raise ValidationError(N_("Enter an 11-digit mobile number or a landline with area code."))
-
-
 class ServiceRequestIn(Schema):
     category = fields.String(required=True, validate=validate.OneOf(
         contract.CATEGORY_BY_CODE, error=N_("Choose a service category from the list.")),
         error_messages={"required": N_("Choose a service category.")})
     description = fields.String(required=True, validate=validate.Length(
         1, 1000, error=N_("Describe what you need, in at most 1000 characters.")),
-        error_messages={"required": N_("Describe what you need, in at most 1000 characters.")})
+        error_messages={"required": N_("Describe what you need, in at most 1000 characters.")},
+        metadata={"pattern": NOT_BLANK})
     building = fields.String(required=True, validate=validate.Length(1, 16),
-                             error_messages={"required": N_("Choose your building.")})
-    unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 8))
+                             error_messages={"required": N_("Choose your building.")},
+                             metadata=community.documented_building())
+    unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 8),
+                         metadata=community.documented_unit())
     room = fields.String(required=True, validate=validate.Regexp(ROOM, error=N_("Enter your room number, e.g. 302.")),
                          error_messages={"required": N_("Enter your room number, e.g. 302.")})
     contact_name = fields.String(required=True, validate=validate.Length(
         1, 64, error=N_("Enter your name, in at most 64 characters.")),
-        error_messages={"required": N_("Enter your name, in at most 64 characters.")})
-    contact_phone = fields.String(required=True, validate=phone_ok,
-                                  error_messages={"required": N_("Enter a phone number we can call.")})
+        error_messages={"required": N_("Enter your name, in at most 64 characters.")},
+        metadata={"pattern": NOT_BLANK})
+    contact_phone = fields.String(required=True, validate=validate.Regexp(
+        PHONE, error=N_("Enter an 11-digit mobile number or a landline with area code.")),
+        error_messages={"required": N_("Enter a phone number we can call.")})
     mode = fields.String(load_default="home", validate=validate.OneOf(contract.MODES))
-    window_start = LocalDateTime(load_default=None, allow_none=True)
-    window_end = LocalDateTime(load_default=None, allow_none=True)
+    window_start = LocalDateTime(load_default=None, allow_none=True, metadata={"description": WINDOW})
+    window_end = LocalDateTime(load_default=None, allow_none=True, metadata={"description": WINDOW})
     urgency = fields.String(load_default="normal", validate=validate.OneOf(contract.URGENCIES))
     elderly = fields.Boolean(load_default=False)  # over 80
     disability = fields.Boolean(load_default=False)

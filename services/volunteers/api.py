@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flask import current_app, g, request
+from flask import current_app, g
 from flask.views import MethodView
 from flask_smorest import abort
 from sqlalchemy import and_, false, func, or_, select, true
@@ -33,6 +33,7 @@ from .models import (
     VolunteerSkill,
 )
 from .schemas import (
+    ROSTER,
     AssignIn,
     ConfirmIn,
     ExportArgs,
@@ -41,6 +42,7 @@ from .schemas import (
     ImportArgs,
     RankingArgs,
     RequestDispatchOut,
+    RosterFile,
     SpendIn,
     StationIn,
     StationOut,
@@ -94,7 +96,8 @@ def _volunteer(volunteer_id: int) -> Volunteer:
 
 def _phone_free(phone: str) -> None:
     if ext.db_session().scalar(select(Volunteer.id).where(Volunteer.phone == phone)) is not None:
-        abort(422, errors={"json": {"phone": ["A volunteer with this phone number is registered already."]}})
+        # A conflict with the registry, not a malformed request (the document cannot know who is registered).
+        abort(409, errors={"json": {"phone": ["A volunteer with this phone number is registered already."]}})
 
 
 def _has_team(team: str):
@@ -160,7 +163,7 @@ class VolunteerById(MethodView):
         return vol
 
     @staff_writes
-    @api.arguments(VolunteerPatch(partial=True))
+    @api.arguments(VolunteerPatch(partial=VolunteerPatch.ANY))
     @api.response(200, VolunteerOut)
     def patch(self, data, volunteer_id):
         """Update some fields; `active: false` deactivates (no new offers)."""
@@ -178,13 +181,16 @@ class VolunteerById(MethodView):
 class VolunteerImport(MethodView):
     @staff_writes
     @api.arguments(ImportArgs, location="query")
+    @api.arguments(RosterFile, location="files")
     @api.response(200)
-    def post(self, args):
+    @api.alt_response(422, description="A refused file: the report (rows, imported, errors by row), "
+                                       "or the request's errors")
+    def post(self, args, files):
         """Import a roster (CSV or XLSX, field `file`). A file with bad rows
         imports nothing unless `partial=true`; the report lists each bad row."""
-        upload = request.files.get("file")
-        if upload is None or not upload.filename:
-            abort(422, errors={"files": {"file": ["Attach a .csv or .xlsx roster."]}})
+        upload = files["file"]
+        if not upload.filename:
+            abort(422, errors={"files": {"file": [ROSTER]}})
         limit = current_app.config["ROSTER_MAX_BYTES"]
         data = upload.read(limit + 1)
         if len(data) > limit:

@@ -7,9 +7,10 @@ import re
 from decimal import Decimal
 
 import apprise
+from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
-from services.common import contract
+from services.common import community, contract
 from services.common import extensions as ext
 
 from .models import Building
@@ -20,27 +21,36 @@ WEEKDAYS = {
     **{name: i for i, name in enumerate(("周一", "周二", "周三", "周四", "周五", "周六", "周日"))},
     "周天": 6,
 }
-STAIRWELL = re.compile(r"^[^:\s]{1,16}:[^:\s]{1,8}$")
+# building:unit, neither holding ':' or whitespace (Python's \s, spelled out:
+# ECMA-262's \s in the OpenAPI document lacks \x1c-\x1f and \x85).
+_PART = r"[^:\s\x1c-\x1f\x85]"
+STAIRWELL = re.compile(rf"^{_PART}{{1,16}}:{_PART}{{1,8}}$")
 MONTH = re.compile(r"^20\d{2}-(0[1-9]|1[0-2])$")  # e.g. 2026-11
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+ORDERED = "The end must be after the start."
+VERIFIED = "Only skills the volunteer has can be verified."
+APPRISE = "Not a channel URL Apprise understands (e.g. wecombot://KEY, mailto://…, json://…)."
+ROSTER = "Attach a .csv or .xlsx roster."
+ROSTER_ROWS = ("A .csv or .xlsx roster with a header row, one volunteer a row (the fields of a volunteer); "
+               "a file with bad rows imports nothing unless partial=true.")
 WINDOW_TEXT = re.compile(r"^\s*(\S+)\s+(\d{1,2}:\d{2})\s*[-–~至]\s*(\d{1,2}:\d{2})\s*$")
 
 
 def channel_ok(url: str) -> None:
-    contract.channel_url(url)
-    if apprise.Apprise.instantiate(url) is None:
-        raise ValidationError("Not a channel URL Apprise understands (e.g. wecombot://KEY, mailto://…, json://…).")
+    """What Apprise understands, beyond the scheme (contract.channel_url)."""
+    if contract.CHANNEL_URL.match(url) and apprise.Apprise.instantiate(url) is None:
+        raise ValidationError(APPRISE)
 
 
 class WindowSchema(Schema):
     weekday = fields.Integer(required=True, strict=True, validate=validate.Range(0, 6))  # 0 = Monday
-    start = fields.Time(required=True, format="%H:%M")
-    end = fields.Time(required=True, format="%H:%M")
+    start = contract.ClockTime(required=True)
+    end = contract.ClockTime(required=True, metadata={"description": ORDERED})
 
     @validates_schema
     def _order(self, data, **kwargs):
         if data["end"] <= data["start"]:
-            raise ValidationError({"end": ["The end must be after the start."]})
+            raise ValidationError({"end": [ORDERED]})
 
 
 def parse_windows(text: str) -> list[dict]:
@@ -66,17 +76,23 @@ class VolunteerIn(Schema):
     name = fields.String(required=True, validate=validate.Length(1, 64))
     display_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
     phone = fields.String(required=True, validate=validate.Regexp(MOBILE, error="Enter an 11-digit mobile number."))
-    building = fields.String(required=True, validate=validate.Length(1, 16))
-    unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 8))
+    building = fields.String(required=True, validate=validate.Length(1, 16),
+                             metadata=community.documented_building())
+    unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 8),
+                         metadata=community.documented_unit())
     skills = fields.List(fields.String(validate=validate.OneOf(contract.VOLUNTEER_SKILLS)), required=True,
-                         validate=validate.Length(1, len(contract.VOLUNTEER_SKILLS)))
+                         validate=validate.Length(1, len(contract.VOLUNTEER_SKILLS)),
+                         metadata={"uniqueItems": True})  # checked by _unique
     # Skills whose credential staff have checked (required for health checks, prenatal guidance).
-    verified = fields.List(fields.String(validate=validate.OneOf(contract.VOLUNTEER_SKILLS)), load_default=list)
+    verified = fields.List(fields.String(validate=validate.OneOf(contract.VOLUNTEER_SKILLS)), load_default=list,
+                           metadata={"description": VERIFIED})
     teams = fields.List(fields.String(validate=validate.Length(1, 32)), load_default=list,
                         validate=validate.Length(0, 10))
     capacity = fields.Integer(load_default=1, strict=True, validate=validate.Range(1, 10))
-    channels = fields.List(fields.String(validate=[validate.Length(1, 2000), channel_ok]), load_default=list,
-                           validate=validate.Length(0, 5))
+    channels = fields.List(fields.String(validate=[validate.Length(1, 2000), contract.channel_url, channel_ok],
+                                         metadata={"description": "A channel URL Apprise understands "
+                                                                  "(the scheme is not enough)."}),
+                           load_default=list, validate=validate.Length(0, 5))
     language = fields.String(load_default="zh-CN", validate=validate.OneOf(contract.LANGUAGES))
     windows = fields.List(fields.Nested(WindowSchema), load_default=list, validate=validate.Length(0, 21))
     days_off = fields.List(fields.Date(), load_default=list, validate=validate.Length(0, 366))
@@ -97,13 +113,16 @@ class VolunteerIn(Schema):
             elif data.get("unit") and data["unit"] not in building.units:
                 errors["unit"] = ["That building has no such unit."]
         if "verified" in data and "skills" in data and set(data["verified"]) - set(data["skills"]):
-            errors["verified"] = ["Only skills the volunteer has can be verified."]
+            errors["verified"] = [VERIFIED]
         if errors:
             raise ValidationError(errors)
 
 
 class VolunteerPatch(VolunteerIn):
-    """The same fields, any subset (use with partial=True)."""
+    """The same fields, any subset (use with partial=VolunteerPatch.ANY): a
+    window given is whole (partial=True would let one lack its end)."""
+
+    ANY = tuple(VolunteerIn._declared_fields)
 
 
 class VolunteerQuery(Schema):
@@ -152,6 +171,10 @@ class ImportArgs(Schema):
     partial = fields.Boolean(load_default=False)  # import the good rows of a file with bad ones
 
 
+class RosterFile(Schema):
+    file = Upload(required=True, error_messages={"required": ROSTER}, metadata={"description": ROSTER_ROWS})
+
+
 class ExportArgs(Schema):
     format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "xlsx")))
 
@@ -166,15 +189,15 @@ class StationIn(Schema):
 class StationSessionIn(Schema):
     category = fields.String(required=True, validate=validate.OneOf(contract.VOLUNTEER_SKILLS))
     weekday = fields.Integer(required=True, strict=True, validate=validate.Range(0, 6))
-    start = fields.Time(required=True, format="%H:%M")
-    end = fields.Time(required=True, format="%H:%M")
-    volunteer_id = contract.Id(required=True)
+    start = contract.ClockTime(required=True)
+    end = contract.ClockTime(required=True, metadata={"description": ORDERED})
+    volunteer_id = contract.Id(required=True, metadata={"description": "A volunteer who offers this category."})
     slots = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100))
 
     @validates_schema
     def _order(self, data, **kwargs):
         if data["end"] <= data["start"]:
-            raise ValidationError({"end": ["The end must be after the start."]})
+            raise ValidationError({"end": [ORDERED]})
 
 
 class StationSessionOut(Schema):
@@ -204,7 +227,7 @@ class AssignIn(Schema):
 class HoursQuery(Schema):
     status = fields.String(validate=validate.OneOf(("pending", "confirmed", "correction")))
     month = fields.String(validate=validate.Regexp(MONTH))
-    volunteer_id = contract.Id()
+    volunteer_id = contract.Id(strict=False)  # a query string carries text
 
 
 class HoursOut(Schema):
@@ -230,6 +253,13 @@ def decimal_between(low: str, high: str):
     return check
 
 
+def amount_field(low: str, high: str, *validators, metadata=None, **kwargs) -> fields.Decimal:
+    """A number with one decimal, from low to high: checked by decimal_between,
+    stated in the document as its minimum and maximum."""
+    return fields.Decimal(places=1, validate=[decimal_between(low, high), *validators],
+                          metadata={"minimum": float(low), "maximum": float(high), **(metadata or {})}, **kwargs)
+
+
 def _half_hour_steps(value):
     if value is not None and (value * 2) % 1:
         raise ValidationError("Hours are counted in 0.5 h steps.")
@@ -239,7 +269,7 @@ def hours_field(**kwargs) -> fields.Decimal:
     """Service hours as the time bank counts them: half an hour to a day, in
     0.5 h steps (as completion rounds them). One rule for staff confirming
     hours and for volunteers asking for a correction."""
-    return fields.Decimal(places=1, validate=[decimal_between("0.5", "24"), _half_hour_steps], **kwargs)
+    return amount_field("0.5", "24", _half_hour_steps, metadata={"multipleOf": 0.5}, **kwargs)
 
 
 class ConfirmIn(Schema):
@@ -254,7 +284,7 @@ class RankingArgs(Schema):
 
 class SpendIn(Schema):
     volunteer_id = contract.Id(required=True)
-    amount = fields.Decimal(required=True, places=1, validate=decimal_between("0.5", "1000"))
+    amount = amount_field("0.5", "1000", required=True)
     ref = fields.String(required=True, validate=validate.Length(1, 100))  # what service it bought
 
 
