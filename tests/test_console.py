@@ -479,7 +479,8 @@ def test_dashboard_shows_rates_charts_and_alert(app):
     page = admin.get("/staff/dashboard")
     assert page.status_code == 200
     assert page.text.count("<svg") == 3 and 'id="rates_by_grid"' in page.text
-    assert 'role="alert"' in page.text and "G1" in page.text.split('role="alert"')[1].split("</p>")[0]
+    # The grid by its name, not its code.
+    assert 'role="alert"' in page.text and "第1网格" in page.text.split('role="alert"')[1].split("</p>")[0]
     xlsx = admin.get("/staff/dashboard?export=rates_by_category&format=xlsx")
     assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK"
     rows = list(csv.reader(io.StringIO(admin.get("/staff/dashboard?export=rates_by_grid").text.lstrip("\ufeff"))))

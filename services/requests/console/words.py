@@ -3,12 +3,13 @@
 in the page's language. Downloads keep the codes and add a name column."""
 from __future__ import annotations
 
-from flask import g
+from flask import current_app, g
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from services.common import contract
 from services.common import extensions as ext
+from services.common.community import load as load_community
 from services.common.i18n import translate
 from services.common.web import current_lang
 
@@ -34,6 +35,8 @@ TEMPLATE_LABELS = {"offer": _l("Offer to a volunteer"), "offer_withdrawn": _l("O
 ACTOR_LABELS = {"resident": _l("the resident"), "matching": _l("matching"), "station": _l("the station"),
                 "web": _l("the resident (web form)"), "api": _l("the resident (app)"),
                 "open311": _l("Open311 partner"), "admin-token": _l("community admin (token)")}
+GRID_LABEL = _l("Grid %(code)s")
+PURPOSE_LABELS = {"console": _l("looked up in the console"), "assigned volunteer": _l("the assigned volunteer")}
 PERSON_LABELS = {"volunteer": _l("volunteer #%(id)s"), "resident": _l("the resident"),
                  "leader": _l("leader #%(id)s")}
 
@@ -41,6 +44,17 @@ PERSON_LABELS = {"volunteer": _l("volunteer #%(id)s"), "resident": _l("the resid
 def category_name(code: str) -> str:
     found = contract.CATEGORY_BY_CODE.get(code)
     return found.name(current_lang()) if found else code
+
+
+def grid_name(code: str) -> str:
+    """G1 → 第1网格 (the community file's name), or "Grid G1" in English."""
+    grids = {gr["code"]: gr for gr in load_community(current_app.config["COMMUNITY_FILE"]).get("grids", [])}
+    found = grids.get(code)
+    if found and current_lang() == "zh-CN":
+        return found.get("name") or code
+    if found and found.get("name_en"):
+        return found["name_en"]
+    return str(GRID_LABEL) % {"code": code}
 
 
 def status_name(code: str) -> str:
@@ -78,7 +92,8 @@ def label(table: dict, code: str) -> str:
 
 
 def template_globals() -> dict:
-    return {"category_name": category_name, "status_name": status_name, "actor_name": actor_name,
+    return {"category_name": category_name, "status_name": status_name, "grid_name": grid_name,
+            "purpose_labels": PURPOSE_LABELS, "actor_name": actor_name,
             "reason_text": reason_text, "role_labels": ROLE_LABELS, "status_labels": STATUS_LABELS,
             "channel_labels": CHANNEL_LABELS, "consent_labels": CONSENT_LABELS, "offer_labels": OFFER_LABELS,
             "assignment_labels": ASSIGNMENT_LABELS, "delivery_labels": DELIVERY_LABELS,
