@@ -640,7 +640,8 @@ def codes_of(app, *request_ids) -> list[str]:
         return [get_request(app, rid).tracking_code for rid in request_ids]
 
 
-def test_queue_sorts_by_an_allow_list_of_columns(app):
+def test_queue_sorts_by_an_allow_list_of_columns(make_app, backend):
+    app = make_app("requests", backend=backend, setup=add_staff)  # NULLS LAST and the join, on both databases
     env = submit(app, G1_BUILDING, category="environment")
     hair = submit(app, G1_BUILDING, category="haircut")
     bike = submit(app, G1_BUILDING, category="bicycle_repair")
@@ -655,6 +656,8 @@ def test_queue_sorts_by_an_allow_list_of_columns(app):
     # Only the listed columns: never a column name from the address.
     assert admin.get("/staff/?sort=contact_phone").status_code == 400
     assert admin.get("/staff/?sort=service&dir=sideways").status_code == 400
+    assert queue_codes(admin.get("/staff/?sort=grid").text)  # through the building's grid
+    assert admin.get("/api/v1/staff/requests").status_code == 200  # the API's list, on the same statement
 
 
 def test_queue_search_by_code_last_four_digits_or_room(app):
