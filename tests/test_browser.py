@@ -368,8 +368,19 @@ def test_the_queue_works_as_a_desk_tool_at_1280_and_on_a_phone(system, browser):
     assert page.locator("#queue tbody tr").count() == 1
     assert seeded[3]["tracking_code"] in page.inner_text("#queue")
 
-    # Tick two rows, download them.
+    # With scripts, one box ticks the page.
     page.goto(f"{system.urls['requests']}/staff/")
+    page.check("#select-all")
+    assert page.locator("#queue tbody input[name=ids]:checked").count() == page.locator("#queue tbody tr").count()
+    page.uncheck("#select-all")
+
+    # In English too, 20+ rows in view.
+    page.goto(f"{system.urls['requests']}/staff/?lang=en")
+    page.screenshot(path=str(ARTIFACTS / "desk-queue-en-1280.png"))
+    assert visible_rows(page) >= 20, visible_rows(page)
+    page.goto(f"{system.urls['requests']}/staff/?lang=zh-CN")
+
+    # Tick two rows, download them.
     page.locator("#queue tbody input[name=ids]").nth(0).check()
     page.locator("#queue tbody input[name=ids]").nth(1).check()
     with page.expect_download() as download:
