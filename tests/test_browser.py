@@ -304,3 +304,113 @@ def test_poster_and_task_sheet_print_on_a4(system, browser):
     page.goto(f"{system.urls['requests']}/?building=7")
     assert page.eval_on_selector("#building", "el => el.value") == "7"
     context.close()
+
+
+def seed_requests(system, count: int) -> list[dict]:
+    """`count` requests as residents send them, each with a phone of its own."""
+    kinds = ("environment", "parking", "complaint", "lift_retrofit")  # the office's: no volunteer traffic
+    made = []
+    for n in range(count):
+        resp = requests.post(f"{system.urls['requests']}/api/v1/requests", timeout=10, json={
+            "category": kinds[n % len(kinds)], "description": f"桌面测试 {n}", "building": "3", "unit": "1",
+            "room": f"{n + 101}", "contact_name": "桌面", "contact_phone": f"1360000{n + 1000:04d}",
+            "consent": True})
+        assert resp.status_code == 201, resp.text
+        made.append({**resp.json(), "phone": f"1360000{n + 1000:04d}"})
+    return made
+
+
+def visible_rows(page) -> int:
+    """Queue rows wholly inside the window, without scrolling."""
+    return page.evaluate("""() => [...document.querySelectorAll('#queue tbody tr')]
+        .filter(tr => tr.getBoundingClientRect().bottom <= window.innerHeight).length""")
+
+
+def axe_clean(axe, page, tag: str) -> None:
+    violations = axe.run(page).response["violations"]
+    bad = [(v["id"], v["impact"], len(v["nodes"])) for v in violations if v["impact"] in ("serious", "critical")]
+    assert not bad, (tag, bad)
+
+
+def test_the_queue_works_as_a_desk_tool_at_1280_and_on_a_phone(system, browser):
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    ARTIFACTS.mkdir(exist_ok=True)
+    seeded = seed_requests(system, 27)
+    desk = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    page = sign_in_staff(desk, system)
+    page.goto(f"{system.urls['requests']}/staff/")
+    page.screenshot(path=str(ARTIFACTS / "desk-queue-1280.png"))
+    # A desk screen: filters in one row, 20+ rows in view, phones on one line, no sideways scrolling.
+    tops = page.eval_on_selector_all("form.filters .field",
+                                     "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
+    assert len(tops) == 5 and max(tops) - min(tops) <= 4, tops  # one row
+    assert visible_rows(page) >= 20, visible_rows(page)
+    phone = page.locator("#queue tbody tr td:last-child").first
+    assert phone.evaluate("el => getComputedStyle(el).whiteSpace") == "nowrap"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert "桌面" not in page.inner_text("#queue")  # names stay out of the list
+    axe_clean(axe, page, "desk-queue-1280")
+
+    # Sorted by a header link; the header says how.
+    page.click("#queue thead a:has-text('服务')")
+    page.wait_for_url(re.compile(r"sort=service"))
+    assert page.get_attribute("#queue thead th[aria-sort]", "aria-sort") == "ascending"
+
+    # A whole phone number never leaves the page; the last four digits find the request.
+    page.fill("#f-search", seeded[3]["phone"])
+    page.press("#f-search", "Enter")
+    assert seeded[3]["phone"] not in page.url
+    page.fill("#f-search", seeded[3]["phone"][-4:])
+    page.press("#f-search", "Enter")
+    page.wait_for_url(re.compile(r"search=" + seeded[3]["phone"][-4:]))
+    assert page.locator("#queue tbody tr").count() == 1
+    assert seeded[3]["tracking_code"] in page.inner_text("#queue")
+
+    # With scripts, one box ticks the page.
+    page.goto(f"{system.urls['requests']}/staff/")
+    page.check("#select-all")
+    assert page.locator("#queue tbody input[name=ids]:checked").count() == page.locator("#queue tbody tr").count()
+    page.uncheck("#select-all")
+
+    # In English too, 20+ rows in view.
+    page.goto(f"{system.urls['requests']}/staff/?lang=en")
+    page.screenshot(path=str(ARTIFACTS / "desk-queue-en-1280.png"))
+    assert visible_rows(page) >= 20, visible_rows(page)
+    page.goto(f"{system.urls['requests']}/staff/?lang=zh-CN")
+
+    # Tick two rows, download them.
+    page.locator("#queue tbody input[name=ids]").nth(0).check()
+    page.locator("#queue tbody input[name=ids]").nth(1).check()
+    with page.expect_download() as download:
+        page.click("button[value=export_csv]")
+    lines = Path(download.value.path()).read_text(encoding="utf-8-sig").strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("tracking_code,")
+
+    # A request's page: what to do next comes before the timeline.
+    page.goto(f"{system.urls['requests']}/staff/requests/{seeded[0]['id']}")
+    nxt, timeline = page.locator("#next").bounding_box(), page.locator("#timeline").bounding_box()
+    assert nxt["y"] < timeline["y"] or nxt["x"] < timeline["x"]
+    assert page.is_visible("#next form[action$=take] button")
+    page.screenshot(path=str(ARTIFACTS / "desk-request-1280.png"), full_page=True)
+    axe_clean(axe, page, "desk-request-1280")
+    desk.close()
+
+    for elder in (False, True):
+        phone_ctx = browser.new_context(viewport={"width": 375, "height": 800})
+        phone_ctx.new_page().goto(f"{system.urls['requests']}/?elder={int(elder)}")
+        page = sign_in_staff(phone_ctx, system)
+        tag = "elder-375" if elder else "375"
+        for name, url in (("queue", "/staff/"), ("request", f"/staff/requests/{seeded[0]['id']}")):
+            page.goto(system.urls["requests"] + url)
+            assert not layout_problems(page, elder), (name, tag, layout_problems(page, elder))
+            page.screenshot(path=str(ARTIFACTS / f"desk-{name}-{tag}.png"), full_page=True)
+            axe_clean(axe, page, f"desk-{name}-{tag}")
+        phone_ctx.close()
+    elder_desk = browser.new_context(viewport={"width": 1280, "height": 800})
+    elder_desk.new_page().goto(f"{system.urls['requests']}/?elder=1")
+    page = sign_in_staff(elder_desk, system)
+    page.screenshot(path=str(ARTIFACTS / "desk-queue-elder-1280.png"))
+    axe_clean(axe, page, "desk-queue-elder-1280")
+    elder_desk.close()

@@ -479,7 +479,8 @@ def test_dashboard_shows_rates_charts_and_alert(app):
     page = admin.get("/staff/dashboard")
     assert page.status_code == 200
     assert page.text.count("<svg") == 3 and 'id="rates_by_grid"' in page.text
-    assert 'role="alert"' in page.text and "G1" in page.text.split('role="alert"')[1].split("</p>")[0]
+    # The grid by its name, not its code.
+    assert 'role="alert"' in page.text and "第1网格" in page.text.split('role="alert"')[1].split("</p>")[0]
     xlsx = admin.get("/staff/dashboard?export=rates_by_category&format=xlsx")
     assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK"
     rows = list(csv.reader(io.StringIO(admin.get("/staff/dashboard?export=rates_by_grid").text.lstrip("\ufeff"))))
@@ -622,3 +623,199 @@ def test_console_reads_carry_the_signed_in_members_claims_and_none_after_sign_ou
         g.pop("acting", None)
         assert web.read_service("NOTIFY_API_URL", "/api/v1/inbox/resident:x") is None
     assert auth.STAFF_HEADER not in sent[-1]
+
+
+# --- the queue as a desk tool ---
+
+
+def queue_codes(page_text: str) -> list[str]:
+    """The tracking codes in the queue table, top to bottom."""
+    import re
+    table = page_text.split('id="queue"', 1)[1].split("</table>", 1)[0]
+    return re.findall(r'/staff/requests/[0-9a-f-]{36}">([A-Z0-9]{12})</a>', table)
+
+
+def codes_of(app, *request_ids) -> list[str]:
+    with app.app_context():
+        return [get_request(app, rid).tracking_code for rid in request_ids]
+
+
+def test_queue_sorts_by_an_allow_list_of_columns(make_app, backend):
+    app = make_app("requests", backend=backend, setup=add_staff)  # NULLS LAST and the join, on both databases
+    env = submit(app, G1_BUILDING, category="environment")
+    hair = submit(app, G1_BUILDING, category="haircut")
+    bike = submit(app, G1_BUILDING, category="bicycle_repair")
+    admin = signed_in(app, "admin")
+    newest_first = queue_codes(admin.get("/staff/").text)
+    assert newest_first == codes_of(app, bike, hair, env)
+    page = admin.get("/staff/?sort=service&dir=asc")
+    assert queue_codes(page.text) == codes_of(app, bike, env, hair)  # bicycle, environment, haircut
+    assert 'aria-sort="ascending"' in page.text and page.text.count("aria-sort=") == 1
+    assert "sort=service&amp;dir=desc" in page.text  # the sorted column's link turns it round
+    assert queue_codes(admin.get("/staff/?sort=service&dir=desc").text) == codes_of(app, hair, env, bike)
+    # Only the listed columns: never a column name from the address.
+    assert admin.get("/staff/?sort=contact_phone").status_code == 400
+    assert admin.get("/staff/?sort=service&dir=sideways").status_code == 400
+    assert queue_codes(admin.get("/staff/?sort=grid").text)  # through the building's grid
+    assert admin.get("/api/v1/staff/requests").status_code == 200  # the API's list, on the same statement
+
+
+def test_queue_search_by_code_last_four_digits_or_room(app):
+    first = submit(app, G1_BUILDING, contact_phone="13900005678", room="501")
+    second = submit(app, G1_BUILDING, contact_phone="13900001234", room="1201")
+    admin = signed_in(app, "admin")
+    code = codes_of(app, first)[0]
+    assert queue_codes(admin.get("/staff/?search=5678").text) == [code]
+    assert queue_codes(admin.get("/staff/?search=1201").text) == codes_of(app, second)  # the room
+    assert queue_codes(admin.get("/staff/?search=501").text) == [code]
+    spaced = f"{code[:4]}-{code[4:8]} {code[8:]}".lower()  # as read over the phone
+    assert queue_codes(admin.get("/staff/", query_string={"search": spaced}).text) == [code]
+    assert queue_codes(admin.get("/staff/?search=9999").text) == []
+    # A whole phone number is refused, not searched, and not shown back.
+    whole = admin.get("/staff/?search=13900005678")
+    assert whole.status_code == 422 and 'id="search-error"' in whole.text
+    assert "13900005678" not in whole.text
+
+
+def test_queue_pages_fifty_at_a_time_with_the_total(app):
+    ids = [submit(app, G1_BUILDING) for _ in range(53)]
+    admin = signed_in(app, "admin")
+    first = admin.get("/staff/")
+    assert len(queue_codes(first.text)) == 50
+    assert "1–50" in first.text and "53" in first.text.split('id="queue-count"')[1].split("</p>")[0]
+    assert 'aria-current="page">1<' in first.text and "page=2" in first.text
+    second = admin.get("/staff/?page=2")
+    assert len(queue_codes(second.text)) == 3 and "51–53" in second.text
+    assert set(queue_codes(first.text)) | set(queue_codes(second.text)) == set(codes_of(app, *ids))
+    assert len(queue_codes(admin.get("/staff/?page=99").text)) == 3  # past the end: the last page
+
+
+def bulk(client, ids, what, query=""):
+    token = csrf_token(client.get("/staff/").text)
+    return client.post(f"/staff/bulk{query}", data={"ids": ids, "action": what, "csrf_token": token})
+
+
+def test_bulk_export_downloads_the_selection_with_names_beside_codes(app):
+    a, b, c = (submit(app, G1_BUILDING, category=cat) for cat in ("haircut", "parking", "umbrella_repair"))
+    admin = signed_in(app, "admin")
+    resp = bulk(admin, [a, c], "export_csv")
+    assert resp.status_code == 200 and "attachment" in resp.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(resp.text.lstrip("\ufeff"))))
+    assert {r["tracking_code"] for r in rows} == set(codes_of(app, a, c))
+    assert {(r["category"], r["category_name"]) for r in rows} == {("haircut", "理发"),
+                                                                   ("umbrella_repair", "修雨伞")}
+    assert rows[0]["status_name"] == "已提交" and rows[0]["masked_phone"] == "138****1234"
+    xlsx = bulk(admin, [b], "export_xlsx")
+    assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK"
+    nothing = bulk(admin, [], "export_csv")
+    assert nothing.status_code == 422 and 'role="alert"' in nothing.text
+
+
+def test_bulk_take_and_pass_to_the_grid_leader(app):
+    a, b, done = submit(app, G1_BUILDING), submit(app, G1_BUILDING), submit(app, G1_BUILDING)
+    complete(app, done)
+    g1 = signed_in(app, "g1")
+    resp = bulk(g1, [a, done], "take", query="?sort=due")
+    back = resp.headers["Location"]
+    assert resp.status_code == 303 and "sort=due" in back and "done=taken" in back
+    assert "n=1" in back and "skipped=1" in back
+    notice = g1.get(resp.headers["Location"])
+    assert 'role="status"' in notice.text
+    with app.app_context():
+        assert get_request(app, a).taken_at is not None and get_request(app, b).taken_at is None
+    resp = bulk(g1, [a, b, done], "escalate")
+    assert resp.status_code == 303
+    asked = outbox(app, contract.STAFF_ACTION)
+    assert sorted(e["request_id"] for e in asked if e["action"] == "escalate") == sorted([a, b])
+    assert all(e["level"] == 2 and e["actor"].startswith("staff:") for e in asked if e["action"] == "escalate")
+
+
+def test_search_and_bulk_actions_stay_in_scope(app):
+    mine = submit(app, G1_BUILDING, contact_phone="13900004321")
+    theirs = submit(app, G2_BUILDING, contact_phone="13900004321", room="702")
+    g1 = signed_in(app, "g1")
+    assert queue_codes(g1.get("/staff/?search=4321").text) == codes_of(app, mine)
+    assert queue_codes(g1.get("/staff/", query_string={"search": codes_of(app, theirs)[0]}).text) == []
+    assert queue_codes(g1.get("/staff/?search=702").text) == []
+    for what in ("export_csv", "take", "escalate"):
+        refused = bulk(g1, [mine, theirs], what)
+        assert refused.status_code == 403, what
+        assert codes_of(app, theirs)[0] not in refused.text
+    with app.app_context():
+        assert get_request(app, mine).taken_at is None and get_request(app, theirs).taken_at is None
+    assert not outbox(app, contract.STAFF_ACTION)
+    hall = signed_in(app, "hall")
+    other_stairwell = submit(app, G1_BUILDING, unit="2")
+    assert bulk(hall, [other_stairwell], "export_csv").status_code == 403
+    assert bulk(hall, ["not-a-request-id"], "export_csv").status_code == 400
+    # CSRF on the bulk form too.
+    assert g1.post("/staff/bulk", data={"ids": [mine], "action": "take"}).status_code == 400
+
+
+def test_codes_are_shown_as_words_in_chinese_and_english(app, monkeypatch):
+    from services.requests.console import volunteers as console_volunteers
+
+    submit(app, G1_BUILDING, category="umbrella_repair")
+    monkeypatch.setattr(console_volunteers, "read_all_pages", lambda *a, **k: [
+        {"id": 1, "display_name": "王建国", "building": "3", "unit": "1", "skills": ["health_check", "haircut"],
+         "phone": "139****1111", "active": True, "active_tasks": 0, "capacity": 2}])
+    admin = signed_in(app, "admin")
+    zh = admin.get("/staff/").text
+    table = zh.split('id="queue"')[1]
+    assert "修雨伞" in table and "umbrella_repair" not in table and "已提交" in table and "第1网格" in table
+    assert ">G1<" not in table
+    vols = admin.get("/staff/volunteers").text
+    assert "健康体检、理发" in vols and "health_check" not in vols
+    assert "社区管理员" in zh or "Community admin" not in zh  # the role, in words
+    admin.get("/staff/?lang=en")
+    en = admin.get("/staff/").text.split('id="queue"')[1]
+    assert "Umbrella repair" in en and "Submitted" in en and "umbrella_repair" not in en
+    assert "Haircut" in admin.get("/staff/volunteers").text
+
+
+def test_the_navigation_counts_what_waits_for_me(app):
+    waiting = submit(app, G1_BUILDING)  # nobody has it
+    taken = submit(app, G1_BUILDING)
+    late = submit(app, G1_BUILDING)
+    cancelled = submit(app, G1_BUILDING)
+    submit(app, G2_BUILDING)  # another grid's
+    g1 = signed_in(app, "g1")
+    for rid in (taken, late):
+        action(g1, rid, "take")
+    action(g1, cancelled, "cancel", note="重复")
+    with app.app_context():
+        get_request(app, late).due_at = datetime.now(timezone.utc) - timedelta(hours=1)  # taken, but past due
+        app.extensions["db"].Session.commit()
+    page = g1.get("/staff/")
+    badge = page.text.split('id="waiting-count"')[1].split("</a>")[0]
+    assert "2" in badge  # the untaken one and the late one
+    listed = g1.get("/staff/?waiting=1")
+    assert sorted(queue_codes(listed.text)) == sorted(codes_of(app, waiting, late))
+    assert "3" in signed_in(app, "admin").get("/staff/").text.split('id="waiting-count"')[1].split("</a>")[0]
+
+
+def test_a_request_page_shows_what_to_do_next_first(app):
+    rid = submit(app, G1_BUILDING)
+    admin = signed_in(app, "admin")
+    page = admin.get(f"/staff/requests/{rid}").text
+    nxt, timeline = page.index('id="next"'), page.index('id="timeline"')
+    assert nxt < timeline
+    first = page[nxt:timeline]
+    assert "/take" in first and "/extend" in first and "/close" in first
+    assert first.index("/take") < first.index('id="more-actions"') < first.index("/cancel")
+    with app.app_context():  # past the time to take it
+        get_request(app, rid).take_by = datetime.now(timezone.utc) - timedelta(minutes=5)
+        app.extensions["db"].Session.commit()
+    late = admin.get(f"/staff/requests/{rid}").text
+    assert "⚠" in late.split('id="deadline"')[1].split("</strong>")[0]
+    assert "超时" in late.split('id="deadline"')[1].split("</strong>")[0] or "Overdue" in late
+    action(admin, rid, "take")
+    with app.app_context():
+        get_request(app, rid).due_at = datetime.now(timezone.utc) + timedelta(hours=3)
+        app.extensions["db"].Session.commit()
+    soon = admin.get(f"/staff/requests/{rid}").text
+    assert "⏰" in soon.split('id="deadline"')[1].split("</strong>")[0]
+    assert "/take" not in soon.split('id="next"')[1].split('id="timeline"')[0]
+    complete(app, rid)
+    done = admin.get(f"/staff/requests/{rid}").text.split('id="next"')[1].split('id="timeline"')[0]
+    assert "/close" in done and "/follow-up" in done and "/take" not in done and "/cancel" not in done

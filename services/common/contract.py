@@ -230,6 +230,24 @@ class NotificationRequested(Schema):
     reply_to = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(("volunteers",)))
 
 
+# Why matching escalated, withdrew an offer or passed a request on: the
+# words leaders read in their messages and staff in the console's timeline.
+REASONS = {
+    "staff_only": N_("a matter for community staff"),
+    "no_candidate": N_("no volunteer is available"),
+    "all_declined": N_("every volunteer asked declined"),
+    "not_taken": N_("nobody took it in time"),
+    "overdue": N_("it is past its completion deadline"),
+    "taken": N_("another volunteer took it"),
+    "escalated": N_("passed to community staff"),
+    "cancelled": N_("the request was cancelled"),
+    "reassigned": N_("staff assigned it to someone else"),
+    "staff": N_("passed on by community staff"),
+    "handed_back": N_("handed back, to be routed again"),
+    "reopened": N_("the resident is not satisfied"),
+}
+
+
 STAFF_REQUEST_ACTIONS = ("assign", "escalate", "close")
 # Why staff escalate: the words leaders read in their message (notify's
 # REASONS). A free-text note goes with it into the timeline, not the reason.

@@ -97,20 +97,7 @@ TEMPLATES = {
     ),
 }
 
-REASONS = {
-    "staff_only": N_("a matter for community staff"),
-    "no_candidate": N_("no volunteer is available"),
-    "all_declined": N_("every volunteer asked declined"),
-    "not_taken": N_("nobody took it in time"),
-    "overdue": N_("it is past its completion deadline"),
-    "taken": N_("another volunteer took it"),
-    "escalated": N_("passed to community staff"),
-    "cancelled": N_("the request was cancelled"),
-    "reassigned": N_("staff assigned it to someone else"),
-    "staff": N_("passed on by community staff"),
-    "handed_back": N_("handed back, to be routed again"),
-    "reopened": N_("the resident is not satisfied"),
-}
+REASONS = contract.REASONS
 
 
 COMPILED = {(name, language): tuple(ENV.from_string(translate(part, language)) for part in parts)

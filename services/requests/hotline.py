@@ -86,6 +86,25 @@ def overdue(req, now: datetime) -> bool:
     return req.due_at is not None and now > req.due_at
 
 
+# "Due soon" on the console: the take-by time within the hour, or the
+# completion deadline within a day.
+SOON_TAKE = timedelta(hours=1)
+SOON_DONE = timedelta(days=1)
+
+
+def deadline_state(req, now: datetime) -> str | None:
+    """"overdue", "due_soon" or None, for the console's labels."""
+    if overdue(req, now):
+        return "overdue"
+    if req.status in ("completed", "closed", "cancelled"):
+        return None
+    if req.taken_at is None and req.take_by is not None and now > req.take_by - SOON_TAKE:
+        return "due_soon"
+    if req.due_at is not None and now > req.due_at - SOON_DONE:
+        return "due_soon"
+    return None
+
+
 @dataclass
 class Rates:
     requests: int = 0

@@ -276,6 +276,29 @@ class QueueQuery(Schema):
         return {k: v for k, v in data.items() if v not in ("", None)}
 
 
+QUEUE_SORTS = ("received", "code", "service", "where", "grid", "status", "due")  # queries.SORTS
+QUEUE_PAGE_SIZE = 50
+# Seven digits in a row is most of a phone number: the search box takes the
+# last four only, so that no full number reaches an address or a log.
+PHONE_LIKE = re.compile(r"[0-9]{7}")
+
+
+def no_phone_number(value: str) -> None:
+    if PHONE_LIKE.search(value):
+        raise ValidationError(N_("Search by the last 4 digits of the phone, not the whole number."))
+
+
+class ConsoleQueueQuery(QueueQuery):
+    """The console's queue adds search, sorting, pages and "waiting for me"
+    to the shared filters."""
+
+    search = fields.String(validate=[validate.Length(1, 20), no_phone_number])
+    waiting = fields.Boolean()
+    sort = fields.String(validate=validate.OneOf(QUEUE_SORTS))
+    dir = fields.String(validate=validate.OneOf(("asc", "desc")))
+    page = fields.Integer(load_default=1, validate=validate.Range(1, 100000))
+
+
 class StaffRequestOut(TrackingOut):
     """A request as staff in scope see it in lists: masked contact only."""
 

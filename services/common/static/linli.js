@@ -48,8 +48,21 @@
     window.setTimeout(poll, every);
   }
 
+  // The console's queue: one box ticks every row on the page (without a
+  // script, each row is ticked by hand).
+  function setUpSelectAll() {
+    var all = document.getElementById("select-all");
+    if (!all) return;
+    var boxes = document.querySelectorAll("input[type=checkbox][name=ids]");
+    all.hidden = false;
+    all.addEventListener("change", function () {
+      for (var i = 0; i < boxes.length; i++) boxes[i].checked = all.checked;
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setUpReadAloud();
     setUpLiveTracking();
+    setUpSelectAll();
   });
 })();

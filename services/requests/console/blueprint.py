@@ -6,22 +6,19 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, abort, g, redirect, request, url_for
-from flask_babel import lazy_gettext as _l
 
 from services.common import extensions as ext
 from services.common.auth import signed_in
+from services.common.clock import utcnow
 
 from .. import staff
-from ..labels import STATUS_LABELS
 from ..models import ServiceRequest
+from ..queries import waiting_count
+from .words import template_globals
 
 log = logging.getLogger(__name__)
 
 console = Blueprint("console", __name__, url_prefix="/staff")
-
-ROLE_LABELS = {"admin": _l("Community admin"), "grid_leader": _l("Grid leader"),
-               "hallway_leader": _l("Hallway leader")}
-
 
 def _staff_signed_in() -> bool:
     return staff.identify(ext.db_session())
@@ -42,9 +39,16 @@ def _private(response):
     return response
 
 
+def _waiting() -> int | None:
+    """How many requests wait for the signed-in member (queries.waiting),
+    for the navigation: one count, asked only by console pages."""
+    scope = g.get("scope")
+    return waiting_count(scope, utcnow()) if scope is not None else None
+
+
 @console.app_context_processor
 def _globals():
-    return {"staff_member": g.get("staff"), "role_labels": ROLE_LABELS, "status_labels": STATUS_LABELS}
+    return {"staff_member": g.get("staff"), "waiting_count": _waiting, **template_globals()}
 
 
 def scoped_request(request_id) -> ServiceRequest:

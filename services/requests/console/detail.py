@@ -17,7 +17,7 @@ from services.common.clock import utcnow
 from services.common.web import read_all_pages, read_service
 
 from .. import hotline, operations
-from ..models import FINAL, ContactAccess, ServiceRequest
+from ..models import FINAL, TRANSITIONS, ContactAccess, ServiceRequest
 from ..schemas import CloseIn, EscalateIn, ExtendIn, FeedbackIn, ReasonIn, ReassignIn
 from .blueprint import console, scoped_request, staff_required
 
@@ -69,17 +69,42 @@ def _candidates(req: ServiceRequest) -> list[dict]:
     return read_all_pages("VOLUNTEERS_API_URL", f"/api/v1/requests/{req.id}/candidates") or []
 
 
+def actions(req: ServiceRequest, now) -> tuple[list[str], list[str]]:
+    """What the request's state allows: what to do next (shown first on
+    its page), then the rest (escalate, hand back, cancel)."""
+    open_ = req.status not in FINAL
+    first = []
+    if open_ and req.taken_at is None:
+        first.append("take")
+    if open_ and not contract.CATEGORY_BY_CODE[req.category].staff_only:
+        first.append("assign")
+    if open_ and not req.extension_days and req.due_at is not None:
+        first.append("extend")
+    if "closed" in TRANSITIONS[req.status] and req.status not in ("assigned", "in_progress"):
+        first.append("close")
+    if req.status in ("completed", "closed") and req.feedback is None:
+        first.append("follow_up")
+    more = ["escalate"] if open_ else []
+    if (open_ and req.routed_at and not req.grid_decides
+            and now <= hotline.handback_open_until(req.routed_at)):
+        more.append("hand_back")
+    if open_:
+        more.append("cancel")
+    return first, more
+
+
 def _detail(req: ServiceRequest, errors: dict | None = None, form: str | None = None, status: int = 200,
             contact: bool = False):
     now = utcnow()
     matching = _matching(req)
+    first, more = actions(req, now)
     return render_template(
         "console_request.html", req=req, now=now, matching=matching, deliveries=_deliveries(req, matching),
-        candidates=_candidates(req), errors=errors or {}, form=form, contact=contact,
-        category=contract.CATEGORY_BY_CODE[req.category], event_labels=EVENT_LABELS, refusals=REFUSALS,
-        levels=LEVELS, done=DONE.get(request.args.get("done", "")), overdue=hotline.overdue(req, now),
+        candidates=_candidates(req) if "assign" in first else [], errors=errors or {}, form=form,
+        contact=contact, category=contract.CATEGORY_BY_CODE[req.category], event_labels=EVENT_LABELS,
+        refusals=REFUSALS, levels=LEVELS, done=DONE.get(request.args.get("done", "")),
+        deadline=hotline.deadline_state(req, now), next_actions=first, more_actions=more,
         handback_until=hotline.handback_open_until(req.routed_at) if req.routed_at else None,
-        final=req.status in FINAL,
     ), status
 
 
