@@ -308,7 +308,7 @@ PAYLOADS: dict[tuple[str, int], type[Schema]] = {
 STATION_CHANGE = "volunteers.station_change"
 HOURS_REVIEW = "volunteers.hours_review"
 
-END_AFTER_START = "The end must be after the start."
+END_AFTER_START = N_("The end must be after the start.")
 CLOCK_ERROR = N_("A time of day as HH:MM, e.g. 09:00.")
 
 
@@ -365,7 +365,7 @@ class StationChange(Schema):
 def half_hour_steps(value) -> None:
     """Service hours are counted in 0.5 h steps."""
     if value is not None and (value * 2) % 1:
-        raise ValidationError("Hours are counted in 0.5 h steps.")
+        raise ValidationError(N_("Hours are counted in 0.5 h steps."))
 
 
 HOURS_ACTIONS = ("confirm", "correct")
