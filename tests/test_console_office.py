@@ -39,11 +39,12 @@ class Answer:
 
 
 @pytest.fixture
-def matching(make_app, monkeypatch):
-    """Matching's app, answering the console's reads in-process."""
+def matching(make_app, monkeypatch, backend):
+    """Matching's app, answering the console's reads in-process (on SQLite
+    and on PostgreSQL: times and hours are the columns that differ)."""
     from services.common import web
 
-    app = make_app("volunteers")
+    app = make_app("volunteers", backend=backend)
     client = app.test_client()
 
     def get(url, headers, timeout):
