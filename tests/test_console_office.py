@@ -244,7 +244,7 @@ def test_station_and_session_changes_go_to_matching_by_task_once_each(app, match
     vid = register(matching, skills=["haircut", "sharpening"])
     admin = staff_signed_in(app, "admin")
     page = "/staff/office/stations"
-    resp = post(admin, page, page, name="二号服务站", place="社区中心二楼", code="hall-2")
+    resp = post(admin, page, page, name="二号服务站", place="社区中心二楼", code="hall-2", lead_volunteer_id=str(vid))
     assert resp.status_code == 303
     waiting = admin.get(page).text
     assert 'id="change-sent"' in waiting and "二号服务站" not in waiting
@@ -253,7 +253,9 @@ def test_station_and_session_changes_go_to_matching_by_task_once_each(app, match
     assert "二号服务站" in arrived and 'id="change-arrived"' in arrived
     assert 'id="change-sent"' not in admin.get(page).text  # said once
     with matching.app_context():
-        station_id = matching.extensions["db"].Session.scalar(select(Station.id).where(Station.code == "hall-2"))
+        station = matching.extensions["db"].Session.scalar(select(Station).where(Station.code == "hall-2"))
+        station_id = station.id
+        assert station.lead_volunteer_id == vid
 
     new = f"/staff/office/stations/{station_id}/sessions/new"
     assert post(admin, new, new, category="haircut", weekday="5", start="09:00", end="11:00",

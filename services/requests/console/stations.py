@@ -79,6 +79,9 @@ def stations(values: dict | None = None, errors: dict | None = None, status: int
 def station_add():
     office_only()
     values = {k: request.form.get(k, "").strip() for k in ("code", "name", "place")}
+    lead = request.form.get("lead_volunteer_id", "").strip()
+    if lead:
+        values["lead_volunteer_id"] = int(lead) if lead.isdigit() else lead
     try:
         data = contract.StationIn().load(values)
     except ValidationError as exc:
