@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from services.common import contract
+from services.common.clock import SetClock
 from services.requests.models import Open311Key, OutboxMessage, StaffAudit, StaffMember
 from services.volunteers.models import Assignment, CoinEntry, HoursEntry, Station, StationSession
 from tests.conftest import csrf_token
@@ -353,8 +354,13 @@ def test_hours_are_confirmed_and_corrected_through_matchings_time_bank(app, matc
             "confirmed", Decimal("1.5"), Decimal("1.0"), "路上多花了半小时")
         coins = s.scalars(select(CoinEntry.amount).order_by(CoinEntry.id)).all()
         assert coins == [Decimal("1.0"), Decimal("1.5")]  # one credit per entry, however often it arrives
+    app.extensions["clock"] = SetClock(NOW + timedelta(hours=2))  # the month the services were completed in
     after = admin.get(page + "?sent=1").text
     assert f'data-entry="{first}"' not in after and 'id="change-arrived"' in after
+    # The record on the page: who confirmed, and the correction with its reason.
+    done = after.split('id="confirmed"')[1]
+    assert f'data-confirmed="{first}"' in done and f'data-confirmed="{second}"' in done
+    assert "社区办公室" in done and "路上多花了半小时" in done and "1.0" in done
 
 
 def test_grid_leaders_read_the_hours_of_their_grid_only(app, matching):

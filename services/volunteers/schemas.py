@@ -225,6 +225,10 @@ class HoursOut(Schema):
     correction_hours = fields.Decimal(as_string=True, allow_none=True)
     correction_reason = fields.String()
     completed_at = fields.AwareDateTime()
+    confirmed_at = fields.AwareDateTime(allow_none=True)
+    # The office's correction: the hours before it and why (who: confirmed_by).
+    corrected_from = fields.Decimal(as_string=True, allow_none=True)
+    corrected_reason = fields.String()
 
 
 def decimal_between(low: str, high: str):

@@ -52,7 +52,8 @@ def detail_words(detail: str) -> str:
     return " ".join(str(ROLE_LABELS.get(word, word)) for word in detail.split(" "))
 
 
-def _names() -> dict[str, str]:
+def staff_names() -> dict[str, str]:
+    """Staff actors (staff:<id>) by the names the console shows."""
     return {f"staff:{s.id}": s.display_name for s in ext.db_session().scalars(select(StaffMember))}
 
 
@@ -64,7 +65,7 @@ def _accounts_page(values: dict | None = None, errors: dict | None = None, statu
     audit = ext.db_session().scalars(select(StaffAudit).order_by(StaffAudit.id.desc()).limit(50)).all()
     return render_template("console_staff.html", members=members, values=values or _form_values(None),
                            errors=errors or {}, grids=_grids(), created=created, audit=audit,
-                           audit_labels=AUDIT_LABELS, names=_names(), detail_words=detail_words), status
+                           audit_labels=AUDIT_LABELS, names=staff_names(), detail_words=detail_words), status
 
 
 @console.get("/office/staff")
@@ -113,7 +114,7 @@ def _member_page(member: StaffMember, values: dict | None = None, errors: dict |
                                      .order_by(StaffAudit.id.desc()).limit(50)).all()
     return render_template("console_staff_member.html", member=member, values=values or _form_values(member),
                            errors=errors or {}, grids=_grids(), password=password, audit=audit,
-                           audit_labels=AUDIT_LABELS, names=_names(), detail_words=detail_words,
+                           audit_labels=AUDIT_LABELS, names=staff_names(), detail_words=detail_words,
                            done=DONE.get(request.args.get("done", ""))), status
 
 

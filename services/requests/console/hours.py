@@ -13,9 +13,11 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from services.common import contract
 from services.common import extensions as ext
+from services.common.clock import SHANGHAI, utcnow
 from services.common.i18n import N_
 from services.common.web import local_time, read_all_pages
 
+from .accounts import staff_names
 from .blueprint import console, staff_required
 from .office import office_only, office_readers
 
@@ -35,6 +37,15 @@ class CorrectionForm(Schema):
     reason = fields.String(required=True, validate=validate.Length(2, 300, error=N_(
         "Give the reason (2 to 300 characters).")), error_messages={"required": N_(
             "Give the reason (2 to 300 characters).")})
+
+
+def _confirmed_this_month() -> list[dict]:
+    month = utcnow().astimezone(SHANGHAI).strftime("%Y-%m")
+    found = read_all_pages("VOLUNTEERS_API_URL", f"/api/v1/hours?status=confirmed&month={month}") or []
+    found.sort(key=lambda e: (e.get("confirmed_at") or "", e["id"]), reverse=True)
+    for e in found:
+        e["confirmed_local"] = local_time(datetime.fromisoformat(e["confirmed_at"])) if e.get("confirmed_at") else ""
+    return found[:50]
 
 
 def _waiting() -> list[dict] | None:
@@ -60,6 +71,7 @@ def hours(errors: dict | None = None, entry_id: int | None = None, status: int =
         session[PENDING] = sent
     arrived = "sent" in request.args and not sent and entries is not None
     return render_template("console_hours.html", entries=entries, can_edit=g.scope.admin, sent=set(sent),
+                           confirmed=_confirmed_this_month(), names=staff_names(),
                            arrived=arrived, errors=errors or {}, error_entry=entry_id,
                            categories=contract.CATEGORY_BY_CODE, status_labels=STATUS_LABELS,
                            values=request.form if errors else {}), status
