@@ -28,6 +28,40 @@ def console_for(app, role: str = "admin", grid: str | None = None, stairwells=()
     with app.app_context():
         claims = vouch(StaffClaims(f"staff:{staff_id}", role, grid, tuple(stairwells)))
     return {"Authorization": f"Bearer {REQUESTS_TOKEN}", STAFF_HEADER: claims}
+# --- staff in the console (intake) ---
+
+PASSWORD = "correct horse battery"
+
+
+def add_staff(app) -> None:
+    """An admin, two grid leaders (G1, G2) and a hallway leader (3:1), all with PASSWORD."""
+    from services.requests import staff
+
+    with app.app_context():
+        s = app.extensions["db"].Session
+        staff.create(s, "admin", PASSWORD, "admin", "社区办公室")
+        staff.create(s, "g1", PASSWORD, "grid_leader", "一网格", grid="G1")
+        staff.create(s, "g2", PASSWORD, "grid_leader", "二网格", grid="G2")
+        staff.create(s, "hall", PASSWORD, "hallway_leader", "3幢1单元楼道长", stairwells=["3:1"])
+        s.commit()
+
+
+def staff_sign_in(app, username, password=PASSWORD, client=None, addr="10.0.0.1"):
+    """A staff member signs in to the console: (client, the answer)."""
+    client = client or app.test_client()
+    page = client.get("/staff/login", environ_base={"REMOTE_ADDR": addr})
+    resp = client.post("/staff/login", data={"username": username, "password": password,
+                                              "csrf_token": csrf_token(page.text)},
+                       environ_base={"REMOTE_ADDR": addr})
+    return client, resp
+
+
+def staff_signed_in(app, username):
+    client, resp = staff_sign_in(app, username)
+    assert resp.status_code == 303, resp.text
+    return client
+
+
 # Friday 27 November 2026, 10:00 in Hangzhou.
 NOW = datetime(2026, 11, 27, 2, 0, tzinfo=timezone.utc)
 

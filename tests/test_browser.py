@@ -190,9 +190,8 @@ def pages(system) -> dict[str, str]:
     }
 
 
-def portal_pages(system, browser_context, phone: str) -> dict[str, str]:
-    """Sign a volunteer in through a magic link read from their webhook."""
-    volunteer(system, "郑大姐", phone)
+def portal_sign_in(system, browser_context, phone: str):
+    """A volunteer signs in to the portal by the link from their webhook: the page, at /me."""
     page = browser_context.new_page()
     page.goto(f"{system.urls['volunteers']}/login")
     seen = len(system.hook.received)
@@ -204,7 +203,13 @@ def portal_pages(system, browser_context, phone: str) -> dict[str, str]:
     page.goto(extract(r"(http://127\.0\.0\.1:\d+/login/[\w-]+)", post["body"]["message"]))
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/me"))
-    page.close()
+    return page
+
+
+def portal_pages(system, browser_context, phone: str) -> dict[str, str]:
+    """Sign a volunteer in through a magic link read from their webhook."""
+    volunteer(system, "郑大姐", phone)
+    portal_sign_in(system, browser_context, phone).close()
     return {"portal": f"{system.urls['volunteers']}/me", "task-sheet": f"{system.urls['volunteers']}/me/sheet"}
 
 
@@ -414,3 +419,114 @@ def test_the_queue_works_as_a_desk_tool_at_1280_and_on_a_phone(system, browser):
     page.screenshot(path=str(ARTIFACTS / "desk-queue-elder-1280.png"))
     axe_clean(axe, page, "desk-queue-elder-1280")
     elder_desk.close()
+
+
+# --- the office (办公): a staff account, a weekly session, service hours ---
+
+
+def hours_to_confirm(system, context, phone: str, count: int) -> None:
+    """`count` sharpening requests the volunteer (the only one who sharpens)
+    accepts and completes in the portal: hours waiting for confirmation."""
+    r = system.urls["requests"]
+    for n in range(count):
+        seen = len(system.hook.received)
+        resp = requests.post(f"{r}/api/v1/requests", timeout=10, json={
+            "category": "sharpening", "description": f"磨剪刀 {n}", "building": "3", "unit": "1", "room": "601",
+            "contact_name": "冯", "contact_phone": "13700005555", "consent": True})
+        assert resp.status_code == 201, resp.text
+        link = offer_link(system, phone, after=seen)
+        helper = requests.Session()
+        page = helper.get(link, timeout=5).text
+        accepted = helper.post(link, data={"decision": "accept", "csrf_token": extract(
+            r'name="csrf_token" value="([^"]+)"', page)}, timeout=10)
+        assert accepted.status_code == 200
+    page = portal_sign_in(system, context, phone)
+    for _ in range(count):
+        wait_for(lambda: (page.reload(), page.locator("section.task").count())[1], timeout=30,
+                 what="a task to complete")
+        page.locator("section.task form[action$=complete] button[type=submit]").first.click()
+        page.wait_for_load_state()
+    page.close()
+
+
+def office_page_checks(page, axe, tag: str, width: int) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"office-{tag}-{width}.png"), full_page=True)
+    if width == 375:
+        problems = layout_problems(page, False)
+        assert not problems, (tag, problems)
+    violations = axe.run(page).response["violations"]
+    bad = [(v["id"], v["impact"], len(v["nodes"])) for v in violations if v["impact"] in ("serious", "critical")]
+    assert not bad, (tag, width, bad)
+
+
+def until_shown(page, selector: str, what: str) -> None:
+    """Reload until matching has the change (the page says so, once)."""
+    if not page.locator(selector).count():
+        wait_for(lambda: (page.reload(), page.locator(selector).count())[1], timeout=30, what=what)
+
+
+def test_the_office_creates_a_staff_account_edits_a_session_and_confirms_hours(system, browser):
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    ARTIFACTS.mkdir(exist_ok=True)
+    v, phone = system.urls["volunteers"], "13900003301"
+    vid = volunteer(system, "冯师傅", phone, skills=("sharpening", "umbrella_repair"))
+    station = requests.post(f"{v}/api/v1/stations", headers=system.admin(), timeout=5,
+                            json={"code": "office-test", "name": "办公测试站", "place": "社区中心一楼"})
+    assert station.status_code == 201, station.text
+    sid = station.json()["id"]
+    made = requests.post(f"{v}/api/v1/stations/{sid}/sessions", headers=system.admin(), timeout=5, json={
+        "category": "sharpening", "weekday": 5, "start": "09:00", "end": "10:00", "volunteer_id": vid, "slots": 3})
+    assert made.status_code == 201, made.text
+    setup = browser.new_context()
+    hours_to_confirm(system, setup, phone, 2)
+    setup.close()
+
+    for width, start, end in ((1280, "14:00", "15:30"), (375, "08:30", "09:30")):
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        page = sign_in_staff(context, system)
+        page.click("nav.console >> text=办公")
+        page.wait_for_url(re.compile(r"/staff/office$"))
+        office_page_checks(page, axe, "home", width)
+
+        # A hallway leader's account, with a password generated and shown once.
+        page.click("text=工作人员账号")
+        page.fill("#username", f"hall-{width}")
+        page.fill("#display_name", f"楼道长{width}")
+        page.select_option("#role", "hallway_leader")
+        page.fill("#stairwells", "3:1")
+        page.click("form[action$='/office/staff'] button[type=submit]")
+        assert len(page.inner_text("#one-time-password")) == 16
+        assert page.locator(f"tr[data-staff=hall-{width}]").count() == 1
+        office_page_checks(page, axe, "staff", width)
+
+        # A weekly session changed: sent to matching, then shown once it has it.
+        page.goto(f"{system.urls['requests']}/staff/office/stations")
+        page.click(f"#station-{sid} a[href$='/sessions/{made.json()['id']}']")
+        page.fill("#start", start)
+        page.fill("#end", end)
+        office_page_checks(page, axe, "session", width)
+        page.click("form.office-form button[type=submit]")
+        assert page.locator("#change-sent, #change-arrived").count() == 1  # a worker may be quicker than the page
+        until_shown(page, "#change-arrived", "the session change in matching")
+        assert f"{start}–{end}" in page.inner_text(f"#station-{sid}")
+        office_page_checks(page, axe, "stations", width)
+
+        # Hours: confirmed at the desk, corrected with a reason on the phone.
+        page.goto(f"{system.urls['requests']}/staff/office/hours")
+        row = page.locator("tr[data-entry]").first
+        entry = row.get_attribute("data-entry")
+        office_page_checks(page, axe, "hours", width)
+        if width == 1280:
+            row.locator("form[action$=confirm] button").click()
+        else:
+            row.locator("summary").click()
+            row.locator("input[name=hours]").fill("1.5")
+            row.locator("input[name=reason]").fill("路上多花了半小时")
+            row.locator("form[action$=correct] button").click()
+        until_shown(page, "#change-arrived", "the hours confirmed in matching")
+        assert page.locator(f"tr[data-entry='{entry}']").count() == 0
+        context.close()
+    confirmed = requests.get(f"{v}/api/v1/hours?status=confirmed", headers=system.admin(), timeout=5).json()
+    assert sorted(e["hours"] for e in confirmed if e["volunteer_id"] == vid)[-1] == "1.5"

@@ -24,6 +24,8 @@ VALID = {
     contract.NOTIFY_SEND: {"dedupe_key": "k", "recipient": "volunteer:1", "template": "magic_link",
                            "context": {"login_url": "http://x", "minutes": 30}},
     contract.INBOX_READ: {"recipient": "volunteer:1", "up_to_id": 1},
+    contract.STATION_CHANGE: {"action": "add_station", "actor": "staff:1",
+                              "station": {"code": "hall-9", "name": "九号站", "place": "九幢"}},
 }
 SERVICE = {name: contract.queue_for(name) for name in VALID}
 

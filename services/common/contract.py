@@ -316,6 +316,98 @@ PAYLOADS: dict[tuple[str, int], type[Schema]] = {
 }
 
 
+
+# --- The office's changes to matching: stations, weekly sessions, service hours ---
+#
+# The console validates a station or a session with the very schemas
+# matching's API takes (StationIn, StationSessionIn, here so that no service
+# imports another), then asks matching to make the change by task.
+
+STATION_CHANGE = "volunteers.station_change"
+HOURS_REVIEW = "volunteers.hours_review"
+
+END_AFTER_START = N_("The end must be after the start.")
+CLOCK_ERROR = N_("A time of day as HH:MM, e.g. 09:00.")
+
+
+class StationIn(Schema):
+    code = fields.String(required=True, validate=validate.Regexp(
+        r"^[a-z0-9-]{1,32}$", error=N_("1 to 32 lower-case letters, digits or dashes, e.g. hall-1.")))
+    name = fields.String(required=True, validate=validate.Length(1, 64, error=N_("Up to 64 characters.")))
+    place = fields.String(required=True, validate=validate.Length(1, 100, error=N_("Up to 100 characters.")))
+    lead_volunteer_id = Id(load_default=None, allow_none=True)
+
+
+class StationSessionIn(Schema):
+    category = fields.String(required=True, validate=validate.OneOf(VOLUNTEER_SKILLS, error=N_("Choose a service.")),
+                             error_messages={"required": N_("Choose a service.")})
+    weekday = fields.Integer(required=True, strict=True, validate=validate.Range(0, 6, error=N_("Choose a day.")),
+                             error_messages={"required": N_("Choose a day."), "invalid": N_("Choose a day.")})
+    start = ClockTime(required=True, error_messages={"required": CLOCK_ERROR, "invalid": CLOCK_ERROR})
+    end = ClockTime(required=True, metadata={"description": END_AFTER_START},
+                    error_messages={"required": CLOCK_ERROR, "invalid": CLOCK_ERROR})
+    volunteer_id = Id(required=True, metadata={"description": "A volunteer who offers this category."},
+                      error_messages={"required": N_("Choose a volunteer."), "invalid": N_("Choose a volunteer.")})
+    slots = fields.Integer(required=True, strict=True, validate=validate.Range(
+        1, 100, error=N_("1 to 100 places.")), error_messages={"required": N_("1 to 100 places."),
+                                                              "invalid": N_("1 to 100 places.")})
+
+    @validates_schema
+    def _order(self, data, **kwargs):
+        if data["end"] <= data["start"]:
+            raise ValidationError({"end": [END_AFTER_START]})
+
+
+STATION_ACTIONS = ("add_station", "add_session", "edit_session", "remove_session")
+
+
+class StationChange(Schema):
+    """A station or weekly session the office added, changed or removed in the console."""
+
+    action = fields.String(required=True, validate=validate.OneOf(STATION_ACTIONS))
+    actor = fields.String(required=True, validate=validate.Length(1, 64))  # staff:<id>
+    station = fields.Nested(StationIn, load_default=None, allow_none=True)  # add_station
+    station_id = Id(load_default=None, allow_none=True)  # add_session
+    session_id = Id(load_default=None, allow_none=True)  # edit_session, remove_session
+    session = fields.Nested(StationSessionIn, load_default=None, allow_none=True)  # add_session, edit_session
+
+    @validates_schema
+    def _parts(self, data, **kwargs):
+        needs = {"add_station": ("station",), "add_session": ("station_id", "session"),
+                 "edit_session": ("session_id", "session"), "remove_session": ("session_id",)}
+        for name in needs[data["action"]]:
+            if data.get(name) is None:
+                raise ValidationError(f"{data['action']} needs {name}.", name)
+
+
+def half_hour_steps(value) -> None:
+    """Service hours are counted in 0.5 h steps."""
+    if value is not None and (value * 2) % 1:
+        raise ValidationError(N_("Hours are counted in 0.5 h steps."))
+
+
+HOURS_ACTIONS = ("confirm", "correct")
+
+
+class HoursReview(Schema):
+    """The office confirms a volunteer's hours, or corrects them (with a reason) and confirms."""
+
+    action = fields.String(required=True, validate=validate.OneOf(HOURS_ACTIONS))
+    entry_id = Id(required=True)
+    actor = fields.String(required=True, validate=validate.Length(1, 64))
+    hours = fields.Decimal(load_default=None, allow_none=True, places=1, as_string=True,
+                           validate=[validate.Range(0.5, 24), half_hour_steps])
+    reason = fields.String(load_default="", validate=validate.Length(0, 300))
+
+    @validates_schema
+    def _correction(self, data, **kwargs):
+        if data["action"] == "correct" and (data.get("hours") is None or not data.get("reason", "").strip()):
+            raise ValidationError("A correction gives the hours and a reason.", "reason")
+
+
+PAYLOADS[(STATION_CHANGE, 1)] = StationChange
+PAYLOADS[(HOURS_REVIEW, 1)] = HoursReview
+
 class ContractError(ValueError):
     """A message that does not meet the contract. Permanent: never retried."""
 

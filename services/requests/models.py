@@ -274,6 +274,19 @@ class StaffMember(Base):
         return f"staff:{self.id}"
 
 
+class StaffAudit(Base):
+    """What the office changed about staff accounts and Open311 keys, from
+    the console: who, what, when (never a password nor a key)."""
+
+    __tablename__ = "staff_audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # staff:<id>, or admin-token
+    target: Mapped[str] = mapped_column(String(64))  # staff:<id>, open311_key:<id>
+    action: Mapped[str] = mapped_column(String(32))  # created, password_reset, role_changed, deactivated, ...
+    detail: Mapped[str] = mapped_column(String(300), default="")
+
+
 class ContactAccess(Base):
     """Who saw a resident's phone and room, when, and why (PIPL access log)."""
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 from datetime import datetime, timedelta, timezone
 from xml.etree import ElementTree as ET
 
@@ -33,7 +34,7 @@ from sqlalchemy import or_, select
 from services.common import contract
 from services.common import extensions as ext
 from services.common.auth import public
-from services.common.clock import SHANGHAI
+from services.common.clock import SHANGHAI, utcnow
 from services.common.ratelimit import limit
 
 from . import models, operations
@@ -218,6 +219,18 @@ def service_definition(code, fmt):
 
 
 # --- requests ---
+
+
+def issue_key(session, name: str) -> tuple[Open311Key, str]:
+    """A new API key: only its hash is kept; the key is shown this once."""
+    key = secrets.token_urlsafe(24)
+    row = Open311Key(name=name, key_hash=hashlib.sha256(key.encode()).hexdigest())
+    session.add(row)
+    return row, key
+
+
+def revoke_key(row: Open311Key) -> None:
+    row.revoked_at = row.revoked_at or utcnow()
 
 
 def _api_key_ok(given: str) -> bool:

@@ -7,7 +7,8 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
+from sqlalchemy import select
 
 from services.common import community, contract
 from services.common import extensions as ext
@@ -314,3 +315,77 @@ class StaffRequestOut(TrackingOut):
     handbacks = fields.Integer()
     channel = fields.String()
     entered_by = fields.String(allow_none=True)
+
+
+# --- the office: staff accounts and Open311 keys (console) ---
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+STAFF_ROLES = ("admin", "grid_leader", "hallway_leader")  # staff.ROLES
+ROLE = N_("Choose a role.")
+GRID = N_("A grid leader needs one of the community's grids.")
+STAIRWELLS = N_("A hallway leader needs stairwells as building:unit, e.g. 3:1 3:2, each of the community.")
+# staff.MIN_PASSWORD characters
+PASSWORD = N_("A password has at least 10 characters; leave it empty for a generated one.")
+
+
+def _stairwell_list(text: str | None) -> list[str]:
+    return [p for p in re.split(r"[\s,，、;；]+", text or "") if p]
+
+
+class StaffScopeIn(Schema):
+    """A staff member's role and scope: a grid leader's grid, a hallway
+    leader's stairwells (building:unit, separated by spaces or commas)."""
+
+    role = fields.String(required=True, validate=validate.OneOf(STAFF_ROLES, error=ROLE),
+                         error_messages={"required": ROLE})
+    grid = fields.String(load_default=None, allow_none=True, validate=validate.Length(0, 16))
+    stairwells = fields.String(load_default="", validate=validate.Length(0, 500, error=STAIRWELLS))
+
+    @validates_schema(skip_on_field_errors=False)  # every field's error at once
+    def _scope(self, data, **kwargs):
+        buildings = {b.code: b for b in ext.db_session().scalars(select(Building))}
+        if data.get("role") == "grid_leader" and data.get("grid") not in {b.grid for b in buildings.values()}:
+            raise ValidationError({"grid": [GRID]})
+        if data.get("role") == "hallway_leader":
+            pairs = [p.split(":", 1) for p in _stairwell_list(data.get("stairwells"))]
+            if not pairs or any(len(p) != 2 or p[0] not in buildings or p[1] not in buildings[p[0]].units
+                                for p in pairs):
+                raise ValidationError({"stairwells": [STAIRWELLS]})
+
+    @post_load
+    def _lists(self, data, **kwargs):
+        hallway = data["role"] == "hallway_leader"
+        data["stairwells"] = list(dict.fromkeys(_stairwell_list(data.get("stairwells")))) if hallway else []
+        data["grid"] = data.get("grid") if data["role"] == "grid_leader" else None
+        return data
+
+
+class PasswordIn(Schema):
+    password = fields.String(load_default="", validate=validate.Length(0, 200))
+
+    @validates_schema(skip_on_field_errors=False)
+    def _password(self, data, **kwargs):
+        if data.get("password") and len(data["password"]) < 10:
+            raise ValidationError({"password": [PASSWORD]})
+
+
+class StaffAccountIn(StaffScopeIn, PasswordIn):
+    username = fields.String(required=True, validate=validate.Regexp(
+        USERNAME, error=N_("2 to 64 lower-case letters, digits, dots, dashes or underscores.")),
+        error_messages={"required": N_("Give a username.")})
+    display_name = fields.String(required=True, validate=validate.Length(
+        1, 64, error=N_("Give the name shown in the console (up to 64 characters).")),
+        error_messages={"required": N_("Give the name shown in the console (up to 64 characters).")})
+
+    @pre_load
+    def _tidy(self, data, **kwargs):
+        if not isinstance(data, Mapping):
+            return data
+        return {**data, **({"username": data["username"].strip().lower()} if isinstance(data.get("username"), str)
+                           else {})}
+
+
+class KeyNameIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(
+        1, 64, error=N_("Say who the key is for (up to 64 characters).")),
+        error_messages={"required": N_("Say who the key is for (up to 64 characters).")})

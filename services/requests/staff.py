@@ -32,7 +32,7 @@ from services.common.auth import StaffClaims, bearer_matches
 from services.common.clock import utcnow
 from services.common.queueing import redis_client
 
-from .models import Building, ServiceRequest, StaffMember
+from .models import Building, ServiceRequest, StaffAudit, StaffMember
 
 log = logging.getLogger(__name__)
 hasher = PasswordHasher()
@@ -235,26 +235,80 @@ def session_lifetime(app) -> None:
 # --- accounts ---
 
 
-def create(db_session, username: str, password: str, role: str, name: str, grid: str | None = None,
-           stairwells: list[str] | None = None, demo: bool = False) -> StaffMember:
+def _check_role(role: str, grid: str | None, stairwells: list[str] | None) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if len(password) < MIN_PASSWORD:
-        raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
     if role == "grid_leader" and not grid:
         raise ValueError("a grid leader needs --grid")
     if role == "hallway_leader" and not stairwells:
         raise ValueError("a hallway leader needs --stairwell building:unit (one or more)")
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
+
+
+def create(db_session, username: str, password: str, role: str, name: str, grid: str | None = None,
+           stairwells: list[str] | None = None, demo: bool = False) -> StaffMember:
+    _check_role(role, grid, stairwells)
+    _check_password(password)
     staff = db_session.scalar(select(StaffMember).where(StaffMember.username == username.lower())) \
         or StaffMember(username=username.lower())
-    staff.display_name, staff.role, staff.grid = name, role, grid if role == "grid_leader" else None
-    staff.stairwells = list(stairwells or []) if role == "hallway_leader" else []
-    staff.password_hash = hasher.hash(password)
-    staff.session_epoch = (staff.session_epoch or 0) + 1  # a new password signs everyone out
+    staff.display_name = name
+    set_role(staff, role, grid, stairwells)
+    set_password(staff, password)
     staff.active = True
     staff.demo = demo
     db_session.add(staff)
     return staff
+
+
+def generated_password() -> str:
+    """A password the office reads out once (16 characters, no look-alikes)."""
+    alphabet = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+def set_password(staff: StaffMember, password: str) -> None:
+    """A new password (argon2id) signs the account out everywhere."""
+    _check_password(password)
+    staff.password_hash = hasher.hash(password)
+    staff.session_epoch = (staff.session_epoch or 0) + 1
+
+
+def set_role(staff: StaffMember, role: str, grid: str | None, stairwells: list[str] | None) -> bool:
+    """Role and scope; a change ends the account's sessions (a cookie must
+    not carry the old scope). True if anything changed."""
+    _check_role(role, grid, stairwells)
+    grid = grid if role == "grid_leader" else None
+    stairwells = list(stairwells or []) if role == "hallway_leader" else []
+    if (staff.role, staff.grid, list(staff.stairwells or [])) == (role, grid, stairwells):
+        return False
+    staff.role, staff.grid, staff.stairwells = role, grid, stairwells
+    staff.session_epoch = (staff.session_epoch or 0) + 1
+    return True
+
+
+def set_active(staff: StaffMember, active: bool) -> bool:
+    """Deactivate (its sessions end now) or reactivate. True if it changed."""
+    if staff.active == active:
+        return False
+    staff.active = active
+    if not active:
+        staff.session_epoch = (staff.session_epoch or 0) + 1
+    return True
+
+
+def active_admins(db_session) -> int:
+    return len(db_session.scalars(select(StaffMember.id).where(StaffMember.role == "admin",
+                                                                 StaffMember.active.is_(True))).all())
+
+
+def audit(db_session, actor: str, target: str, action: str, detail: str = "") -> None:
+    """Record an account or key change (who, what, when), in the table and the log."""
+    db_session.add(StaffAudit(actor=actor, target=target, action=action, detail=detail[:300]))
+    log.info("staff account change", extra={"actor": actor, "target": target, "action": action})
 
 
 def demo_leftovers(db_session) -> str:

@@ -2,9 +2,7 @@
 JSON API (documented by OpenAPI through flask-smorest)."""
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
 
 import segno
 from flask import Blueprint as WebBlueprint
@@ -24,7 +22,7 @@ from services.common.factory import ApiBlueprint, page_of
 from services.common.ratelimit import limit
 from services.common.web import current_lang, read_service
 
-from . import operations, staff
+from . import open311, operations, staff
 from .labels import STATUS_LABELS
 from .models import FINAL, Building, ContactAccess, Open311Key, ServiceRequest, normalise_tracking_code
 from .queries import queue_statement, sorted_buildings
@@ -295,9 +293,7 @@ class Open311Keys(MethodView):
     @api.response(201, Open311KeyOut)
     def post(self, data):
         """Issue an Open311 API key (staff token); the key is shown this once."""
-        key = secrets.token_urlsafe(24)
-        row = Open311Key(name=data["name"], key_hash=hashlib.sha256(key.encode()).hexdigest())
-        ext.db_session().add(row)
+        row, key = open311.issue_key(ext.db_session(), data["name"])
         ext.db_session().commit()
         return {"id": row.id, "name": row.name, "api_key": key, "created_at": row.created_at}
 
@@ -311,7 +307,7 @@ class Open311KeyById(MethodView):
         row = ext.db_session().get(Open311Key, key_id)
         if row is None:
             abort(404, message="no such key")
-        row.revoked_at = row.revoked_at or utcnow()
+        open311.revoke_key(row)
         ext.db_session().commit()
 
 

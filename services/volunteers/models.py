@@ -360,6 +360,9 @@ class HoursEntry(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     correction_hours: Mapped[Decimal | None] = mapped_column(Numeric(5, 1), nullable=True)
     correction_reason: Mapped[str] = mapped_column(String(300), default="")
+    # The office's correction (console): the hours before it and why; who is confirmed_by.
+    corrected_from: Mapped[Decimal | None] = mapped_column(Numeric(5, 1), nullable=True)
+    corrected_reason: Mapped[str] = mapped_column(String(300), default="", server_default="")
     completed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
     volunteer: Mapped[Volunteer] = relationship(lazy="joined")

@@ -179,25 +179,8 @@ class ExportArgs(Schema):
     format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "xlsx")))
 
 
-class StationIn(Schema):
-    code = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9-]{1,32}$"))
-    name = fields.String(required=True, validate=validate.Length(1, 64))
-    place = fields.String(required=True, validate=validate.Length(1, 100))
-    lead_volunteer_id = contract.Id(load_default=None, allow_none=True)
-
-
-class StationSessionIn(Schema):
-    category = fields.String(required=True, validate=validate.OneOf(contract.VOLUNTEER_SKILLS))
-    weekday = fields.Integer(required=True, strict=True, validate=validate.Range(0, 6))
-    start = contract.ClockTime(required=True)
-    end = contract.ClockTime(required=True, metadata={"description": ORDERED})
-    volunteer_id = contract.Id(required=True, metadata={"description": "A volunteer who offers this category."})
-    slots = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100))
-
-    @validates_schema
-    def _order(self, data, **kwargs):
-        if data["end"] <= data["start"]:
-            raise ValidationError({"end": [ORDERED]})
+# The console validates with the same schemas: they live in the contract.
+StationIn, StationSessionIn = contract.StationIn, contract.StationSessionIn
 
 
 class StationSessionOut(Schema):
@@ -242,6 +225,10 @@ class HoursOut(Schema):
     correction_hours = fields.Decimal(as_string=True, allow_none=True)
     correction_reason = fields.String()
     completed_at = fields.AwareDateTime()
+    confirmed_at = fields.AwareDateTime(allow_none=True)
+    # The office's correction: the hours before it and why (who: confirmed_by).
+    corrected_from = fields.Decimal(as_string=True, allow_none=True)
+    corrected_reason = fields.String()
 
 
 def decimal_between(low: str, high: str):
@@ -260,16 +247,11 @@ def amount_field(low: str, high: str, *validators, metadata=None, **kwargs) -> f
                           metadata={"minimum": float(low), "maximum": float(high), **(metadata or {})}, **kwargs)
 
 
-def _half_hour_steps(value):
-    if value is not None and (value * 2) % 1:
-        raise ValidationError("Hours are counted in 0.5 h steps.")
-
-
 def hours_field(**kwargs) -> fields.Decimal:
     """Service hours as the time bank counts them: half an hour to a day, in
     0.5 h steps (as completion rounds them). One rule for staff confirming
     hours and for volunteers asking for a correction."""
-    return amount_field("0.5", "24", _half_hour_steps, metadata={"multipleOf": 0.5}, **kwargs)
+    return amount_field("0.5", "24", contract.half_hour_steps, metadata={"multipleOf": 0.5}, **kwargs)
 
 
 class ConfirmIn(Schema):

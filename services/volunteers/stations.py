@@ -1,4 +1,6 @@
 """Service stations (翠邻里服务站): fixed place, fixed time, fixed person.
+The office adds stations and adds, changes and removes their weekly
+sessions from the console (contract.STATION_CHANGE, apply_change).
 A station request books the next weekly session of its service with a free
 slot that fits the resident's window, instead of an at-home visit; the
 resident is told when and where.
@@ -16,8 +18,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from services.common.inbox import Permanent
+
 from . import engine
-from .models import Booking, ServiceRequest, StationSession
+from .models import Booking, ServiceRequest, Station, StationSession, Volunteer
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher
@@ -87,3 +91,51 @@ def _occurrences(sessions, now: datetime, weeks: int) -> list[tuple[datetime, St
                 found.append((datetime.combine(day, sess.start_time, engine.SHANGHAI), sess))
     found.sort(key=lambda pair: (pair[0], pair[1].id))
     return found
+
+
+def _session_volunteer(session, data: dict) -> Volunteer:
+    vol = session.get(Volunteer, data["volunteer_id"])
+    if vol is None or data["category"] not in vol.skill_codes:
+        # The console checked this when the office saved it; nothing to retry.
+        raise Permanent("the volunteer does not offer this service")
+    return vol
+
+
+def apply_change(session, data: dict) -> str:
+    """A station or weekly session the office added, changed or removed in
+    the console. A removed session takes no new bookings; its booked slots
+    stay. The same change sent twice has one effect (and the inbox keeps
+    one message once). What was done, for the log."""
+    action = data["action"]
+    if action == "add_station":
+        st = data["station"]
+        if session.scalar(select(Station.id).where(Station.code == st["code"])) is not None:
+            return "exists"
+        if st["lead_volunteer_id"] is not None and session.get(Volunteer, st["lead_volunteer_id"]) is None:
+            raise Permanent("no such lead volunteer")
+        session.add(Station(**st))
+        return "added"
+    if action == "add_session":
+        if session.get(Station, data["station_id"]) is None:
+            raise LookupError("station not received yet")  # retried: its add_station may be on its way
+        values = data["session"]
+        _session_volunteer(session, values)
+        row = dict(station_id=data["station_id"], category=values["category"], weekday=values["weekday"],
+                   start_time=values["start"], end_time=values["end"], volunteer_id=values["volunteer_id"],
+                   slots=values["slots"])
+        same = session.scalar(select(StationSession.id).filter_by(active=True, **row))
+        if same is None:
+            session.add(StationSession(**row))
+        return "added"
+    sess = session.get(StationSession, data["session_id"])
+    if sess is None:
+        raise Permanent("no such session")
+    if action == "remove_session":
+        sess.active = False
+        return "removed"
+    values = data["session"]
+    _session_volunteer(session, values)
+    sess.category, sess.weekday, sess.volunteer_id, sess.slots = (values["category"], values["weekday"],
+                                                                 values["volunteer_id"], values["slots"])
+    sess.start_time, sess.end_time = values["start"], values["end"]
+    return "changed"

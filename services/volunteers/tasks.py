@@ -1,5 +1,6 @@
 """Matching's consumers: requests submitted and cancelled, residents'
-feedback and staff actions from the console (all from intake), delivery
+feedback, staff actions and the office's changes to stations, sessions and
+hours from the console (all from intake), delivery
 failures (from notify), and the periodic jobs and outbox relay sent by
 beat. Tasks are where matching's operations are committed: once per
 message (the inbox's consume), once per digest, and a request at a time
@@ -14,9 +15,10 @@ from services.common import extensions as ext
 from services.common.inbox import consume
 from services.common.queueing import redis_client
 
-from . import jobs
+from . import jobs, stations
 from .dispatch import Dispatcher, dispatcher
 from .models import DeadMessage, ProcessedMessage, ServiceRequest
+from .timebank import TimeBank
 
 
 def _consume(task, message, handler):
@@ -50,6 +52,16 @@ def feedback_received(self, message):
 @shared_task(name=contract.STAFF_ACTION, bind=True)
 def staff_action(self, message):
     return _consume(self, message, lambda session, data, env: dispatcher(session).staff_action(data))
+
+
+@shared_task(name=contract.STATION_CHANGE, bind=True)
+def station_change(self, message):
+    return _consume(self, message, lambda session, data, env: stations.apply_change(session, data))
+
+
+@shared_task(name=contract.HOURS_REVIEW, bind=True)
+def hours_review(self, message):
+    return _consume(self, message, lambda session, data, env: TimeBank(session).review(data))
 
 
 @shared_task(name=contract.DELIVERY_FAILED, bind=True)

@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import func, select
 
 from services.common.clock import utcnow
+from services.common.inbox import Permanent
 
 from .models import CoinEntry, HoursEntry
 
@@ -51,6 +52,24 @@ class TimeBank:
         else:
             coin.amount = entry.hours
         return True
+
+    def review(self, data: dict) -> HoursEntry:
+        """The office's confirmation or correction from the console
+        (contract.HOURS_REVIEW). A correction keeps the hours before it and
+        the reason; coins follow the confirmed hours, once per entry."""
+        entry = self.session.get(HoursEntry, data["entry_id"])
+        if entry is None:
+            raise Permanent("no such hours entry")
+        hours = None
+        if data["action"] == "correct":
+            hours = data["hours"]
+            if entry.hours != hours:
+                entry.corrected_from = entry.hours
+            entry.corrected_reason = data["reason"]
+        self.confirm_hours(entry, by=data["actor"], hours=hours)
+        log.info("hours reviewed", extra={"hours_entry_id": entry.id, "action": data["action"],
+                                          "actor": data["actor"]})
+        return entry
 
     def coin_balance(self, volunteer_id: int) -> Decimal:
         total = self.session.scalar(select(func.coalesce(func.sum(CoinEntry.amount), 0))

@@ -1,12 +1,13 @@
 """The staff console (/staff): the request queue, a request's full story
 and the actions on it, proxy intake, the dashboard, volunteers and the
-contact access log — a module per page family, all on one blueprint.
+contact access log, the office's pages — a module per page family, all on one blueprint.
 
 Everything here is scoped (staff.Scope): a grid leader never sees, nor acts
 on, a request outside their grid — a request by id outside the scope is a
 403. What other services hold is read over their HTTP APIs with the service
 token; what they must change is asked for through the outbox (tasks)."""
-from . import access, auth, dashboard, detail, proxy, queue, volunteers  # noqa: F401  (their pages join the blueprint)
+# Their pages join the blueprint; accounts, office, stations and hours are the office's (办公).
+from . import access, accounts, auth, dashboard, detail, hours, office, proxy, queue, stations, volunteers  # noqa: F401, E501
 from .blueprint import console
 
 __all__ = ["console"]
