@@ -14,7 +14,7 @@ from services.common import extensions as ext
 from services.common.inbox import consume
 from services.common.queueing import redis_client
 
-from . import jobs
+from . import jobs, registry
 from .dispatch import Dispatcher, dispatcher
 from .models import DeadMessage, ProcessedMessage, ServiceRequest
 
@@ -50,6 +50,12 @@ def feedback_received(self, message):
 @shared_task(name=contract.STAFF_ACTION, bind=True)
 def staff_action(self, message):
     return _consume(self, message, lambda session, data, env: dispatcher(session).staff_action(data))
+
+
+@shared_task(name=contract.ROSTER_IMPORT, bind=True)
+def roster_import(self, message):
+    return _consume(self, message, lambda session, data, env: registry.import_rows(
+        session, data, current_app.config["PHONE_DIGEST_KEY"], ext.clock().now()))
 
 
 @shared_task(name=contract.DELIVERY_FAILED, bind=True)
