@@ -161,3 +161,79 @@ def sign_in(world: World, client, phone: str):
     path = re.sub(r"^https?://[^/]+", "", link)
     confirm = client.get(path).get_data(as_text=True)
     return path, client.post(path, data={"csrf_token": csrf_token(confirm)})
+
+
+# --- the staff console: accounts, sign-in, and its reads of matching ---
+
+PASSWORD = "correct horse battery"
+
+
+def add_staff(app) -> None:
+    """The office, a grid leader of G1 and of G2, and the hallway leader of 3:1."""
+    from services.requests import staff
+
+    with app.app_context():
+        s = app.extensions["db"].Session
+        staff.create(s, "admin", PASSWORD, "admin", "社区办公室")
+        staff.create(s, "g1", PASSWORD, "grid_leader", "一网格", grid="G1")
+        staff.create(s, "g2", PASSWORD, "grid_leader", "二网格", grid="G2")
+        staff.create(s, "hall", PASSWORD, "hallway_leader", "3幢1单元楼道长", stairwells=["3:1"])
+        s.commit()
+
+
+def staff_sign_in(app, username, password=PASSWORD, client=None, addr="10.0.0.1"):
+    client = client or app.test_client()
+    page = client.get("/staff/login", environ_base={"REMOTE_ADDR": addr})
+    resp = client.post("/staff/login", data={"username": username, "password": password,
+                                              "csrf_token": csrf_token(page.text)},
+                       environ_base={"REMOTE_ADDR": addr})
+    return client, resp
+
+
+def staff_signed_in(app, username):
+    client, resp = staff_sign_in(app, username)
+    assert resp.status_code == 303, resp.text
+    return client
+
+
+class _Answer:
+    """What services.common.web reads of a `requests` response."""
+
+    def __init__(self, resp):
+        self.status_code, self.headers, self._json = resp.status_code, resp.headers, resp.get_json(silent=True)
+
+    def raise_for_status(self):
+        from services.common import web
+
+        if self.status_code >= 400:
+            raise web.http.HTTPError(f"{self.status_code}")
+
+    def json(self):
+        if self._json is None:
+            raise ValueError("not JSON")
+        return self._json
+
+
+def console_reads(monkeypatch, matching_app) -> None:
+    """The console's reads of matching's API (services.common.web) answered
+    by `matching_app` in process, with the headers the console really sends
+    (its token and the signed-in member's claims)."""
+    from services.common import web
+
+    client = matching_app.test_client()
+
+    def get(url, headers, timeout):
+        path = url.split("://", 1)[1].split("/", 1)[1]
+        return _Answer(client.get("/" + path, headers=headers))
+
+    monkeypatch.setattr(web.http, "get", get)
+
+
+def outbox_messages(app, task_name) -> list[dict]:
+    """The envelopes `app` staged for `task_name`, oldest first."""
+    from services.requests.models import OutboxMessage as IntakeOutbox
+
+    with app.app_context():
+        rows = app.extensions["db"].Session.scalars(
+            select(IntakeOutbox).where(IntakeOutbox.task_name == task_name).order_by(IntakeOutbox.created_at)).all()
+        return [r.envelope for r in rows]

@@ -15,42 +15,18 @@ from services.common import contract
 from services.requests import hotline, operations, staff
 from services.requests.models import ContactAccess, OutboxMessage, ServiceRequest, StaffMember
 from tests.conftest import ADMIN_TOKEN, VOLUNTEERS_TOKEN, csrf_token
-from tests.factories import RESIDENT
+from tests.factories import PASSWORD, RESIDENT, add_staff
+from tests.factories import staff_sign_in as sign_in
+from tests.factories import staff_signed_in as signed_in
 
-PASSWORD = "correct horse battery"
-G1_BUILDING, G2_BUILDING = "3", "14"
-COOKIE = "linli_requests_session"  # grids G1 and G2 of the demo community
-
-
-def add_staff(app) -> None:
-    with app.app_context():
-        s = app.extensions["db"].Session
-        staff.create(s, "admin", PASSWORD, "admin", "社区办公室")
-        staff.create(s, "g1", PASSWORD, "grid_leader", "一网格", grid="G1")
-        staff.create(s, "g2", PASSWORD, "grid_leader", "二网格", grid="G2")
-        staff.create(s, "hall", PASSWORD, "hallway_leader", "3幢1单元楼道长", stairwells=["3:1"])
-        s.commit()
+G1_BUILDING, G2_BUILDING = "3", "14"  # grids G1 and G2 of the demo community
+COOKIE = "linli_requests_session"
 
 
 @pytest.fixture
 def app(make_app):
     # The accounts are made once, in the session's template (argon2 is slow on purpose).
     return make_app("requests", setup=add_staff)
-
-
-def sign_in(app, username, password=PASSWORD, client=None, addr="10.0.0.1"):
-    client = client or app.test_client()
-    page = client.get("/staff/login", environ_base={"REMOTE_ADDR": addr})
-    resp = client.post("/staff/login", data={"username": username, "password": password,
-                                              "csrf_token": csrf_token(page.text)},
-                       environ_base={"REMOTE_ADDR": addr})
-    return client, resp
-
-
-def signed_in(app, username):
-    client, resp = sign_in(app, username)
-    assert resp.status_code == 303, resp.text
-    return client
 
 
 def submit(app, building, **changes):

@@ -49,6 +49,20 @@ class RosterTooLarge(ValueError):
     """The file is past a configured bound; nothing of it is imported."""
 
 
+def roster_settings() -> dict:
+    """The bounds on a roster file, from the environment; the same in matching
+    and in the console that checks a file before handing its rows over."""
+    from .settings import integer
+
+    # Roster files are read whole before the first row is checked: a bound on
+    # the upload, on what an XLSX (a zip) unpacks to, and on rows and columns
+    # keeps a bad or hostile file from taking the process's memory.
+    return {"ROSTER_MAX_BYTES": integer("LINLI_ROSTER_MAX_BYTES", 5 * 1024 * 1024),
+            "ROSTER_MAX_UNPACKED_BYTES": integer("LINLI_ROSTER_MAX_UNPACKED_BYTES", 50 * 1024 * 1024),
+            "ROSTER_MAX_ROWS": integer("LINLI_ROSTER_MAX_ROWS", 5000),
+            "ROSTER_MAX_COLUMNS": integer("LINLI_ROSTER_MAX_COLUMNS", 50)}
+
+
 def limits(cfg) -> dict:
     """read_rows' bounds from the service configuration."""
     return {"max_rows": cfg["ROSTER_MAX_ROWS"], "max_columns": cfg["ROSTER_MAX_COLUMNS"],

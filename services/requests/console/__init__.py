@@ -6,7 +6,7 @@ Everything here is scoped (staff.Scope): a grid leader never sees, nor acts
 on, a request outside their grid — a request by id outside the scope is a
 403. What other services hold is read over their HTTP APIs with the service
 token; what they must change is asked for through the outbox (tasks)."""
-from . import access, auth, dashboard, detail, proxy, queue, volunteers  # noqa: F401  (their pages join the blueprint)
+from . import access, auth, dashboard, detail, proxy, queue, roster, volunteers  # noqa: F401  (their pages join the blueprint)
 from .blueprint import console
 
 __all__ = ["console"]
