@@ -237,3 +237,32 @@ def test_a_grid_leaders_roster_rows_outside_their_grid_are_errors(intake, matchi
     assert 'data-row="3"' in resp.text
     [message] = outbox_messages(intake, contract.ROSTER_IMPORT)
     assert message["data"]["grid"] == "G1" and message["data"]["row_numbers"] == [2]
+
+
+def test_the_migration_keeps_credentials_and_runs_both_ways(make_app, backend):
+    """v0003office: a credential verified before it keeps its verification
+    (verifier and time unknown); staff changes get their table; and back."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from services.common.db import Database
+    from services.volunteers import VERSIONS
+    from services.volunteers.models import Base
+
+    app = make_app("volunteers", backend=backend)
+    vid = register(app, skills=["health_check"], verified=["health_check"])
+    db = Database(app.config["DATABASE_URL"])
+    cfg = db.alembic_config(VERSIONS, Base.metadata)
+    command.downgrade(cfg, "v0002security")
+    assert "staff_change" not in inspect(db.engine).get_table_names()
+    assert "verified_by" not in {c["name"] for c in inspect(db.engine).get_columns("volunteer_skill")}
+    command.upgrade(cfg, "head")
+    with db.engine.connect() as conn:
+        row = conn.execute(text("SELECT verified, verified_by, verified_at FROM volunteer_skill"
+                                " WHERE volunteer_id = :v"), {"v": vid}).one()
+        assert (bool(row[0]), row[1], row[2]) == (True, None, None)
+        assert conn.execute(text("SELECT count(*) FROM staff_change")).scalar() == 0
+    db.engine.dispose()
+    page = app.test_client().get(f"/api/v1/volunteers/{vid}",
+                                 headers={"Authorization": f"Bearer {app.config['ADMIN_TOKEN']}"}).json
+    assert page["credentials"] == [{"skill": "health_check", "verified_by": None, "verified_at": None}]
