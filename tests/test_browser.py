@@ -327,7 +327,7 @@ def test_the_office_registers_a_volunteer_and_imports_a_roster_in_the_console(sy
     page.click("text=登记志愿者")
     page.fill("#name", "李医生")
     page.fill("#phone", "12345")  # wrong: said next to the field, nothing sent
-    page.click("main form button[type=submit]")
+    page.click("#volunteer-form button[type=submit]")
     assert page.get_attribute("#phone", "aria-invalid") == "true" and page.is_visible("#phone-error")
     axe_clean(page, f"volunteer-register-errors-{width}")
     if width == 375:
@@ -340,7 +340,7 @@ def test_the_office_registers_a_volunteer_and_imports_a_roster_in_the_console(sy
     page.select_option("select[name=window-0-weekday]", "5")
     page.fill("input[name=window-0-start]", "09:00")
     page.fill("input[name=window-0-end]", "11:00")
-    page.click("main form button[type=submit]")
+    page.click("#volunteer-form button[type=submit]")
     page.wait_for_url(re.compile(r"/staff/volunteers/changes/[0-9a-f-]{36}"))
     for _ in range(30):  # the page looks again by itself; matching's worker carries the change out
         if page.get_attribute("#change-status", "data-state") == "done":
@@ -358,7 +358,7 @@ def test_the_office_registers_a_volunteer_and_imports_a_roster_in_the_console(sy
               "李四,123,99,1,haircut\n").encode()
     page.set_input_files("#file", files=[{"name": "roster.csv", "mimeType": "text/csv", "buffer": roster}])
     page.check("input[name=mode][value=valid]")
-    page.click("main form button[type=submit]")
+    page.click("#roster-form button[type=submit]")
     page.wait_for_selector("#roster-errors")
     assert page.locator("#roster-errors tr[data-row='3']").count() >= 2  # phone and building
     axe_clean(page, f"roster-report-{width}")
