@@ -266,3 +266,38 @@ def test_the_migration_keeps_credentials_and_runs_both_ways(make_app, backend):
     page = app.test_client().get(f"/api/v1/volunteers/{vid}",
                                  headers={"Authorization": f"Bearer {app.config['ADMIN_TOKEN']}"}).json
     assert page["credentials"] == [{"skill": "health_check", "verified_by": None, "verified_at": None}]
+
+
+def test_no_full_phone_number_in_any_log_line_or_url(intake, matching, caplog):
+    from services.common.web import JsonFormatter
+
+    caplog.set_level("INFO")
+    office = staff_signed_in(intake, "admin")
+    sent = post(office, "/staff/volunteers/new", FORM)
+    assert "13911112222" not in sent.headers["Location"]
+    [message] = outbox_messages(intake, contract.STAFF_ACTION)
+    deliver(matching, message)
+    office.get(sent.headers["Location"])
+    lines = [JsonFormatter().format(r) for r in caplog.records]
+    assert lines and not [line for line in lines if "13911112222" in line]
+
+
+def test_matching_refuses_an_update_to_a_known_phone_or_below_the_tasks_in_hand(intake, matching):
+    first = register(matching, phone="13911116666", capacity=3)
+    register(matching, phone="13911117777")
+    base = {"action": "update", "actor": "staff:1", "volunteer_id": first}
+    taken = contract.envelope(contract.STAFF_ACTION, {**base, "change_id": "1b0b3c86-3b5d-4d0e-9d3a-5c7f0f7f0a03",
+                                                      "changes": {"phone": "13911117777"}}, source="requests")
+    deliver(matching, taken)
+    with matching.app_context():
+        session = matching.extensions["db"].Session
+        assert session.get(StaffChange, "1b0b3c86-3b5d-4d0e-9d3a-5c7f0f7f0a03").reason == "phone_taken"
+        session.get(Volunteer, first).active_tasks = 2
+        session.commit()
+    busy = contract.envelope(contract.STAFF_ACTION, {**base, "change_id": "2b0b3c86-3b5d-4d0e-9d3a-5c7f0f7f0a04",
+                                                     "changes": {"capacity": 1}}, source="requests")
+    assert deliver(matching, busy) == "done"  # refused, recorded, not retried
+    assert volunteer_by_phone(matching, "13911116666").capacity == 3
+    with matching.app_context():
+        change = matching.extensions["db"].Session.get(StaffChange, "2b0b3c86-3b5d-4d0e-9d3a-5c7f0f7f0a04")
+        assert change.reason == "busy"
