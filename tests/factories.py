@@ -28,6 +28,8 @@ def console_for(app, role: str = "admin", grid: str | None = None, stairwells=()
     with app.app_context():
         claims = vouch(StaffClaims(f"staff:{staff_id}", role, grid, tuple(stairwells)))
     return {"Authorization": f"Bearer {REQUESTS_TOKEN}", STAFF_HEADER: claims}
+
+
 # --- staff in the console (intake) ---
 
 PASSWORD = "correct horse battery"
@@ -195,3 +197,49 @@ def sign_in(world: World, client, phone: str):
     path = re.sub(r"^https?://[^/]+", "", link)
     confirm = client.get(path).get_data(as_text=True)
     return path, client.post(path, data={"csrf_token": csrf_token(confirm)})
+
+
+# --- the staff console's reads of matching ---
+
+
+class _Answer:
+    """What services.common.web reads of a `requests` response."""
+
+    def __init__(self, resp):
+        self.status_code, self.headers, self._json = resp.status_code, resp.headers, resp.get_json(silent=True)
+
+    def raise_for_status(self):
+        from services.common import web
+
+        if self.status_code >= 400:
+            raise web.http.HTTPError(f"{self.status_code}")
+
+    def json(self):
+        if self._json is None:
+            raise ValueError("not JSON")
+        return self._json
+
+
+def console_reads(monkeypatch, matching_app) -> None:
+    """The console's reads of matching's API (services.common.web) answered
+    by `matching_app` in process, with the headers the console really sends
+    (its token and the signed-in member's claims)."""
+    from services.common import web
+
+    client = matching_app.test_client()
+
+    def get(url, headers, timeout):
+        path = url.split("://", 1)[1].split("/", 1)[1]
+        return _Answer(client.get("/" + path, headers=headers))
+
+    monkeypatch.setattr(web.http, "get", get)
+
+
+def outbox_messages(app, task_name) -> list[dict]:
+    """The envelopes `app` staged for `task_name`, oldest first."""
+    from services.requests.models import OutboxMessage as IntakeOutbox
+
+    with app.app_context():
+        rows = app.extensions["db"].Session.scalars(
+            select(IntakeOutbox).where(IntakeOutbox.task_name == task_name).order_by(IntakeOutbox.created_at)).all()
+        return [r.envelope for r in rows]

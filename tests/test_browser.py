@@ -530,3 +530,71 @@ def test_the_office_creates_a_staff_account_edits_a_session_and_confirms_hours(s
         context.close()
     confirmed = requests.get(f"{v}/api/v1/hours?status=confirmed", headers=system.admin(), timeout=5).json()
     assert sorted(e["hours"] for e in confirmed if e["volunteer_id"] == vid)[-1] == "1.5"
+
+
+def screenshot_axe_clean(page, tag: str) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{tag}.png"), full_page=True)
+    violations = Axe().run(page).response["violations"]
+    bad = [(v["id"], v["impact"], len(v["nodes"])) for v in violations if v["impact"] in ("serious", "critical")]
+    assert not bad, (tag, bad)
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_the_office_registers_a_volunteer_and_imports_a_roster_in_the_console(system, browser, width):
+    """No API for the office's daily work: the form with its field errors,
+    the change carried out by matching's worker, a roster with a bad row."""
+    phone = f"139000034{width % 100:02d}"
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    page = sign_in_staff(context, system)
+    page.goto(f"{system.urls['requests']}/staff/volunteers")
+    page.click("text=登记志愿者")
+    page.fill("#name", "李医生")
+    page.fill("#phone", "12345")  # wrong: said next to the field, nothing sent
+    page.click("#volunteer-form button[type=submit]")
+    assert page.get_attribute("#phone", "aria-invalid") == "true" and page.is_visible("#phone-error")
+    screenshot_axe_clean(page, f"volunteer-register-errors-{width}")
+    if width == 375:
+        assert not layout_problems(page, elder=False)
+    page.fill("#phone", phone)
+    page.select_option("#building", "3")
+    page.fill("#unit", "1")
+    page.check("input[name=skills][value=health_check]")
+    page.check("input[name=verified][value=health_check]")
+    page.select_option("select[name=window-0-weekday]", "5")
+    page.fill("input[name=window-0-start]", "09:00")
+    page.fill("input[name=window-0-end]", "11:00")
+    page.click("#volunteer-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/staff/volunteers/changes/[0-9a-f-]{36}"))
+    for _ in range(30):  # the page looks again by itself; matching's worker carries the change out
+        if page.get_attribute("#change-status", "data-state") == "done":
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    assert page.get_attribute("#change-status", "data-state") == "done"
+    text = page.inner_text("main")
+    assert "健康体检" in text and "社区办公室" in text and phone not in text
+    screenshot_axe_clean(page, f"volunteer-registered-{width}")
+
+    page.goto(f"{system.urls['requests']}/staff/volunteers/import")
+    roster = ("name,phone,building,unit,skills\n"
+              f"张三,1390000{width:04d},3,1,haircut\n"
+              "李四,123,99,1,haircut\n").encode()
+    page.set_input_files("#file", files=[{"name": "roster.csv", "mimeType": "text/csv", "buffer": roster}])
+    page.check("input[name=mode][value=valid]")
+    page.click("#roster-form button[type=submit]")
+    page.wait_for_selector("#roster-errors")
+    assert page.locator("#roster-errors tr[data-row='3']").count() >= 2  # phone and building
+    screenshot_axe_clean(page, f"roster-report-{width}")
+    if width == 375:
+        assert not layout_problems(page, elder=False)
+    page.click("text=查看导入何时生效")
+    for _ in range(30):
+        if page.get_attribute("#change-status", "data-state") == "done":
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    assert page.get_attribute("#change-status", "data-state") == "done"
+    context.close()

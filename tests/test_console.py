@@ -19,8 +19,8 @@ from tests.factories import PASSWORD, RESIDENT, add_staff
 from tests.factories import staff_sign_in as sign_in
 from tests.factories import staff_signed_in as signed_in
 
-G1_BUILDING, G2_BUILDING = "3", "14"
-COOKIE = "linli_requests_session"  # grids G1 and G2 of the demo community
+G1_BUILDING, G2_BUILDING = "3", "14"  # grids G1 and G2 of the demo community
+COOKIE = "linli_requests_session"
 
 
 @pytest.fixture

@@ -268,8 +268,9 @@ def test_staff_console_proxy_intake_and_reassign(system):
                      data={"capacity": "11", "csrf_token": csrf_token(form.text)})
     assert bad.status_code == 422 and 'id="capacity-error"' in bad.text and 'id="skills-error"' in bad.text
     saved = staff.post(f"{urls['requests']}/staff/volunteers/{chen}", timeout=10, data=[
-        ("capacity", "3"), ("skills", "haircut"), ("skills", "sharpening"), ("csrf_token", csrf_token(form.text))])
-    assert saved.status_code == 200 and "done=update" in saved.url
+        ("name", "陈美华"), ("building", "4"), ("unit", "1"), ("active", "1"), ("capacity", "3"),
+        ("skills", "haircut"), ("skills", "sharpening"), ("csrf_token", csrf_token(form.text))])
+    assert saved.status_code == 200 and "/staff/volunteers/changes/" in saved.url
     wait_for(lambda: (lambda v: v["capacity"] == 3 and sorted(v["skills"]) == ["haircut", "sharpening"])(
         requests.get(f"{urls['volunteers']}/api/v1/volunteers/{chen}", headers=system.admin(), timeout=5).json()),
         timeout=20, what="the volunteer's new capacity and services")

@@ -19,8 +19,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from . import community
 from .i18n import N_, translate
 
 # --- Queues: one per service; a worker consumes only its own (-Q <name>). ---
@@ -50,6 +51,8 @@ DELIVERY_FAILED = "volunteers.delivery_failed"
 # answers a request action with a status change, or says why it refused.
 STAFF_ACTION = "volunteers.staff_action"
 STAFF_ACTION_REFUSED = "requests.staff_action_refused"
+# A roster the console read and checked, its good rows handed to matching at once.
+ROSTER_IMPORT = "volunteers.roster_import"
 # Intake's own timers: the follow-up (回访) the day after completion, and the
 # retention job that anonymises residents' data of long-closed requests.
 FOLLOW_UP = "requests.follow_up"
@@ -247,12 +250,130 @@ REASONS = {
     "reopened": N_("the resident is not satisfied"),
 }
 
+# --- The volunteer registry's input: matching owns the registry; the console
+# checks a form or a roster with the same schemas before it asks. ---
+
+MOBILE = re.compile(r"^1[3-9]\d{9}$")
+ORDERED = N_("The end must be after the start.")
+VERIFIED = N_("Only skills the volunteer has can be verified.")
+APPRISE = N_("Not a channel URL Apprise understands (e.g. wecombot://KEY, mailto://…, json://…).")
+UNKNOWN_BUILDING = N_("Choose a building of the community.")
+NO_SUCH_UNIT = N_("That building has no such unit.")
+PHONE_TAKEN = N_("A volunteer with this phone number is registered already.")
+
+
+def channel_ok(url: str) -> None:
+    """What Apprise understands, beyond the scheme (channel_url)."""
+    import apprise  # only where a channel URL is checked: the import is slow
+
+    if CHANNEL_URL.match(url) and apprise.Apprise.instantiate(url) is None:
+        raise ValidationError(APPRISE)
+
+
+def place_errors(building: str | None, unit: str | None) -> dict:
+    """A building and unit checked against the community layout (the file
+    every service seeds from): {field: [message]}, empty when they exist."""
+    if building is None:
+        return {}
+    found = next((b for b in community.buildings() if b["code"] == building), None)
+    if found is None:
+        return {"building": [UNKNOWN_BUILDING]}
+    if unit and unit not in found["units"]:
+        return {"unit": [NO_SUCH_UNIT]}
+    return {}
+
+
+def grid_of(building: str) -> str | None:
+    return next((b["grid"] for b in community.buildings() if b["code"] == building), None)
+
+
+class WindowSchema(Schema):
+    """A weekly window in Hangzhou time, e.g. Saturday 09:00-11:00."""
+
+    weekday = fields.Integer(required=True, strict=True, validate=validate.Range(0, 6, error=N_("Choose a weekday.")),
+                             error_messages={"required": N_("Choose a weekday."), "invalid": N_("Choose a weekday.")})
+    start = ClockTime(required=True, error_messages={"required": N_("A time of day, e.g. 09:00."),
+                                                     "invalid": N_("A time of day, e.g. 09:00.")})
+    end = ClockTime(required=True, metadata={"description": ORDERED},
+                    error_messages={"required": N_("A time of day, e.g. 09:00."),
+                                    "invalid": N_("A time of day, e.g. 09:00.")})
+
+    @validates_schema
+    def _order(self, data, **kwargs):
+        if data["end"] <= data["start"]:
+            raise ValidationError({"end": [ORDERED]})
+
+
+def _skills(**kwargs) -> fields.List:
+    return fields.List(fields.String(validate=validate.OneOf(VOLUNTEER_SKILLS, error=N_("Not a service volunteers "
+                                                                                        "offer."))), **kwargs)
+
+
+class VolunteerIn(Schema):
+    """A volunteer as the office registers them (志愿者登记): the registry API's
+    body, a roster row, the console's form, and the register task's payload."""
+
+    name = fields.String(required=True, validate=validate.Length(1, 64, error=N_("A name of 1 to 64 characters.")),
+                         error_messages={"required": N_("A name of 1 to 64 characters.")})
+    display_name = fields.String(load_default=None, allow_none=True,
+                                 validate=validate.Length(1, 64, error=N_("A name of 1 to 64 characters.")))
+    phone = fields.String(required=True, validate=validate.Regexp(MOBILE, error=N_("Enter an 11-digit mobile number.")),
+                          error_messages={"required": N_("Enter an 11-digit mobile number.")})
+    building = fields.String(required=True, validate=validate.Length(1, 16, error=UNKNOWN_BUILDING),
+                             error_messages={"required": UNKNOWN_BUILDING},
+                             metadata=community.documented_building())
+    unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 8, error=NO_SUCH_UNIT),
+                         metadata=community.documented_unit())
+    skills = _skills(required=True, validate=validate.Length(1, len(VOLUNTEER_SKILLS),
+                                                             error=N_("Choose at least one service.")),
+                     error_messages={"required": N_("Choose at least one service.")},
+                     metadata={"uniqueItems": True})  # checked by _unique
+    # Skills whose credential staff have checked (required for health checks, prenatal guidance).
+    verified = _skills(load_default=list, metadata={"description": VERIFIED})
+    teams = fields.List(fields.String(validate=validate.Length(1, 32, error=N_("A team name of 1 to 32 characters."))),
+                        load_default=list, validate=validate.Length(0, 10, error=N_("At most 10 teams.")))
+    capacity = fields.Integer(load_default=1, strict=True,
+                              validate=validate.Range(1, 10, error=N_("Between 1 and 10 tasks.")),
+                              error_messages={"invalid": N_("Between 1 and 10 tasks.")})
+    channels = fields.List(fields.String(validate=[validate.Length(1, 2000), channel_url, channel_ok],
+                                         metadata={"description": "A channel URL Apprise understands "
+                                                                  "(the scheme is not enough)."}),
+                           load_default=list, validate=validate.Length(0, 5, error=N_("At most 5 channels.")))
+    language = fields.String(load_default="zh-CN", validate=validate.OneOf(LANGUAGES))
+    windows = fields.List(fields.Nested(WindowSchema), load_default=list,
+                          validate=validate.Length(0, 21, error=N_("At most 21 weekly windows.")))
+    days_off = fields.List(fields.Date(error_messages={"invalid": N_("A date, e.g. 2026-12-24.")}),
+                           load_default=list, validate=validate.Length(0, 366))
+    active = fields.Boolean(load_default=True)
+
+    @validates("skills")
+    def _unique(self, value, **kwargs):
+        if len(set(value)) != len(value):
+            raise ValidationError(N_("Each skill once."))
+
+    @validates_schema(skip_on_field_errors=False)
+    def _cross(self, data, partial=False, **kwargs):
+        errors = place_errors(data.get("building"), data.get("unit"))
+        if "verified" in data and "skills" in data and set(data["verified"]) - set(data["skills"]):
+            errors["verified"] = [VERIFIED]
+        if errors:
+            raise ValidationError(errors)
+
+
+class VolunteerPatch(VolunteerIn):
+    """The same fields, any subset (use with partial=VolunteerPatch.ANY): a
+    window given is whole (partial=True would let one lack its end)."""
+
+    ANY = tuple(VolunteerIn._declared_fields)
+
 
 STAFF_REQUEST_ACTIONS = ("assign", "escalate", "close")
 # Why staff escalate: the words leaders read in their message (notify's
 # REASONS). A free-text note goes with it into the timeline, not the reason.
 STAFF_ESCALATION_REASONS = ("staff", "handed_back", "reopened")
-STAFF_VOLUNTEER_ACTIONS = ("activate", "deactivate", "update")
+STAFF_VOLUNTEER_ACTIONS = ("activate", "deactivate", "update", "register")
+# Why matching did not carry out a registry change (the console shows it).
+REGISTRY_REFUSALS = ("phone_taken", "out_of_scope", "no_such_volunteer")
 
 
 class StaffAction(Schema):
@@ -266,19 +387,52 @@ class StaffAction(Schema):
     note = fields.String(load_default="", validate=validate.Length(0, 500))
     # escalate: why, in fixed words (the note is free text).
     reason = fields.String(load_default="staff", validate=validate.OneOf(STAFF_ESCALATION_REASONS))
-    # update: what the office changed about a volunteer.
+    # update (as sent before registering came to the console): capacity and skills only.
     capacity = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(1, 10))
     skills = fields.List(fields.String(validate=validate.OneOf(VOLUNTEER_SKILLS)), load_default=None,
                          allow_none=True, validate=validate.Length(1, len(VOLUNTEER_SKILLS)))
+    # register: the new volunteer; update: the fields the office changed.
+    volunteer = fields.Nested(VolunteerIn, load_default=None, allow_none=True)
+    changes = fields.Nested(VolunteerPatch(partial=VolunteerPatch.ANY), load_default=None, allow_none=True)
+    # The console's handle on a registry change: matching records the outcome
+    # under it (GET /api/v1/staff-changes/<id>), once however often it is sent.
+    change_id = fields.UUID(load_default=None, allow_none=True)
+    # A grid leader's grid: matching changes only volunteers living in it.
+    grid = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 16))
 
     @validates_schema
     def _targets(self, data, **kwargs):
         if data["action"] in STAFF_REQUEST_ACTIONS and not data.get("request_id"):
             raise ValidationError("A request action names its request.", "request_id")
-        if data["action"] in ("assign",) + STAFF_VOLUNTEER_ACTIONS and not data.get("volunteer_id"):
+        if data["action"] in ("assign",) + STAFF_VOLUNTEER_ACTIONS and data["action"] != "register" \
+                and not data.get("volunteer_id"):
             raise ValidationError("This action names a volunteer.", "volunteer_id")
-        if data["action"] == "update" and data.get("capacity") is None and not data.get("skills"):
+        if data["action"] == "update" and data.get("capacity") is None and not data.get("skills") \
+                and not data.get("changes"):
             raise ValidationError("An update changes the capacity or the skills.", "capacity")
+        if data["action"] == "register" and not (data.get("volunteer") and data.get("change_id")):
+            raise ValidationError("A registration carries the volunteer and a change id.", "volunteer")
+
+
+# One import task carries at most this many rows (matching's roster bound).
+ROSTER_TASK_ROWS = 5000
+
+
+class RosterImport(Schema):
+    """A roster's good rows, checked in the console, for matching to register
+    or update (by phone) in one transaction."""
+
+    change_id = fields.UUID(required=True)
+    actor = fields.String(required=True, validate=validate.Length(1, 64))
+    grid = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 16))
+    # Spreadsheet row numbers (2 = the first after the header), for the report.
+    row_numbers = fields.List(fields.Integer(strict=True, validate=validate.Range(2, 10**6)), required=True)
+    rows = fields.List(fields.Nested(VolunteerIn), required=True, validate=validate.Length(1, ROSTER_TASK_ROWS))
+
+    @validates_schema
+    def _aligned(self, data, **kwargs):
+        if len(data["row_numbers"]) != len(data["rows"]):
+            raise ValidationError("One row number per row.", "row_numbers")
 
 
 class StaffActionRefused(Schema):
@@ -313,6 +467,7 @@ PAYLOADS: dict[tuple[str, int], type[Schema]] = {
     (INBOX_READ, 1): InboxRead,
     (STAFF_ACTION, 1): StaffAction,
     (STAFF_ACTION_REFUSED, 1): StaffActionRefused,
+    (ROSTER_IMPORT, 1): RosterImport,
 }
 
 

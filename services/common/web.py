@@ -147,6 +147,10 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         entry.update({k: v for k, v in record.__dict__.items() if k not in self.SKIP})
+        if isinstance(entry.get("data"), dict):
+            # Celery's task lines carry the task's arguments: an envelope may
+            # hold a volunteer's phone number (a registration), never logged.
+            entry["data"] = {k: v for k, v in entry["data"].items() if k not in ("args", "kwargs")}
         if current_task and current_task.request.id:
             entry.setdefault("task_id", current_task.request.id)
             entry.setdefault("task", current_task.name)

@@ -35,6 +35,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_api(app, views.api)
     app.register_blueprint(views.web)
     app.register_blueprint(console)
+    # The console's roster upload takes a larger body than the rest.
+    app.config["BODY_LIMITS"] = {"console.roster_import": app.config["ROSTER_MAX_BYTES"] + 64 * 1024}
     staff.session_lifetime(app)
     staff.register_commands(app)
     register_db_commands(app, Base.metadata, VERSIONS, seed)

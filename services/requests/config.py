@@ -2,6 +2,7 @@
 (services.common.settings), the Open311 keys given by the environment
 (staff issue more through the API), the hotline timers, retention and the
 staff sign-in limits."""
+from services.common.roster import roster_settings
 from services.common.settings import base_config, integer, json_object, text
 
 
@@ -26,4 +27,6 @@ def load() -> dict:
     cfg["STAFF_SESSION_HOURS"] = integer("LINLI_STAFF_SESSION_HOURS", 10)
     # How often the tracking page asks for news (milliseconds) when scripts run.
     cfg["TRACK_POLL_MS"] = integer("LINLI_TRACK_POLL_MS", 5000)
+    # The console's roster upload reads and checks a file as matching would.
+    cfg.update(roster_settings())
     return cfg

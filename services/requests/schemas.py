@@ -247,17 +247,6 @@ class EscalateIn(Schema):
     note = fields.String(load_default="", validate=validate.Length(0, 200))
 
 
-class VolunteerEditIn(Schema):
-    """What the office may change about a volunteer from the console."""
-
-    capacity = fields.Integer(required=True, validate=validate.Range(1, 10, error=N_("Between 1 and 10 tasks.")),
-                              error_messages={"required": N_("Between 1 and 10 tasks."),
-                                              "invalid": N_("Between 1 and 10 tasks.")})
-    skills = fields.List(fields.String(validate=validate.OneOf(contract.VOLUNTEER_SKILLS)), required=True,
-                         validate=validate.Length(min=1, error=N_("Choose at least one service.")),
-                         error_messages={"required": N_("Choose at least one service.")})
-
-
 class QueueQuery(Schema):
     """The request queue's filters (console page, export and JSON list)."""
 

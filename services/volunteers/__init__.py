@@ -75,7 +75,7 @@ def import_volunteers(path, partial):
         raise click.ClickException(str(exc)) from exc
     with click.progressbar(length=len(rows), label="checking rows") as bar:
         report = roster.import_roster(ext.db_session(), rows, cfg["PHONE_DIGEST_KEY"], partial=partial,
-                                      progress=bar.update)
+                                      progress=bar.update, actor="cli", at=ext.clock().now())
     ext.db_session().commit()
     for error in report["errors"]:
         click.echo(f"row {error['row']}: {error['errors']}")

@@ -27,6 +27,7 @@ from .models import (
     HoursEntry,
     Offer,
     ServiceRequest,
+    StaffChange,
     Station,
     StationSession,
     Volunteer,
@@ -40,10 +41,13 @@ from .schemas import (
     HoursOut,
     HoursQuery,
     ImportArgs,
+    PhoneDigestQuery,
     RankingArgs,
+    RegisteredOut,
     RequestDispatchOut,
     RosterFile,
     SpendIn,
+    StaffChangeOut,
     StationIn,
     StationOut,
     StationSessionIn,
@@ -65,6 +69,8 @@ api = ApiBlueprint("api", __name__, url_prefix="/api/v1", description="Volunteer
 # automation (the admin token) writes here, the console's changes come as tasks.
 staff_reads = staff
 staff_writes = callers("admin")
+# Who verified a credential given through this API: staff automation.
+AUTOMATION = "admin-token"
 
 
 def _in_scope():
@@ -144,7 +150,7 @@ class Volunteers(MethodView):
         """Register a volunteer (one per phone number)."""
         _phone_free(data["phone"])
         vol = Volunteer()
-        vol.apply(data, current_app.config["PHONE_DIGEST_KEY"])
+        vol.apply(data, current_app.config["PHONE_DIGEST_KEY"], actor=AUTOMATION, at=ext.clock().now())
         ext.db_session().add(vol)
         ext.db_session().commit()
         log.info("volunteer registered", extra={"volunteer_id": vol.id})
@@ -172,9 +178,36 @@ class VolunteerById(MethodView):
             _phone_free(data["phone"])
         if "building" not in data and "unit" in data and data["unit"] not in vol.home.units:
             abort(422, errors={"json": {"unit": ["That building has no such unit."]}})
-        vol.apply(data, current_app.config["PHONE_DIGEST_KEY"])
+        vol.apply(data, current_app.config["PHONE_DIGEST_KEY"], actor=AUTOMATION, at=ext.clock().now())
         ext.db_session().commit()
         return vol
+
+
+@api.route("/volunteers/registered")
+class PhoneRegistered(MethodView):
+    @staff_reads
+    @api.arguments(PhoneDigestQuery, location="query")
+    @api.response(200, RegisteredOut)
+    def get(self, query):
+        """Whether a phone number is registered, asked by its keyed digest
+        (never the number, which must not appear in a URL): the console's
+        check before it asks for a registration. Yes or no, community-wide."""
+        found = ext.db_session().scalar(select(Volunteer.id).where(Volunteer.phone_digest == query["phone_digest"]))
+        return {"registered": found is not None}
+
+
+@api.route("/staff-changes/<uuid:change_id>")
+class StaffChangeById(MethodView):
+    @staff_reads
+    @api.response(200, StaffChangeOut)
+    def get(self, change_id):
+        """What became of a registry change the console asked for (a
+        registration, an update, a roster import): 404 until matching has
+        carried it out. Staff see their own changes, the office all."""
+        change = ext.db_session().get(StaffChange, str(change_id))
+        if change is None or not (g.acting.admin or change.actor == g.acting.actor):
+            abort(404, message="not carried out yet")
+        return change
 
 
 @api.route("/volunteers/import")
@@ -202,7 +235,7 @@ class VolunteerImport(MethodView):
         except Exception as exc:  # not a CSV/XLSX at all
             abort(422, errors={"files": {"file": [f"Not a readable roster: {type(exc).__name__}"]}})
         report = roster.import_roster(ext.db_session(), rows, current_app.config["PHONE_DIGEST_KEY"],
-                                      partial=args["partial"])
+                                      partial=args["partial"], actor=AUTOMATION, at=ext.clock().now())
         ext.db_session().commit()
         # Bad rows and nothing imported: the whole file was refused.
         return report, 422 if report["errors"] and not report["imported"] else 200

@@ -5,6 +5,7 @@ and deadlines per category.
 Defaults follow Chinese hotline practice (12345, GB/T 33358-2016): a request is taken
 within 2 hours in daytime, an ordinary service completed within 5 working
 days (never more than 7 days)."""
+from services.common.roster import roster_settings
 from services.common.settings import base_config, integer, json_object
 
 DEFAULT_POLICY = {
@@ -35,13 +36,7 @@ def load() -> dict:
     cfg["ESCALATION_STEP_MINUTES"] = integer("LINLI_ESCALATION_STEP_MINUTES", 120)
     cfg["LOGIN_LINK_MINUTES"] = integer("LINLI_LOGIN_LINK_MINUTES", 30)
     cfg["PORTAL_SESSION_DAYS"] = integer("LINLI_PORTAL_SESSION_DAYS", 30)
-    # Roster files are read whole before the first row is checked: a bound on
-    # the upload, on what an XLSX (a zip) unpacks to, and on rows and columns
-    # keeps a bad or hostile file from taking the worker's memory.
-    cfg["ROSTER_MAX_BYTES"] = integer("LINLI_ROSTER_MAX_BYTES", 5 * 1024 * 1024)
-    cfg["ROSTER_MAX_UNPACKED_BYTES"] = integer("LINLI_ROSTER_MAX_UNPACKED_BYTES", 50 * 1024 * 1024)
-    cfg["ROSTER_MAX_ROWS"] = integer("LINLI_ROSTER_MAX_ROWS", 5000)
-    cfg["ROSTER_MAX_COLUMNS"] = integer("LINLI_ROSTER_MAX_COLUMNS", 50)
+    cfg.update(roster_settings())
     return cfg
 
 

@@ -29,7 +29,7 @@ from services.common import clock, contract
 from services.common import extensions as ext
 from services.common.clock import utcnow
 
-from . import config, engine, stations
+from . import config, engine, registry, stations
 from .escalation import escalate
 from .models import (
     Assignment,
@@ -374,17 +374,19 @@ class Dispatcher:
     def staff_action(self, data: dict) -> None:
         """What a staff member decided in the console (intake's outbox)."""
         action, actor = data["action"], data["actor"]
+        if action == "register":
+            registry.register(self.session, data, self.cfg["PHONE_DIGEST_KEY"], self.now)
+            return
+        if action == "update":
+            registry.update(self.session, data, self.cfg["PHONE_DIGEST_KEY"], self.now)
+            return
         if action in contract.STAFF_VOLUNTEER_ACTIONS:
             vol = self.session.get(Volunteer, data["volunteer_id"])
             if vol is None:
                 raise LookupError("no such volunteer")
-            if action == "update":
-                vol.apply({k: data[k] for k in ("capacity", "skills") if data.get(k) is not None},
-                          self.cfg["PHONE_DIGEST_KEY"])
-            else:
-                if action != "activate" and vol.active:
-                    vol.end_sessions()  # a deactivated volunteer's portal sessions end now
-                vol.active = action == "activate"
+            if action != "activate" and vol.active:
+                vol.end_sessions()  # a deactivated volunteer's portal sessions end now
+            vol.active = action == "activate"
             log.info(f"volunteer {action}", extra={"volunteer_id": vol.id, "actor": actor})
             return
         req = self.session.get(ServiceRequest, str(data["request_id"]))

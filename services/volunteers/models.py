@@ -125,9 +125,15 @@ class Volunteer(Base):
         epoch it began in, and an older epoch no longer counts."""
         self.session_epoch = (self.session_epoch or 0) + 1
 
-    def apply(self, data: dict, digest_key: str) -> None:
-        """Set registry fields from validated input (API, roster import);
-        fields not given stay as they are."""
+    @property
+    def credentials(self) -> list[VolunteerSkill]:
+        """The verified skills, each with who verified it and when."""
+        return sorted((s for s in self.skills if s.verified), key=lambda s: s.category)
+
+    def apply(self, data: dict, digest_key: str, actor: str | None = None, at: datetime | None = None) -> None:
+        """Set registry fields from validated input (API, roster import,
+        the console's tasks); fields not given stay as they are. A skill
+        newly verified records `actor` and `at` as its verifier."""
         if data.get("active") is False and self.active:
             self.end_sessions()
         for name in ("name", "phone", "building", "unit", "capacity", "channels", "language", "teams", "active"):
@@ -140,7 +146,17 @@ class Volunteer(Base):
         if "skills" in data or "verified" in data:
             skills = data.get("skills", self.skill_codes)
             verified = set(data.get("verified", self.verified_codes))
-            self.skills = [VolunteerSkill(category=s, verified=s in verified) for s in skills]
+            held = {s.category: s for s in self.skills}
+            kept = []
+            for code in dict.fromkeys(skills):
+                skill = held.get(code) or VolunteerSkill(category=code, verified=False)
+                if code in verified and not skill.verified:
+                    skill.verified_by, skill.verified_at = actor, at or utcnow()
+                elif code not in verified:
+                    skill.verified_by = skill.verified_at = None
+                skill.verified = code in verified
+                kept.append(skill)
+            self.skills = kept
         if "windows" in data:
             self.windows = [AvailabilityWindow(weekday=w["weekday"], start_time=w["start"], end_time=w["end"])
                             for w in data["windows"]]
@@ -152,8 +168,28 @@ class VolunteerSkill(Base):
     __tablename__ = "volunteer_skill"
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id"), primary_key=True)
     category: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
-    # Health checks and prenatal guidance need a credential checked by staff.
+    # Health checks and prenatal guidance need a credential checked by staff:
+    # who checked it (staff:<id>, or the admin token) and when.
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class StaffChange(Base):
+    """What became of a registry change the console asked for (a
+    registration, an update, a roster import), under the console's change
+    id: the console reads it to say when the change has taken effect, and a
+    change sent twice is carried out once."""
+
+    __tablename__ = "staff_change"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the console's change id
+    action: Mapped[str] = mapped_column(String(16))  # register, update, import
+    actor: Mapped[str] = mapped_column(String(64))
+    volunteer_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # done, refused
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)  # contract.REGISTRY_REFUSALS
+    report: Mapped[dict] = mapped_column(JSON, default=dict)  # an import's counts and refused rows
+    done_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AvailabilityWindow(Base):

@@ -6,123 +6,27 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-import apprise
 from flask_smorest.fields import Upload
-from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 
-from services.common import community, contract
-from services.common import extensions as ext
+from services.common import contract
 
-from .models import Building
-
-MOBILE = re.compile(r"^1[3-9]\d{9}$")
-WEEKDAYS = {
-    **{name: i for i, name in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))},
-    **{name: i for i, name in enumerate(("周一", "周二", "周三", "周四", "周五", "周六", "周日"))},
-    "周天": 6,
-}
+# The registry's input schemas are the contract's: the console checks with them too.
+MOBILE, ORDERED, VERIFIED = contract.MOBILE, contract.ORDERED, contract.VERIFIED
+WindowSchema, VolunteerIn, VolunteerPatch = contract.WindowSchema, contract.VolunteerIn, contract.VolunteerPatch
 # building:unit, neither holding ':' or whitespace (Python's \s, spelled out:
 # ECMA-262's \s in the OpenAPI document lacks \x1c-\x1f and \x85).
 _PART = r"[^:\s\x1c-\x1f\x85]"
 STAIRWELL = re.compile(rf"^{_PART}{{1,16}}:{_PART}{{1,8}}$")
 MONTH = re.compile(r"^20\d{2}-(0[1-9]|1[0-2])$")  # e.g. 2026-11
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-ORDERED = "The end must be after the start."
-VERIFIED = "Only skills the volunteer has can be verified."
-APPRISE = "Not a channel URL Apprise understands (e.g. wecombot://KEY, mailto://…, json://…)."
 ROSTER = "Attach a .csv or .xlsx roster."
 ROSTER_ROWS = ("A .csv or .xlsx roster with a header row, one volunteer a row (the fields of a volunteer); "
                "a file with bad rows imports nothing unless partial=true.")
-WINDOW_TEXT = re.compile(r"^\s*(\S+)\s+(\d{1,2}:\d{2})\s*[-–~至]\s*(\d{1,2}:\d{2})\s*$")
-
-
-def channel_ok(url: str) -> None:
-    """What Apprise understands, beyond the scheme (contract.channel_url)."""
-    if contract.CHANNEL_URL.match(url) and apprise.Apprise.instantiate(url) is None:
-        raise ValidationError(APPRISE)
-
-
-class WindowSchema(Schema):
-    weekday = fields.Integer(required=True, strict=True, validate=validate.Range(0, 6))  # 0 = Monday
-    start = contract.ClockTime(required=True)
-    end = contract.ClockTime(required=True, metadata={"description": ORDERED})
-
-    @validates_schema
-    def _order(self, data, **kwargs):
-        if data["end"] <= data["start"]:
-            raise ValidationError({"end": [ORDERED]})
-
-
-def parse_windows(text: str) -> list[dict]:
-    """'Sat 09:00-11:00; 周日 14:00-16:00' (roster files) → window dicts."""
-    windows = []
-    for part in re.split(r"[;；\n]", text or ""):
-        if not part.strip():
-            continue
-        match = WINDOW_TEXT.match(part)
-        token = match.group(1) if match else ""
-        day = WEEKDAYS.get(token.lower()[:3] if token.isascii() else token)
-        if day is None:
-            raise ValidationError(f"Not a weekly window: {part.strip()!r} (e.g. 'Sat 09:00-11:00').")
-        windows.append({"weekday": day, "start": match.group(2).zfill(5), "end": match.group(3).zfill(5)})
-    return windows
 
 
 def format_windows(windows) -> str:
     return "; ".join(f"{WEEKDAY_NAMES[w.weekday]} {w.start_time:%H:%M}-{w.end_time:%H:%M}" for w in windows)
-
-
-class VolunteerIn(Schema):
-    name = fields.String(required=True, validate=validate.Length(1, 64))
-    display_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
-    phone = fields.String(required=True, validate=validate.Regexp(MOBILE, error="Enter an 11-digit mobile number."))
-    building = fields.String(required=True, validate=validate.Length(1, 16),
-                             metadata=community.documented_building())
-    unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 8),
-                         metadata=community.documented_unit())
-    skills = fields.List(fields.String(validate=validate.OneOf(contract.VOLUNTEER_SKILLS)), required=True,
-                         validate=validate.Length(1, len(contract.VOLUNTEER_SKILLS)),
-                         metadata={"uniqueItems": True})  # checked by _unique
-    # Skills whose credential staff have checked (required for health checks, prenatal guidance).
-    verified = fields.List(fields.String(validate=validate.OneOf(contract.VOLUNTEER_SKILLS)), load_default=list,
-                           metadata={"description": VERIFIED})
-    teams = fields.List(fields.String(validate=validate.Length(1, 32)), load_default=list,
-                        validate=validate.Length(0, 10))
-    capacity = fields.Integer(load_default=1, strict=True, validate=validate.Range(1, 10))
-    channels = fields.List(fields.String(validate=[validate.Length(1, 2000), contract.channel_url, channel_ok],
-                                         metadata={"description": "A channel URL Apprise understands "
-                                                                  "(the scheme is not enough)."}),
-                           load_default=list, validate=validate.Length(0, 5))
-    language = fields.String(load_default="zh-CN", validate=validate.OneOf(contract.LANGUAGES))
-    windows = fields.List(fields.Nested(WindowSchema), load_default=list, validate=validate.Length(0, 21))
-    days_off = fields.List(fields.Date(), load_default=list, validate=validate.Length(0, 366))
-    active = fields.Boolean(load_default=True)
-
-    @validates("skills")
-    def _unique(self, value, **kwargs):
-        if len(set(value)) != len(value):
-            raise ValidationError("Each skill once.")
-
-    @validates_schema(skip_on_field_errors=False)
-    def _cross(self, data, partial=False, **kwargs):
-        errors = {}
-        if "building" in data:
-            building = ext.db_session().get(Building, data["building"])
-            if building is None:
-                errors["building"] = ["Unknown building."]
-            elif data.get("unit") and data["unit"] not in building.units:
-                errors["unit"] = ["That building has no such unit."]
-        if "verified" in data and "skills" in data and set(data["verified"]) - set(data["skills"]):
-            errors["verified"] = [VERIFIED]
-        if errors:
-            raise ValidationError(errors)
-
-
-class VolunteerPatch(VolunteerIn):
-    """The same fields, any subset (use with partial=VolunteerPatch.ANY): a
-    window given is whole (partial=True would let one lack its end)."""
-
-    ANY = tuple(VolunteerIn._declared_fields)
 
 
 class VolunteerQuery(Schema):
@@ -143,6 +47,15 @@ class WindowOut(Schema):
     end = fields.Time(attribute="end_time", format="%H:%M")
 
 
+class CredentialOut(Schema):
+    """A verified skill: who verified it (staff:<id>, admin-token) and when
+    (unknown for credentials verified before this was recorded)."""
+
+    skill = fields.String(attribute="category")
+    verified_by = fields.String(allow_none=True)
+    verified_at = fields.AwareDateTime(allow_none=True)
+
+
 class VolunteerOut(Schema):
     """Staff view: phone and channels masked (channel URLs are secrets)."""
 
@@ -155,6 +68,7 @@ class VolunteerOut(Schema):
     grid = fields.Function(lambda v: v.home.grid)
     skills = fields.List(fields.String(), attribute="skill_codes")
     verified = fields.List(fields.String(), attribute="verified_codes")
+    credentials = fields.List(fields.Nested(CredentialOut))
     teams = fields.List(fields.String())
     capacity = fields.Integer()
     active_tasks = fields.Integer()
@@ -165,6 +79,28 @@ class VolunteerOut(Schema):
     days_off = fields.Function(lambda v: sorted(d.day.isoformat() for d in v.days_off))
     rating = fields.Float(allow_none=True)
     created_at = fields.AwareDateTime()
+
+
+class PhoneDigestQuery(Schema):
+    phone_digest = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{32}$"),
+                                 metadata={"description": "The phone's keyed digest (contract.phone_digest)."})
+
+
+class RegisteredOut(Schema):
+    registered = fields.Boolean()
+
+
+class StaffChangeOut(Schema):
+    """The outcome of a change the console asked for."""
+
+    id = fields.String()
+    action = fields.String()
+    actor = fields.String()
+    volunteer_id = fields.Integer(allow_none=True)
+    outcome = fields.String()  # done, refused
+    reason = fields.String(allow_none=True)  # phone_taken, out_of_scope, no_such_volunteer
+    report = fields.Dict()  # an import's registered, updated and refused rows
+    done_at = fields.AwareDateTime()
 
 
 class ImportArgs(Schema):

@@ -15,7 +15,7 @@ from services.common import extensions as ext
 from services.common.inbox import consume
 from services.common.queueing import redis_client
 
-from . import jobs, stations
+from . import jobs, registry, stations
 from .dispatch import Dispatcher, dispatcher
 from .models import DeadMessage, ProcessedMessage, ServiceRequest
 from .timebank import TimeBank
@@ -62,6 +62,11 @@ def station_change(self, message):
 @shared_task(name=contract.HOURS_REVIEW, bind=True)
 def hours_review(self, message):
     return _consume(self, message, lambda session, data, env: TimeBank(session).review(data))
+
+@shared_task(name=contract.ROSTER_IMPORT, bind=True)
+def roster_import(self, message):
+    return _consume(self, message, lambda session, data, env: registry.import_rows(
+        session, data, current_app.config["PHONE_DIGEST_KEY"], ext.clock().now()))
 
 
 @shared_task(name=contract.DELIVERY_FAILED, bind=True)

@@ -6,8 +6,21 @@ Everything here is scoped (staff.Scope): a grid leader never sees, nor acts
 on, a request outside their grid — a request by id outside the scope is a
 403. What other services hold is read over their HTTP APIs with the service
 token; what they must change is asked for through the outbox (tasks)."""
-# Their pages join the blueprint; accounts, office, stations and hours are the office's (办公).
-from . import access, accounts, auth, dashboard, detail, hours, office, proxy, queue, stations, volunteers  # noqa: F401, E501
+# Their pages join the blueprint; accounts, office, stations, hours and roster are the office's (办公).
+from . import (  # noqa: F401
+    access,
+    accounts,
+    auth,
+    dashboard,
+    detail,
+    hours,
+    office,
+    proxy,
+    queue,
+    roster,
+    stations,
+    volunteers,
+)
 from .blueprint import console
 
 __all__ = ["console"]

@@ -1,29 +1,55 @@
 """Volunteers in the staff member's scope, read from matching's API; the
-changes (capacity, services, active) are asked of matching through the
-outbox, as matching owns the registry."""
+office (and a grid leader, for their grid) registers and edits them here.
+Matching owns the registry: the console checks a form with the contract's
+own schema (VolunteerIn), then asks through the outbox (a staff action
+with a change id) and reads matching's record of the change to say when
+it has taken effect."""
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import datetime
 
-from flask import abort, g, redirect, render_template, request, url_for
+from flask import abort, current_app, g, make_response, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
+from sqlalchemy import select
 
 from services.common import contract, tables
 from services.common import extensions as ext
-from services.common.web import read_all_pages, read_service
+from services.common.roster import LIST_SPLIT
+from services.common.web import current_lang, local_time, read_all_pages, read_service
 
 from .. import operations
-from ..schemas import VolunteerEditIn
+from ..models import Building, StaffMember
+from ..queries import sorted_buildings
 from .blueprint import console, staff_required
 
 log = logging.getLogger(__name__)
+
+WEEKDAY_LABELS = (_l("Monday"), _l("Tuesday"), _l("Wednesday"), _l("Thursday"), _l("Friday"), _l("Saturday"),
+                  _l("Sunday"))
+EMPTY_WINDOWS = 2  # blank window rows under the volunteer's own, to add more without scripts
+REFUSALS = {
+    "phone_taken": _l("A volunteer with this phone number is registered already."),
+    "out_of_scope": _l("This volunteer lives outside your grid."),
+    "no_such_volunteer": _l("There is no such volunteer any more."),
+    "busy": _l("The volunteer has more tasks in hand than the new number allows."),
+}
+OUTSIDE_GRID = _l("This building is outside your grid.")
 
 
 def _scoped_volunteers() -> list[dict]:
     # Matching answers within the staff member's scope: the console sends
     # their claims with every read (services.common.auth).
     return read_all_pages("VOLUNTEERS_API_URL", "/api/v1/volunteers") or []
+
+
+def skill_words(codes) -> str:
+    """Services as words in the page's language, not codes."""
+    lang = current_lang()
+    return "、".join(contract.CATEGORY_BY_CODE[c].name(lang) if c in contract.CATEGORY_BY_CODE else c
+                     for c in codes)
 
 
 VOLUNTEER_HEADER = ("id", "name", "building", "unit", "skills", "active", "capacity")
@@ -39,51 +65,206 @@ def volunteers():
     if fmt in tables.FORMATS:
         return tables.download(tables.table(VOLUNTEER_HEADER, rows, fmt), f"volunteers.{fmt}", fmt)
     return render_template("console_volunteers.html", vols=vols, can_edit=g.scope.role != "hallway_leader",
-                           done=VOLUNTEER_DONE.get(request.args.get("done", "")))
+                           skill_words=skill_words, done=VOLUNTEER_DONE.get(request.args.get("done", "")))
 
 
 VOLUNTEER_DONE = {
-    "update": _l("Sent to the volunteers service; the list shows the change in a moment."),
     "activate": _l("Sent to the volunteers service; the list shows the change in a moment."),
     "deactivate": _l("Sent to the volunteers service; the list shows the change in a moment."),
 }
 
 
+def may_change() -> None:
+    """Hallway leaders read the registry; the office and grid leaders change it."""
+    if g.scope.role == "hallway_leader":
+        abort(403)
+
+
 def editable_volunteer(volunteer_id: int) -> dict:
-    """A volunteer this staff member may change: admin, or their grid's."""
+    """A volunteer this staff member may change: admin, or their grid's
+    (matching answers within the member's scope)."""
+    may_change()
     found = read_service("VOLUNTEERS_API_URL", f"/api/v1/volunteers/{volunteer_id}")
-    if g.scope.role == "hallway_leader" or found is None:
+    if found is None:
         abort(403)
     return found
 
 
-def _volunteer_form(vol: dict, values: dict, errors: dict, status: int = 200):
-    return render_template("console_volunteer.html", vol=vol, values=values, errors=errors,
-                           skills=[c for c in contract.CATEGORIES if not c.staff_only]), status
+# --- the form: text fields to the contract's shape, errors back to fields ---
+
+
+def _items(text: str) -> list[str]:
+    return [x for x in LIST_SPLIT.split((text or "").strip()) if x]
+
+
+def form_input(form, editing: bool) -> tuple[dict, list[int]]:
+    """The registration form as VolunteerIn's input, and for each window
+    sent the form row it came from (its errors go back to that row).
+    Editing, an empty phone or channels field keeps what is registered."""
+    data = {k: form.get(k, "").strip() for k in ("name", "display_name", "phone", "building", "unit", "language")}
+    data = {k: v for k, v in data.items() if v or (k == "unit" and editing)}
+    if editing and not data.get("unit"):
+        data["unit"] = None
+    data["skills"] = form.getlist("skills")
+    data["verified"] = form.getlist("verified")
+    data["teams"] = _items(form.get("teams", ""))
+    data["days_off"] = _items(form.get("days_off", ""))
+    channels = [c.strip() for c in form.get("channels", "").splitlines() if c.strip()]
+    if channels or not editing:
+        data["channels"] = channels
+    capacity = form.get("capacity", "").strip()
+    data["capacity"] = int(capacity) if capacity.isdigit() else capacity or 1
+    data["active"] = form.get("active") == "1"
+    windows, rows = [], []
+    for i in range(int(form.get("window_rows", "0") or 0) if form.get("window_rows", "").isdigit() else 0):
+        day, start, end = (form.get(f"window-{i}-{k}", "").strip() for k in ("weekday", "start", "end"))
+        if day or start or end:
+            windows.append({"weekday": int(day) if day.isdigit() else day, "start": start, "end": end})
+            rows.append(i)
+    data["windows"] = windows
+    return data, rows
+
+
+def flat(messages) -> list[str]:
+    """Marshmallow's messages for one field (a list, or by list index) as one list."""
+    if isinstance(messages, dict):
+        return [m for inner in messages.values() for m in flat(inner)]
+    if isinstance(messages, list):
+        return [m for inner in messages for m in flat(inner)] if any(not isinstance(m, str) for m in messages) \
+            else list(messages)
+    return [str(messages)]
+
+
+def field_errors(messages: dict, window_rows: list[int]) -> dict:
+    """Errors by the form's field names: a window's under window-<row>."""
+    errors = {}
+    for name, found in messages.items():
+        if name == "windows" and isinstance(found, dict):
+            for index, inner in found.items():
+                row = window_rows[index] if isinstance(index, int) and index < len(window_rows) else 0
+                errors.setdefault(f"window-{row}", []).extend(flat(inner))
+        else:
+            errors[name] = flat(found)
+    return errors
+
+
+def _buildings() -> list[Building]:
+    return [b for b in sorted_buildings() if g.scope.allows_place(b, None)]
+
+
+def _form_values(vol: dict) -> dict:
+    """A registered volunteer as the form shows them (phone and channels masked)."""
+    return {"name": vol["name"], "display_name": vol["display_name"], "building": vol["building"],
+            "unit": vol.get("unit") or "", "language": vol.get("language", "zh-CN"), "skills": vol["skills"],
+            "verified": vol.get("verified", []), "teams": " ".join(vol.get("teams", [])),
+            "days_off": " ".join(vol.get("days_off", [])), "capacity": vol["capacity"], "active": vol["active"],
+            "windows": [{k: w[k] for k in ("weekday", "start", "end")} for w in vol.get("windows", [])]}
+
+
+def _values_from(form) -> dict:
+    rows = int(form.get("window_rows", "0")) if form.get("window_rows", "").isdigit() else 0
+    return {**{k: form.get(k, "") for k in ("name", "display_name", "phone", "building", "unit", "language",
+                                             "teams", "days_off", "capacity", "channels")},
+            "skills": form.getlist("skills"), "verified": form.getlist("verified"), "active": form.get("active") == "1",
+            "windows": [{k: form.get(f"window-{i}-{k}", "") for k in ("weekday", "start", "end")}
+                        for i in range(min(rows, 21))]}
+
+
+def when(iso: str | None) -> str:
+    """An API's UTC time, shown in Asia/Shanghai."""
+    return local_time(datetime.fromisoformat(iso)) if iso else ""
+
+
+def _staff_names() -> dict[str, str]:
+    return {f"staff:{s.id}": s.display_name for s in ext.db_session().scalars(select(StaffMember))}
+
+
+def _form(vol: dict | None, values: dict, errors: dict, status: int = 200):
+    windows = list(values.get("windows", []))
+    windows += [{"weekday": "", "start": "", "end": ""}] * EMPTY_WINDOWS
+    return render_template(
+        "console_volunteer.html", vol=vol, values=values, errors=errors, windows=windows,
+        weekdays=WEEKDAY_LABELS, buildings=_buildings(), skills=[c for c in contract.CATEGORIES if not c.staff_only],
+        credential_skills=[c for c in contract.CATEGORIES if c.credential], staff_names=_staff_names(),
+        skill_words=skill_words, when=when), status
+
+
+def _checked(form, editing: bool, vol: dict | None = None):
+    """(data, None) when the form passes the contract's schema, the grid
+    and the registry's phone check; else (None, the form page with errors)."""
+    raw, window_rows = form_input(form, editing)
+    schema = contract.VolunteerPatch(partial=contract.VolunteerPatch.ANY) if editing else contract.VolunteerIn()
+    errors = {}
+    try:
+        data = schema.load(raw)
+    except ValidationError as exc:
+        data, errors = None, field_errors(exc.messages, window_rows)
+    building = ext.db_session().get(Building, raw.get("building") or "")
+    if building is not None and not g.scope.allows_place(building, None):
+        errors.setdefault("building", []).append(OUTSIDE_GRID)
+    phone = raw.get("phone")
+    own = vol is not None and contract.mask_phone(phone or "") == vol["phone"]  # matching tells for sure
+    if not errors and phone and not own and _phone_registered(phone):
+        errors["phone"] = [contract.PHONE_TAKEN]
+    if errors:
+        return None, _form(vol, _values_from(form), errors, 422)
+    return data, None
+
+
+def _phone_registered(phone: str) -> bool:
+    """Asked of matching by the number's keyed digest (never the number in a
+    URL); matching refuses a known phone again when the task arrives."""
+    digest = contract.phone_digest(phone, current_app.config["PHONE_DIGEST_KEY"])
+    found = read_service("VOLUNTEERS_API_URL", f"/api/v1/volunteers/registered?phone_digest={digest}")
+    return bool(found and found.get("registered"))
+
+
+def _send(action: str, **payload) -> str:
+    change_id = str(uuid.uuid4())
+    operations.staff_action(ext.db_session(), ext.outbox(), None, action, g.actor, change_id=change_id,
+                            grid=g.scope.grid if g.scope.role == "grid_leader" else None, **payload)
+    ext.db_session().commit()
+    log.info("registry change asked", extra={"change_id": change_id, "action": action, "actor": g.actor,
+                                             "volunteer_id": payload.get("volunteer_id")})
+    return change_id
+
+
+@console.get("/volunteers/new")
+@staff_required
+def volunteer_new():
+    may_change()
+    return _form(None, {"capacity": 1, "active": True, "language": "zh-CN", "windows": []}, {})
+
+
+@console.post("/volunteers/new")
+@staff_required
+def volunteer_register():
+    """Register: checked here with the contract's schema, carried out by matching."""
+    may_change()
+    data, page = _checked(request.form, editing=False)
+    if page is not None:
+        return page
+    change_id = _send("register", volunteer=data)
+    return redirect(url_for("console.volunteer_change", change_id=change_id), 303)
 
 
 @console.get("/volunteers/<id:volunteer_id>")
 @staff_required
 def volunteer_edit(volunteer_id):
     vol = editable_volunteer(volunteer_id)
-    return _volunteer_form(vol, {"capacity": vol["capacity"], "skills": vol["skills"]}, {})
+    return _form(vol, _form_values(vol), {})
 
 
 @console.post("/volunteers/<id:volunteer_id>")
 @staff_required
 def volunteer_update(volunteer_id):
-    """Capacity and services, changed by matching (the registry's owner)."""
+    """Every field of the volunteer, changed by matching (the registry's owner)."""
     vol = editable_volunteer(volunteer_id)
-    values = {"capacity": request.form.get("capacity", ""), "skills": request.form.getlist("skills")}
-    try:
-        data = VolunteerEditIn().load({k: v for k, v in values.items() if v not in ("", [])})
-    except ValidationError as exc:
-        return _volunteer_form(vol, values, exc.messages, 422)
-    operations.staff_action(ext.db_session(), ext.outbox(), None, "update", g.actor,
-                            volunteer_id=volunteer_id, capacity=data["capacity"], skills=data["skills"])
-    ext.db_session().commit()
-    log.info("volunteer update asked", extra={"volunteer_id": volunteer_id, "actor": g.actor})
-    return redirect(url_for("console.volunteers", done="update"), 303)
+    data, page = _checked(request.form, editing=True, vol=vol)
+    if page is not None:
+        return page
+    change_id = _send("update", volunteer_id=volunteer_id, changes=data)
+    return redirect(url_for("console.volunteer_change", change_id=change_id), 303)
 
 
 @console.post("/volunteers/<id:volunteer_id>/active")
@@ -97,3 +278,22 @@ def volunteer_active(volunteer_id):
     ext.db_session().commit()
     log.info("volunteer status asked", extra={"volunteer_id": volunteer_id, "action": action, "actor": g.actor})
     return redirect(url_for("console.volunteers", done=action), 303)
+
+
+@console.get("/volunteers/changes/<uuid:change_id>")
+@staff_required
+def volunteer_change(change_id):
+    """Sent, waiting for matching, or carried out (with the volunteer as
+    matching now holds them) or refused, and why."""
+    change = read_service("VOLUNTEERS_API_URL", f"/api/v1/staff-changes/{change_id}")
+    vol = None
+    if change and change.get("volunteer_id") and change["outcome"] == "done":
+        vol = read_service("VOLUNTEERS_API_URL", f"/api/v1/volunteers/{change['volunteer_id']}")
+    page = make_response(render_template(
+        "console_volunteer_change.html", change=change, vol=vol,
+        refusal=REFUSALS.get((change or {}).get("reason") or ""), refusals=REFUSALS, staff_names=_staff_names(),
+        skill_words=skill_words, weekdays=WEEKDAY_LABELS, when=when))
+    if change is None:
+        page.headers["Refresh"] = "5"  # look again until matching has carried it out (no script needed)
+    return page
+
