@@ -16,8 +16,9 @@ from services.common import extensions as ext
 from .. import open311, staff
 from ..models import Building, Open311Key, StaffAudit, StaffMember
 from ..schemas import KeyNameIn, PasswordIn, StaffAccountIn, StaffScopeIn
-from .blueprint import ROLE_LABELS, console, staff_required
+from .blueprint import console, staff_required
 from .office import office_only
+from .words import ROLE_LABELS
 
 log = logging.getLogger(__name__)
 
