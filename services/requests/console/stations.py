@@ -19,11 +19,10 @@ from services.common.web import read_all_pages
 
 from .blueprint import console, staff_required
 from .office import office_only, office_readers
+from .words import WEEKDAY_LABELS
 
 log = logging.getLogger(__name__)
 
-WEEKDAYS = (_l("Monday"), _l("Tuesday"), _l("Wednesday"), _l("Thursday"), _l("Friday"), _l("Saturday"),
-            _l("Sunday"))
 SESSION_FIELDS = ("category", "weekday", "start", "end", "volunteer_id", "slots")
 NOT_OFFERED = _l("This volunteer does not offer this service.")
 PENDING = "office_pending"  # the last change sent, in the staff session: has matching got it yet?
@@ -68,7 +67,7 @@ def stations(values: dict | None = None, errors: dict | None = None, status: int
         arrived = True
         session.pop(PENDING)
     vols = {v["id"]: v for v in _volunteers()}
-    return render_template("console_stations.html", stations=found, vols=vols, weekdays=WEEKDAYS,
+    return render_template("console_stations.html", stations=found, vols=vols, weekdays=WEEKDAY_LABELS,
                            categories=contract.CATEGORY_BY_CODE, can_edit=g.scope.admin, values=values or {},
                            errors=errors or {}, waiting=bool(session.get(PENDING)), arrived=arrived,
                            sent="sent" in request.args), status
@@ -116,7 +115,7 @@ def _typed(form) -> dict:
 def _session_form(st: dict, sess: dict | None, values: dict, errors: dict, status: int = 200):
     vols = _volunteers()
     return render_template("console_session.html", station=st, sess=sess, values=values, errors=errors,
-                           vols=vols, weekdays=WEEKDAYS,
+                           vols=vols, weekdays=WEEKDAY_LABELS,
                            skills=[c for c in contract.CATEGORIES if not c.staff_only]), status
 
 

@@ -24,11 +24,10 @@ from .. import operations
 from ..models import Building, StaffMember
 from ..queries import sorted_buildings
 from .blueprint import console, staff_required
+from .words import WEEKDAY_LABELS
 
 log = logging.getLogger(__name__)
 
-WEEKDAY_LABELS = (_l("Monday"), _l("Tuesday"), _l("Wednesday"), _l("Thursday"), _l("Friday"), _l("Saturday"),
-                  _l("Sunday"))
 EMPTY_WINDOWS = 2  # blank window rows under the volunteer's own, to add more without scripts
 REFUSALS = {
     "phone_taken": _l("A volunteer with this phone number is registered already."),

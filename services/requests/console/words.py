@@ -16,6 +16,9 @@ from services.common.web import current_lang
 from ..labels import STATUS_LABELS
 from ..models import StaffMember
 
+# Monday first, as datetime.weekday() counts (the contract's weekday numbers).
+WEEKDAY_LABELS = (_l("Monday"), _l("Tuesday"), _l("Wednesday"), _l("Thursday"), _l("Friday"), _l("Saturday"),
+                  _l("Sunday"))
 ROLE_LABELS = {"admin": _l("Community admin"), "grid_leader": _l("Grid leader"),
                "hallway_leader": _l("Hallway leader")}
 CHANNEL_LABELS = {"web": _l("web form"), "api": _l("app"), "open311": _l("Open311 partner"),
