@@ -46,6 +46,7 @@ import redis
 import requests
 
 from bench import matching
+from services.common import contract
 from tests.receivers import WebhookReceiver, free_port, wait_for
 from tests.system import ROOT, System
 
@@ -215,7 +216,7 @@ def drained(timeout: float = 300) -> float:
     """Wait until the service queues are empty (what earlier runs left behind);
     returns how long that took."""
     client, start = redis.Redis.from_url(REDIS_DB), time.time()
-    while time.time() - start < timeout and any(client.llen(q) for q in ("requests", "volunteers", "notify")):
+    while time.time() - start < timeout and any(client.llen(q) for q in contract.QUEUES):
         time.sleep(1)
     return round(time.time() - start, 1)
 
@@ -265,7 +266,7 @@ def workers_paused(system: System):
 def queue_depths(stop: threading.Event, samples: list):
     client = redis.Redis.from_url(REDIS_DB)
     while not stop.is_set():
-        samples.append({q: client.llen(q) for q in ("requests", "volunteers", "notify")})
+        samples.append({q: client.llen(q) for q in contract.QUEUES})
         time.sleep(1)
 
 

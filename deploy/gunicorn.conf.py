@@ -1,7 +1,7 @@
 """Gunicorn settings for all three web services. The service is read from
 the app argument ('services.<name>:create_app()'), so that the Procfile and
 docker-compose.yml run the very same command; the port comes from
-LINLI_<NAME>_PORT (default 8001/8002/8003) and the address from LINLI_BIND
+LINLI_<NAME>_PORT (default 8001/8002/8003/8004) and the address from LINLI_BIND
 (127.0.0.1 locally, 0.0.0.0 in the container)."""
 import os
 import sys

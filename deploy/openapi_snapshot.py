@@ -24,6 +24,6 @@ def text(service: str) -> str:
 
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
-    for name in sys.argv[1:] or ("requests", "volunteers", "notify"):
+    for name in sys.argv[1:] or ("requests", "volunteers", "notify", "community"):
         (OUT / f"{name}.json").write_text(text(name), encoding="utf-8")
         print(f"wrote docs/openapi/{name}.json")

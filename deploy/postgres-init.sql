@@ -2,3 +2,4 @@
 CREATE DATABASE linli_requests;
 CREATE DATABASE linli_volunteers;
 CREATE DATABASE linli_notify;
+CREATE DATABASE linli_community;

@@ -2,7 +2,8 @@
 from services.common.settings import PORTS, _public_url
 
 print("\nLinli is starting. Open:")
-labels = {"requests": "resident form and tracking", "volunteers": "volunteer offers", "notify": "notifications"}
+labels = {"requests": "resident form and tracking", "volunteers": "volunteer offers", "notify": "notifications",
+          "community": "register and visits"}
 for name in PORTS:
     print(f"  {labels[name]:<28} {_public_url(name)}/")
 print(f"  {'staff console':<28} {_public_url('requests')}/staff/")

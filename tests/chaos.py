@@ -316,7 +316,7 @@ def run(n: int = 200, rate: float = 10.0, seed: int = 7, backend: str = "sqlite"
             faults.join(timeout=120)
             own_redis.thaw()
             hook.status = 200
-            for name in WORKERS + ("requests", "volunteers", "notify", "beat"):
+            for name in WORKERS + ("requests", "volunteers", "notify", "community", "beat"):
                 if system.procs[name].poll() is not None:
                     system.restart(name)
             accepted = [s for s in submits if s["ok"]]

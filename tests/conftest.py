@@ -28,7 +28,8 @@ REQUESTS_TOKEN = "intake-caller-token-of-the-test-suite-0123"
 VOLUNTEERS_TOKEN = "matching-caller-token-of-the-test-suite-012"
 SECRETS = {"SECRET_KEY": "session-key-of-the-test-suite-0123456789ab", "ADMIN_TOKEN": ADMIN_TOKEN,
            "PHONE_DIGEST_KEY": "phone-digest-key-of-the-test-suite-01234",
-           "REQUESTS_TOKEN": REQUESTS_TOKEN, "VOLUNTEERS_TOKEN": VOLUNTEERS_TOKEN}
+           "REQUESTS_TOKEN": REQUESTS_TOKEN, "VOLUNTEERS_TOKEN": VOLUNTEERS_TOKEN,
+           "REGISTER_KEY": "register-key-of-the-test-suite-0123456789ab"}
 # The same as environment variables, for the processes the integration tests start.
 SECRET_ENV = {f"LINLI_{key}": value for key, value in SECRETS.items()}
 

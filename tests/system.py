@@ -20,7 +20,7 @@ from tests.conftest import ADMIN_TOKEN, SECRET_ENV, create_pg_database, drop_pg_
 from tests.receivers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("requests", "volunteers", "notify")
+SERVICES = ("requests", "volunteers", "notify", "community")
 
 
 def procfile() -> dict[str, str]:

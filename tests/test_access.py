@@ -10,7 +10,7 @@ from flask.views import MethodView
 from services.common.auth import callers, public
 from tests.conftest import ADMIN_TOKEN, REQUESTS_TOKEN
 
-SERVICES = ("requests", "volunteers", "notify")
+SERVICES = ("requests", "volunteers", "notify", "community")
 
 
 def _unguarded(endpoint: str) -> bool:

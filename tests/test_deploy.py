@@ -21,7 +21,8 @@ from tests.conftest import SECRET_ENV
 from tests.system import procfile
 
 ROOT = Path(__file__).resolve().parents[1]
-LINLI_PROCESSES = {"requests", "volunteers", "notify", "requests-worker", "volunteers-worker", "notify-worker", "beat"}
+LINLI_PROCESSES = {"requests", "volunteers", "notify", "community", "requests-worker", "volunteers-worker",
+                   "notify-worker", "community-worker", "beat"}
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,8 @@ def test_every_command_names_something_that_imports(monkeypatch, tmp_path):
                 assert any(t.startswith(f"{queue}.") for t in app.tasks), f"{name} registers no {queue} task"
 
 
-@pytest.mark.parametrize("service, port", [("requests", 8001), ("volunteers", 8002), ("notify", 8003)])
+@pytest.mark.parametrize("service, port", [("requests", 8001), ("volunteers", 8002), ("notify", 8003),
+                                           ("community", 8004)])
 def test_gunicorn_binds_each_service_to_its_port(monkeypatch, service, port):
     monkeypatch.setattr("sys.argv", ["gunicorn", "-c", "deploy/gunicorn.conf.py", f"services.{service}:create_app()"])
     monkeypatch.delenv("LINLI_BIND", raising=False)

@@ -20,7 +20,7 @@ from deploy.openapi_snapshot import text
 from tests.conftest import ADMIN_TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("requests", "volunteers", "notify")
+SERVICES = ("requests", "volunteers", "notify", "community")
 EXAMPLES = int(os.environ.get("LINLI_SCHEMATHESIS_EXAMPLES", "25"))  # per operation
 # Rules OpenAPI cannot state (one field against another, against the
 # registry, the clock or a file's content), which the documents state in

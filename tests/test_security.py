@@ -23,7 +23,7 @@ from tests.conftest import SECRET_ENV
 from tests.factories import RESIDENT
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("requests", "volunteers", "notify")
+SERVICES = ("requests", "volunteers", "notify", "community")
 
 
 @pytest.fixture

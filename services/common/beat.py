@@ -15,6 +15,7 @@ EVERY = 5.0
 celery_app.conf.beat_schedule = {
     name: {"task": name, "schedule": EVERY, "options": {"expires": EVERY * 2}}
     for name in (contract.RELAY_REQUESTS_OUTBOX, contract.RELAY_VOLUNTEERS_OUTBOX, contract.RELAY_NOTIFY_OUTBOX,
+                 contract.RELAY_COMMUNITY_OUTBOX,
                  contract.RETRY_DELIVERIES, contract.SWEEP_DISPATCH)
 }
 # 08:00 in Hangzhou: the grid leaders' digest of open, overdue and escalated requests.

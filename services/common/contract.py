@@ -25,7 +25,7 @@ from . import community
 from .i18n import N_, translate
 
 # --- Queues: one per service; a worker consumes only its own (-Q <name>). ---
-QUEUES = ("requests", "volunteers", "notify")
+QUEUES = ("requests", "volunteers", "notify", "community")
 # Who may sign an envelope: a service, or the beat process that sends timers.
 SOURCES = QUEUES + ("beat",)
 
@@ -44,6 +44,7 @@ RETRY_DELIVERIES = "notify.retry_deliveries"
 SWEEP_DISPATCH = "volunteers.sweep"  # offer expiry, waiting requests, deadlines, escalation steps
 DAILY_DIGEST = "volunteers.daily_digest"  # grid leaders' morning summary
 RELAY_NOTIFY_OUTBOX = "notify.relay_outbox"
+RELAY_COMMUNITY_OUTBOX = "community.relay_outbox"
 # Notify tells the service that asked when a notification could not be delivered.
 DELIVERY_FAILED = "volunteers.delivery_failed"
 # The staff console (served by intake) acts on matching's state: reassign,

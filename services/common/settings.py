@@ -19,7 +19,7 @@ from limits import parse_many
 from . import clock
 
 REPO = Path(__file__).resolve().parents[2]
-PORTS = {"requests": 8001, "volunteers": 8002, "notify": 8003}
+PORTS = {"requests": 8001, "volunteers": 8002, "notify": 8003, "community": 8004}
 # The services that read other services' APIs, each with a token of its own,
 # so that each caller is let into only what it needs (auth.callers).
 CALLERS = ("requests", "volunteers")
@@ -113,6 +113,8 @@ def secret_problem(variable: str, value: str | None, allow_weak: bool = False) -
 SECRETS = {"SECRET_KEY": ("LINLI_SECRET_KEY", True), "PHONE_DIGEST_KEY": ("LINLI_PHONE_DIGEST_KEY", True),
            "ADMIN_TOKEN": ("LINLI_ADMIN_TOKEN", False),
            **{f"{c.upper()}_TOKEN": (f"LINLI_{c.upper()}_TOKEN", True) for c in CALLERS}}
+# Secrets one service alone holds, checked where its configuration has them.
+OWN_SECRETS = {"REGISTER_KEY": "LINLI_REGISTER_KEY"}
 
 
 def check_secrets(cfg: dict) -> None:
@@ -126,6 +128,9 @@ def check_secrets(cfg: dict) -> None:
         if value is None and not required:
             continue
         if problem := secret_problem(variable, value, allow_weak=weak_ok):
+            problems.append(problem)
+    for key, variable in OWN_SECRETS.items():
+        if key in cfg and (problem := secret_problem(variable, cfg[key], allow_weak=weak_ok)):
             problems.append(problem)
     if problems:
         raise ConfigError("Linli will not start: " + "; ".join(problems)

@@ -1,0 +1,36 @@
+"""Community (services.community): the register of households and residents
+(住户台账) and the community's programmes built on it — visits to residents
+living alone or needing care (探访) and the daily check-in (报平安) for now;
+events, check-ups, the canteen and the lift vote later. Staff read it through
+the console (intake's token vouching for a staff member, services.common.auth);
+visits reach visitors as help requests through intake's task."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from services.common.cli import register_db_commands
+from services.common.factory import register_api, service_app
+
+from . import config
+
+VERSIONS = Path(__file__).with_name("migrations")
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    from .models import Base, OutboxMessage
+
+    app = service_app(__name__, config.load(), test_config, outbox_model=OutboxMessage)
+
+    from . import tasks, views  # noqa: F401  (tasks register with Celery)
+
+    register_api(app, views.api)
+    app.register_blueprint(views.web)
+    register_db_commands(app, Base.metadata, VERSIONS, seed)
+    return app
+
+
+def seed(session, cfg) -> str:
+    """The register comes from the office's file; the demo's is synthetic."""
+    return "nothing to seed"

@@ -1,0 +1,20 @@
+"""The community service's configuration, read from the environment once at
+start-up (services.common.settings): the shared defaults, the key that seals
+the register's sensitive fields, and the daily check-in's deadline."""
+from services.common.roster import roster_settings
+from services.common.settings import _secret, integer
+
+
+def load() -> dict:
+    from services.common.settings import base_config
+
+    cfg = base_config("community")
+    # Seals health, care needs and disability at rest (sealed.py). Checked
+    # with the other secrets at start-up; rotating it needs a re-seal.
+    cfg["REGISTER_KEY"] = _secret("LINLI_REGISTER_KEY", kept_as="register-key")
+    # 报平安: a resident who chose the daily check-in and has not checked in
+    # by this hour (Asia/Shanghai) gets a visitor sent.
+    cfg["CHECKIN_DEADLINE_HOUR"] = integer("LINLI_CHECKIN_DEADLINE_HOUR", 10, minimum=0)
+    # A register file is bounded like the volunteer roster.
+    cfg.update(roster_settings())
+    return cfg
