@@ -10,10 +10,10 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "openapi"
 
 
 def document(service: str) -> dict:
-    from services.common.settings import SECRETS
+    from services.common.settings import OWN_SECRETS, SECRETS
 
     # The document does not depend on any secret: throwaway ones let the app start.
-    throwaway = {key: secrets.token_urlsafe(32) for key in SECRETS}
+    throwaway = {key: secrets.token_urlsafe(32) for key in (*SECRETS, *OWN_SECRETS)}
     app = importlib.import_module(f"services.{service}").create_app({"DATABASE_URL": "sqlite://", **throwaway})
     return app.extensions["openapi"].spec.to_dict()
 
