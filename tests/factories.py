@@ -115,7 +115,8 @@ def submitted(category="haircut", building="3", unit="1", **over) -> dict:
     data = {"request_id": str(uuid.uuid4()), "category": category, "summary": "需要帮忙", "building": building,
             "unit": unit, "masked_phone": "138****1234", "mode": "home", "window_start": None,
             "window_end": None, "urgency": "normal", "elderly": False, "disability": False,
-            "requester_digest": "0" * 64, **over}
+            "requester_digest": "0" * 64, "programme_ref": None, "preferred_volunteer_id": None, "first_to": None,
+            **over}
     return contract.envelope(contract.REQUEST_SUBMITTED, data, source="requests")
 
 
@@ -231,6 +232,22 @@ def console_reads(monkeypatch, matching_app) -> None:
     def get(url, headers, timeout):
         path = url.split("://", 1)[1].split("/", 1)[1]
         return _Answer(client.get("/" + path, headers=headers))
+
+    monkeypatch.setattr(web.http, "get", get)
+
+
+def service_reads(monkeypatch, console_app, **apps) -> None:
+    """The console's reads of other services answered in process, each by
+    its own app: service_reads(mp, intake, community=app, volunteers=app)."""
+    from services.common import web
+
+    clients = {console_app.config[f"{name.upper()}_API_URL"]: app.test_client() for name, app in apps.items()}
+
+    def get(url, headers, timeout):
+        base = next((b for b in clients if url.startswith(b + "/")), None)
+        if base is None:  # a service the test does not run: unreachable, as in production
+            raise web.http.ConnectionError(url)
+        return _Answer(clients[base].get(url[len(base):], headers=headers))
 
     monkeypatch.setattr(web.http, "get", get)
 

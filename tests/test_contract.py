@@ -69,8 +69,11 @@ def test_masking():
 
 def test_staff_only_categories_are_not_volunteer_skills():
     staff = {c.code for c in contract.CATEGORIES if c.staff_only}
-    assert staff == {"lift_retrofit", "parking", "environment", "complaint"}
+    assert staff == {"lift_retrofit", "parking", "environment", "complaint", "welfare"}
     assert not staff & set(contract.VOLUNTEER_SKILLS)
+    # A programme's own categories (visits) are never a resident's to ask for.
+    assert {c.code for c in contract.CATEGORIES if c.programme} == {"visit", "welfare"}
+    assert not {"visit", "welfare"} & {c.code for c in contract.RESIDENT_CATEGORIES}
 
 
 def test_the_readmes_task_table_names_every_task_of_the_contract():
@@ -81,7 +84,7 @@ def test_the_readmes_task_table_names_every_task_of_the_contract():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     table = readme.split("| task (queue) | producer | consumer | payload |", 1)[1].split("\n\n", 1)[0]
-    task_name = r"(?:requests|volunteers|notify)\.[a-z_]+"
+    task_name = r"(?:requests|volunteers|notify|community)\.[a-z_]+"
     in_readme = set(re.findall(f"`({task_name})`", table))
     in_contract = {value for name, value in vars(contract).items()
                    if name.isupper() and isinstance(value, str) and re.fullmatch(task_name, value)}

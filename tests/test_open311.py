@@ -50,7 +50,7 @@ def test_a_client_from_pypi_reads_services_in_json_and_xml(server):
     for fmt in ("json", "xml"):
         client = GeoReport(base, output_format=fmt)
         services = client.get_service_list()
-        assert {s["service_code"] for s in services} == set(contract.CATEGORY_BY_CODE)
+        assert {s["service_code"] for s in services} == {c.code for c in contract.RESIDENT_CATEGORIES}
         assert all(SERVICE_FIELDS <= set(s) for s in services)
         definition = client.get_service_definition("haircut")
         assert definition["service_code"] == "haircut"

@@ -16,7 +16,7 @@ celery_app.conf.beat_schedule = {
     name: {"task": name, "schedule": EVERY, "options": {"expires": EVERY * 2}}
     for name in (contract.RELAY_REQUESTS_OUTBOX, contract.RELAY_VOLUNTEERS_OUTBOX, contract.RELAY_NOTIFY_OUTBOX,
                  contract.RELAY_COMMUNITY_OUTBOX,
-                 contract.RETRY_DELIVERIES, contract.SWEEP_DISPATCH)
+                 contract.RETRY_DELIVERIES, contract.SWEEP_DISPATCH, contract.VISITS_DUE)
 }
 # 08:00 in Hangzhou: the grid leaders' digest of open, overdue and escalated requests.
 celery_app.conf.beat_schedule["daily-digest"] = {"task": contract.DAILY_DIGEST, "schedule": crontab(hour=0, minute=0),

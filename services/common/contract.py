@@ -77,6 +77,9 @@ class Category:
     label: str  # English, marked for the catalogue: name() gives it in a language
     staff_only: bool = False  # handled by the community office, never by volunteers
     credential: bool = False  # only volunteers with a verified credential (the retired doctors)
+    # A community programme's own work (visits): never asked for by a resident,
+    # never on a public form or feed.
+    programme: bool = False
 
     def name(self, lang: str) -> str:
         return translate(self.label, lang)
@@ -96,8 +99,14 @@ CATEGORIES = (
     Category("parking", N_("Parking"), staff_only=True),
     Category("environment", N_("Environment"), staff_only=True),
     Category("complaint", N_("Complaint"), staff_only=True),
+    # The community service's visits (探访) to residents living alone or
+    # needing care, and what a visitor found that the grid leader must see to.
+    Category("visit", N_("Home visit"), programme=True),
+    Category("welfare", N_("Welfare concern"), staff_only=True, programme=True),
 )
 CATEGORY_BY_CODE = {c.code: c for c in CATEGORIES}
+# What residents (or staff for them) may ask for.
+RESIDENT_CATEGORIES = tuple(c for c in CATEGORIES if not c.programme)
 VOLUNTEER_SKILLS = tuple(c.code for c in CATEGORIES if not c.staff_only)
 
 STATUSES = (
@@ -112,6 +121,7 @@ STATUSES = (
     "escalated",
 )
 URGENCIES = ("normal", "urgent")
+LEADER_LEVELS = ("hallway", "grid", "office")
 MODES = ("home", "station")
 LANGUAGES = ("zh-CN", "en")
 TEMPLATES = ("offer", "offer_withdrawn", "assigned", "reminder", "completed", "escalation", "magic_link", "thanks",
@@ -170,6 +180,14 @@ class RequestSubmitted(Schema):
     disability = fields.Boolean(load_default=False)
     # Keyed hash of the requester's phone: a volunteer is never offered their own request.
     requester_digest = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 64))
+    # A programme's request (channel "programme"): its visit, for the outcome
+    # the visitor records; who should go first (the paired volunteer, 结对),
+    # or a leader instead of volunteers.
+    programme_ref = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^visit:[0-9]{1,10}$"))
+    preferred_volunteer_id = Id(load_default=None, allow_none=True)
+    # Straight to a leader on the grid chain instead of volunteers: the
+    # hallway leader who visits, the office for an emergency.
+    first_to = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(LEADER_LEVELS))
 
 
 class RequestCancelled(Schema):
@@ -249,6 +267,8 @@ REASONS = {
     "staff": N_("passed on by community staff"),
     "handed_back": N_("handed back, to be routed again"),
     "reopened": N_("the resident is not satisfied"),
+    "visit": N_("a visit to a resident of your stairwell is due"),
+    "welfare": N_("a visit found a resident who needs help"),
 }
 
 # --- The volunteer registry's input: matching owns the registry; the console
@@ -636,3 +656,96 @@ def phone_digest(phone: str, key: str) -> str:
     a volunteer is the requester without ever seeing the number."""
     digits = "".join(ch for ch in phone if ch.isdigit())
     return hmac.new(key.encode(), digits.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+# --- The community's programmes: visits (探访) and the daily check-in (报平安) ---
+#
+# The community service asks intake for a help request that carries a visit
+# (requests.programme_request); intake sends it on to matching like any
+# other, with the visit's reference, so that the visitor's outcome comes back
+# to the community service (community.visit_outcome) from the volunteer
+# portal (matching) or from a hallway leader in the console (intake).
+
+PROGRAMME_REQUEST = "requests.programme_request"
+VISIT_OUTCOME = "community.visit_outcome"
+VISIT_PLAN = "community.visit_plan"
+VISITS_DUE = "community.visits_due"  # beat: visits coming due, missed check-ins, overdue visits
+
+# Why a programme request was made; intake words it (no typed text travels).
+PROGRAMME_REASONS = ("scheduled", "missed_checkin", "needs_attention", "emergency", "nobody_home_twice", "overdue")
+VISIT_OUTCOME_LABELS = {"done": N_("Visited: all well"), "nobody_home": N_("Nobody home"),
+                        "needs_attention": N_("Needs attention"), "emergency": N_("Emergency")}
+VISIT_OUTCOMES = tuple(VISIT_OUTCOME_LABELS)
+VISIT_RHYTHMS = ("weekly", "twice_monthly", "monthly")
+VISITORS = ("hallway_leader", "paired_volunteer", "any_volunteer")
+VISIT_REF = r"^visit:[0-9]{1,10}$"
+
+
+def link_digest(token: str) -> str:
+    """What is kept of a resident's check-in link: its SHA-256, made by the
+    console that shows the link and by the community service that opens it."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ProgrammeRequest(Schema):
+    """A help request a programme makes for a resident in the register."""
+
+    ref = fields.String(required=True, validate=validate.Regexp(r"^(visit|welfare):[0-9]{1,10}(:[a-z_]{1,24})?$"))
+    category = fields.String(required=True, validate=validate.OneOf([c.code for c in CATEGORIES if c.programme]))
+    reason = fields.String(required=True, validate=validate.OneOf(PROGRAMME_REASONS))
+    urgency = fields.String(required=True, validate=validate.OneOf(URGENCIES))
+    building = fields.String(required=True, validate=validate.Length(1, 16))
+    unit = fields.String(required=True, validate=validate.Length(1, 8))
+    room = fields.String(required=True, validate=validate.Length(1, 8))
+    contact_name = fields.String(required=True, validate=validate.Length(1, 64))
+    contact_phone = fields.String(required=True, validate=validate.Length(5, 20))
+    elderly = fields.Boolean(load_default=False)
+    disability = fields.Boolean(load_default=False)
+    preferred_volunteer_id = Id(load_default=None, allow_none=True)
+    # Straight to a leader on the grid chain instead of volunteers: the
+    # hallway leader who visits, the office for an emergency.
+    first_to = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(LEADER_LEVELS))
+    # The visit's window (Asia/Shanghai day of its due date, or the plan's preferred times).
+    window_start = fields.AwareDateTime(load_default=None, allow_none=True)
+    window_end = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class VisitOutcome(Schema):
+    """What the visitor found: from the volunteer portal or the console."""
+
+    visit_ref = fields.String(required=True, validate=validate.Regexp(VISIT_REF))
+    outcome = fields.String(required=True, validate=validate.OneOf(VISIT_OUTCOMES))
+    note = fields.String(load_default="", validate=validate.Length(0, 500))
+    actor = fields.String(required=True, validate=validate.Length(1, 64))
+
+
+class VisitPlanIn(Schema):
+    """A visit plan as the office sets it in the console (community's API takes the same)."""
+
+    resident_id = Id(required=True, error_messages={"required": N_("Choose a resident.")})
+    rhythm = fields.String(required=True, validate=validate.OneOf(VISIT_RHYTHMS, error=N_("Choose how often.")))
+    visitor = fields.String(required=True, validate=validate.OneOf(VISITORS, error=N_("Choose who visits.")))
+    volunteer_id = Id(load_default=None, allow_none=True)
+    preferred_times = fields.String(load_default=None, allow_none=True,
+                                    validate=validate.Length(0, 100, error=N_("Up to 100 characters.")))
+    checkin_daily = fields.Boolean(load_default=False)
+    active = fields.Boolean(load_default=True)
+    # A new check-in link: the console makes the token and shows the link
+    # once; only its SHA-256 travels and is kept.
+    checkin_token_digest = fields.String(load_default=None, allow_none=True,
+                                         validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+
+    @validates_schema
+    def _paired(self, data, **kwargs):
+        if data["visitor"] == "paired_volunteer" and not data.get("volunteer_id"):
+            raise ValidationError({"volunteer_id": [N_("Choose the paired volunteer.")]})
+
+
+class VisitPlanChange(VisitPlanIn):
+    change_id = fields.UUID(required=True)
+    actor = fields.String(required=True, validate=validate.Length(1, 64))
+
+
+PAYLOADS[(PROGRAMME_REQUEST, 1)] = ProgrammeRequest
+PAYLOADS[(VISIT_OUTCOME, 1)] = VisitOutcome
+PAYLOADS[(VISIT_PLAN, 1)] = VisitPlanChange

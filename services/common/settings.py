@@ -204,6 +204,9 @@ RATE_LIMITS = {
     # and per address (nobody walks the phone numbers).
     "magic_link_phone": "3 per 15 minutes;10 per day",
     "magic_link_address": "10 per 15 minutes;50 per day",
+    # The daily check-in (报平安) page, per address: one tap a day per
+    # resident; a building's shared connection still fits.
+    "checkin": "60 per hour",
     # Open311 POST, per API key.
     "open311_post": "120 per hour",
 }

@@ -23,7 +23,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app = service_app(__name__, config.load(), test_config, outbox_model=OutboxMessage)
 
-    from . import tasks, views  # noqa: F401  (tasks register with Celery)
+    from . import tasks, views, visit_views  # noqa: F401  (tasks register with Celery; routes join views' blueprints)
 
     register_api(app, views.api)
     app.register_blueprint(views.web)

@@ -1,6 +1,7 @@
 """The community service's configuration, read from the environment once at
 start-up (services.common.settings): the shared defaults, the key that seals
 the register's sensitive fields, and the daily check-in's deadline."""
+from services.common import community
 from services.common.roster import roster_settings
 from services.common.settings import _secret, integer
 
@@ -15,6 +16,8 @@ def load() -> dict:
     # 报平安: a resident who chose the daily check-in and has not checked in
     # by this hour (Asia/Shanghai) gets a visitor sent.
     cfg["CHECKIN_DEADLINE_HOUR"] = integer("LINLI_CHECKIN_DEADLINE_HOUR", 10, minimum=0)
+    # Whom a visitor calls when a resident has no phone of their own.
+    cfg["OFFICE_PHONE"] = community.load(cfg["COMMUNITY_FILE"])["community"]["office"]["phone"]
     # A register file is bounded like the volunteer roster.
     cfg.update(roster_settings())
     return cfg

@@ -45,6 +45,9 @@ def timers(overrides: dict) -> dict[str, Timer]:
         "environment": {"take_hours": 24},  # utilities: taken within 24 h
         "lift_retrofit": {"complete_days": 15, "complete_working_days": None},
         "parking": {"complete_days": 15, "complete_working_days": None},
+        # A visit is due on its day; what a visitor found is seen to within two.
+        "visit": {"take_hours": 4, "complete_days": 1, "complete_working_days": None},
+        "welfare": {"take_hours": 2, "complete_days": 2, "complete_working_days": None},
     }
     out = {}
     for cat in CATEGORIES:

@@ -8,7 +8,7 @@ import secrets
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.common import contract
@@ -90,6 +90,7 @@ class ServiceRequest(Base):
     """A resident's call for help (服务请求), from the form, the API or staff."""
 
     __tablename__ = "service_request"
+    __table_args__ = (Index("uq_service_request_programme_ref", "programme_ref", unique=True),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     tracking_code: Mapped[str] = mapped_column(String(16), unique=True, default=new_tracking_code)
     public_id: Mapped[str] = mapped_column(String(16), unique=True, index=True, default=new_public_id)
@@ -107,7 +108,13 @@ class ServiceRequest(Base):
     elderly: Mapped[bool] = mapped_column(Boolean, default=False)  # over 80: dispatched first when scarce
     disability: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    channel: Mapped[str] = mapped_column(String(8))  # web, api, open311, staff (RESIDENT_CHANNELS)
+    channel: Mapped[str] = mapped_column(String(16))  # RESIDENT_CHANNELS, or "programme"
+    # A community programme's request (channel "programme"): its reference
+    # (visit:12, welfare:12:emergency), one request per reference; who should
+    # be offered it first, or the leader it goes to instead of volunteers.
+    programme_ref: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    preferred_volunteer_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    first_to: Mapped[str | None] = mapped_column(String(8), nullable=True)
     language: Mapped[str] = mapped_column(String(8), default="zh-CN")  # for messages to the resident
     status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)
     volunteer_name: Mapped[str | None] = mapped_column(String(64), nullable=True)

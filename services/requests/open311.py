@@ -189,7 +189,7 @@ def discovery(fmt):
 @open311.get(f"/services.{FMT}")
 @public
 def services(fmt):
-    return respond(fmt, "services", "service", [_service(c) for c in contract.CATEGORIES])
+    return respond(fmt, "services", "service", [_service(c) for c in contract.RESIDENT_CATEGORIES])
 
 
 ATTRIBUTES = [
@@ -212,7 +212,7 @@ ATTRIBUTES = [
 @public
 def service_definition(code, fmt):
     category = contract.CATEGORY_BY_CODE.get(code)
-    if category is None:
+    if category is None or category.programme:
         raise Open311Error(404, f"no service with code {code}")
     return respond(fmt, "service_definition", "service_definition",
                    [{"service_code": code, "attributes": ATTRIBUTES if not category.staff_only else []}], single=True)

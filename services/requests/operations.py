@@ -12,6 +12,7 @@ from sqlalchemy import and_, or_, select
 
 from services.common import contract
 from services.common.clock import utcnow
+from services.common.i18n import N_, translate
 
 from . import hotline
 from .models import FINAL, Feedback, ServiceRequest, StatusChange, new_public_id
@@ -23,7 +24,7 @@ def timer_for(category: str) -> hotline.Timer:
 
 
 def submit(session, outbox, data: dict, channel: str, language: str, digest_key: str, timer: hotline.Timer,
-           entered_by: str | None = None) -> ServiceRequest:
+           entered_by: str | None = None, before_emit=None) -> ServiceRequest:
     """The one intake path (web form, JSON API, Open311, staff entering it
     for a resident): store the request, its first timeline entry and the
     `volunteers.request_submitted` event together."""
@@ -55,9 +56,42 @@ def submit(session, outbox, data: dict, channel: str, language: str, digest_key:
     )
     session.add(req)
     req.history.append(StatusChange(status="submitted", actor=entered_by or channel, note="", at=now))
+    if before_emit is not None:
+        before_emit(req)
     session.flush()
     emit_submitted(session, outbox, req, digest_key)
     return req
+
+
+# What a programme's request says to its visitor, by reason (no typed text travels).
+PROGRAMME_TEXTS = {
+    "scheduled": N_("Regular visit to a resident who lives alone or needs care: see that they are well "
+                    "and ask whether they need anything."),
+    "missed_checkin": N_("The resident has not made their daily check-in today: visit today and see that they "
+                         "are well."),
+    "needs_attention": N_("A visitor found that this resident needs attention: please follow up."),
+    "emergency": N_("A visitor reported an emergency with this resident: act now."),
+    "nobody_home_twice": N_("Nobody was home at the last two visits: find out whether this resident is well."),
+    "overdue": N_("A visit to this resident was not done by its due date: please arrange it."),
+}
+
+
+def submit_programme(session, outbox, data: dict, digest_key: str) -> ServiceRequest | None:
+    """requests.programme_request: the community service's request for a
+    resident in its register. One request per reference; never public."""
+    if session.scalar(select(ServiceRequest.id).where(ServiceRequest.programme_ref == data["ref"])) is not None:
+        return None
+    form = {**data, "description": translate(PROGRAMME_TEXTS[data["reason"]], "zh-CN"), "mode": "home",
+            "consent_method": "register"}
+    req = submit(session, outbox, form, "programme", "zh-CN", digest_key, timer_for(data["category"]),
+                 entered_by="community", before_emit=lambda r: _programme_fields(r, data))
+    return req
+
+
+def _programme_fields(req: ServiceRequest, data: dict) -> None:
+    req.programme_ref = data["ref"]
+    req.preferred_volunteer_id = data["preferred_volunteer_id"]
+    req.first_to = data["first_to"]
 
 
 def emit_submitted(session, outbox, req: ServiceRequest, digest_key: str) -> None:
@@ -75,6 +109,10 @@ def emit_submitted(session, outbox, req: ServiceRequest, digest_key: str) -> Non
         "elderly": req.elderly,
         "disability": req.disability,
         "requester_digest": contract.phone_digest(req.contact_phone, digest_key),
+        # The visitor's outcome goes back to the visit (welfare requests have none to record).
+        "programme_ref": req.programme_ref if req.category == "visit" else None,
+        "preferred_volunteer_id": req.preferred_volunteer_id,
+        "first_to": req.first_to,
     })
 
 

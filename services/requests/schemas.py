@@ -39,7 +39,7 @@ class LocalDateTime(fields.DateTime):
 
 class ServiceRequestIn(Schema):
     category = fields.String(required=True, validate=validate.OneOf(
-        contract.CATEGORY_BY_CODE, error=N_("Choose a service category from the list.")),
+        [c.code for c in contract.RESIDENT_CATEGORIES], error=N_("Choose a service category from the list.")),
         error_messages={"required": N_("Choose a service category.")})
     description = fields.String(required=True, validate=validate.Length(
         1, 1000, error=N_("Describe what you need, in at most 1000 characters.")),

@@ -1,6 +1,7 @@
 """Intake's consumers: status changes and refused staff actions reported by
-the matching service; beat's timers: the outbox relay, the follow-up (回访)
-the day after completion, and the retention job."""
+the matching service, and the community service's programme requests
+(visits); beat's timers: the outbox relay, the follow-up (回访) the day
+after completion, and the retention job."""
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,8 @@ from services.common import extensions as ext
 from services.common.clock import SHANGHAI, utcnow
 from services.common.inbox import Permanent, consume
 
-from .models import DeadMessage, ProcessedMessage, ServiceRequest
+from . import operations
+from .models import RESIDENT_CHANNELS, DeadMessage, ProcessedMessage, ServiceRequest
 from .operations import anonymise_expired, resend_unanswered
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,13 @@ def apply_status_change(session, data, env) -> None:
         })
 
 
+@shared_task(name=contract.PROGRAMME_REQUEST, bind=True)
+def programme_request(self, message):
+    return consume(self, message, lambda session, data, env: operations.submit_programme(
+        session, ext.outbox(), data, current_app.config["PHONE_DIGEST_KEY"]),
+        db=ext.database(), processed=ProcessedMessage, dead=DeadMessage)
+
+
 @shared_task(name=contract.RELAY_REQUESTS_OUTBOX)
 def relay_outbox():
     """Relay what is pending, and send again what matching never answered."""
@@ -115,7 +124,9 @@ def follow_up():
         cutoff = utcnow() - timedelta(hours=current_app.config["FOLLOW_UP_AFTER_HOURS"])
         due = session.scalars(select(ServiceRequest).where(
             ServiceRequest.status.in_(("completed", "closed")), ServiceRequest.completed_at <= cutoff,
-            ServiceRequest.follow_up_sent_at.is_(None), ServiceRequest.anonymised_at.is_(None)).limit(200)).all()
+            ServiceRequest.follow_up_sent_at.is_(None), ServiceRequest.anonymised_at.is_(None),
+            # A programme's visit is followed up by the programme, not by asking the resident to rate it.
+            ServiceRequest.channel.in_(RESIDENT_CHANNELS)).limit(200)).all()
         for req in due:
             req.follow_up_sent_at = utcnow()
             if req.feedback is not None:

@@ -70,7 +70,7 @@ def _form(values: dict, errors: dict, status: int = 200):
     buildings = sorted_buildings()
     return render_template(
         "request_form.html",
-        categories=contract.CATEGORIES,
+        categories=contract.RESIDENT_CATEGORIES,
         buildings=buildings,
         max_units=max((len(b.units) for b in buildings), default=1),
         values=values,
@@ -213,8 +213,8 @@ class Categories(MethodView):
     @public
     @api.response(200, CategoryOut(many=True))
     def get(self):
-        """Service categories; staff-only ones never go to volunteers."""
-        return list(contract.CATEGORIES)  # a tuple would read as (body, status)
+        """Service categories a resident may ask for; staff-only ones never go to volunteers."""
+        return list(contract.RESIDENT_CATEGORIES)  # a tuple would read as (body, status)
 
 
 @api.route("/buildings")

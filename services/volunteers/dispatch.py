@@ -30,7 +30,7 @@ from services.common import extensions as ext
 from services.common.clock import utcnow
 
 from . import config, engine, registry, stations
-from .escalation import escalate
+from .escalation import LEVELS, escalate
 from .models import (
     Assignment,
     AvailabilityWindow,
@@ -84,19 +84,33 @@ class Dispatcher:
             unit=data["unit"], masked_phone=data["masked_phone"], mode=data["mode"],
             window_start=data["window_start"], window_end=data["window_end"], urgency=data["urgency"],
             elderly=data["elderly"], disability=data["disability"], requester_digest=data["requester_digest"],
-            status="matching", received_at=self.now,
+            programme_ref=data["programme_ref"], status="matching", received_at=self.now,
             offers=[],  # known empty: dispatch need not ask the database who was offered it
         )
         req.accept_by = self.deadline(req, self.now, timedelta(minutes=pol["accept_minutes"]))
         self.session.add(req)
         self.session.flush()
-        if contract.CATEGORY_BY_CODE[req.category].staff_only:
-            escalate(self, req, "staff_only", level=2)
+        if data["first_to"]:
+            # A programme's request for a leader: the hallway leader who visits,
+            # the office for an emergency a visitor found.
+            escalate(self, req, "visit" if req.category == "visit" else "welfare",
+                     level=LEVELS[data["first_to"]])
+        elif contract.CATEGORY_BY_CODE[req.category].staff_only:
+            escalate(self, req, "welfare" if req.category == "welfare" else "staff_only", level=2)
         elif req.mode == "station" and stations.book(self, req):
             pass
-        else:
+        elif not (data["preferred_volunteer_id"] and self.offer_to(req, data["preferred_volunteer_id"])):
             self.dispatch(req)
         return req
+
+    def offer_to(self, req: ServiceRequest, volunteer_id: int) -> Offer | None:
+        """Offer to one named volunteer first (a visit's paired volunteer,
+        结对) when they qualify and have room; otherwise the usual ranking."""
+        volunteers = self.volunteers_for(req.category, Volunteer.id == volunteer_id)
+        pol = config.policy(self.cfg, req.category)
+        found = engine.rank(self.request_facts(req), volunteers, self.now, self.weights, limit=1,
+                            tasks=self.load_with_open_offers(volunteers))
+        return self.make_offer(req, found[0], pol) if found else None
 
     def deadline(self, req: ServiceRequest, start: datetime, delta: timedelta) -> datetime:
         """An urgent request's clock runs day and night; an ordinary one's
@@ -338,7 +352,8 @@ class Dispatcher:
         self.tell_intake(assignment.request, "in_progress", actor=f"volunteer:{assignment.volunteer_id}")
         return True
 
-    def complete(self, assignment: Assignment, minutes: int | None, note: str) -> HoursEntry | None:
+    def complete(self, assignment: Assignment, minutes: int | None, note: str,
+                 outcome: str | None = None) -> HoursEntry | None:
         if assignment.status not in ("active", "started"):
             return None
         started = assignment.started_at or (self.now - timedelta(minutes=minutes or 30))
@@ -354,6 +369,9 @@ class Dispatcher:
                            completed_at=self.now)
         self.session.add(entry)
         self.tell_intake(req, "completed", actor=f"volunteer:{vol.id}", note=note[:500])
+        if req.programme_ref and outcome:
+            self.outbox.emit(self.session, contract.VISIT_OUTCOME, {
+                "visit_ref": req.programme_ref, "outcome": outcome, "note": note[:500], "actor": f"volunteer:{vol.id}"})
         return entry
 
     def cancel(self, req: ServiceRequest, actor: str, reason: str, final: str = "cancelled") -> None:

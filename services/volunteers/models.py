@@ -228,6 +228,9 @@ class ServiceRequest(Base):
     elderly: Mapped[bool] = mapped_column(Boolean, default=False)
     disability: Mapped[bool] = mapped_column(Boolean, default=False)
     requester_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A community programme's visit (visit:12): the visitor records an outcome
+    # on completion, which goes back to the community service.
+    programme_ref: Mapped[str | None] = mapped_column(String(48), nullable=True)
     # matching (waiting for a free volunteer), offered, assigned, in_progress, completed, escalated, cancelled
     status: Mapped[str] = mapped_column(String(16), default="matching", index=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

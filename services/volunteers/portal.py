@@ -260,6 +260,7 @@ def _portal(outcome=None, errors=None, status=200):
         history=history, hours=hours, confirmed=confirmed, coins=TimeBank(db).coin_balance(vol.id),
         to_confirm=to_confirm, outcome=outcome, errors=errors or {},
         categories=contract.CATEGORY_BY_CODE, reasons=REASONS,
+        visit_outcomes=[(code, _l(label)) for code, label in contract.VISIT_OUTCOME_LABELS.items()],
     ), status
 
 
@@ -325,9 +326,11 @@ def task_complete(assignment_id: int):
     task = own(Assignment, assignment_id)
     try:
         data = _form(CompleteIn())
+        if task.request.programme_ref and data["outcome"] is None:
+            raise ValidationError({"outcome": [_l("Say what you found.")]})
     except ValidationError as exc:
         return _portal(errors={f"complete-{assignment_id}": exc.messages}, status=422)
-    ok = dispatcher(ext.db_session()).complete(task, data["minutes"], data["note"]) is not None
+    ok = dispatcher(ext.db_session()).complete(task, data["minutes"], data["note"], data["outcome"]) is not None
     ext.db_session().commit()
     return redirect(url_for("web.portal", outcome="completed" if ok else "refused"), 303)
 

@@ -10,6 +10,7 @@ from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate
 
 from services.common import contract
+from services.common.i18n import N_
 
 # The registry's input schemas are the contract's: the console checks with them too.
 MOBILE, ORDERED, VERIFIED = contract.MOBILE, contract.ORDERED, contract.VERIFIED
@@ -253,6 +254,9 @@ class RequestDispatchOut(Schema):
 class CompleteIn(Schema):
     minutes = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 24 * 60))
     note = fields.String(load_default="", validate=validate.Length(0, 500))
+    # A visit's outcome (探访): required for a programme's visit, see portal.task_complete.
+    outcome = fields.String(load_default=None, validate=validate.OneOf(
+        contract.VISIT_OUTCOMES, error=N_("Say what you found.")))
 
 
 class CorrectionIn(Schema):

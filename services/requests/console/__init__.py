@@ -19,6 +19,7 @@ from . import (  # noqa: F401
     queue,
     roster,
     stations,
+    visits,
     volunteers,
 )
 from .blueprint import console

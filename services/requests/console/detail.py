@@ -46,6 +46,7 @@ DONE = {
     "closed": _l("The request is closed."),
     "cancelled": _l("The request is cancelled."),
     "follow_up": _l("The follow-up is recorded."),
+    "visit": _l("The visit is recorded and sent to the community service."),
 }
 
 
@@ -105,6 +106,9 @@ def _detail(req: ServiceRequest, errors: dict | None = None, form: str | None = 
         refusals=REFUSALS, levels=LEVELS, done=DONE.get(request.args.get("done", "")),
         deadline=hotline.deadline_state(req, now), next_actions=first, more_actions=more,
         handback_until=hotline.handback_open_until(req.routed_at) if req.routed_at else None,
+        # A programme's visit: whoever went (a hallway leader) says what they found.
+        visit_outcomes={code: _l(label) for code, label in contract.VISIT_OUTCOME_LABELS.items()}
+        if req.category == "visit" and req.programme_ref and req.status not in FINAL else None,
     ), status
 
 

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def _proxy_form(values: dict, errors: dict, status: int = 200):
     buildings = [b for b in sorted_buildings() if any(g.scope.allows_place(b, u) for u in b.units)]
-    return render_template("request_form.html", categories=contract.CATEGORIES, buildings=buildings,
+    return render_template("request_form.html", categories=contract.RESIDENT_CATEGORIES, buildings=buildings,
                            max_units=max((len(b.units) for b in buildings), default=1), values=values,
                            errors=errors, proxy=True, form_action=url_for("console.proxy_post")), status
 
