@@ -5,13 +5,24 @@ the service that owns the data."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
+from services.common import contract
 from services.requests.models import ServiceRequest, StaffMember
+from services.volunteers.models import CoinEntry
 from tests.conftest import csrf_token
-from tests.factories import RESIDENT, add_staff, staff_signed_in
+from tests.factories import (
+    RESIDENT,
+    add_staff,
+    console_for,
+    console_reads,
+    outbox_messages,
+    register,
+    staff_signed_in,
+)
 
 G1_BUILDING, G2_BUILDING = "3", "14"  # grids G1 and G2 of the demo community
 
@@ -108,3 +119,103 @@ def test_a_request_is_handed_only_to_a_leader_whose_area_holds_it(app):
     hall = staff_signed_in(app, "hall")
     assert 'id="handler"' not in hall.get("/staff/").text
     assert hand_over(hall, [g1_req], actor_of(app, "hall")).status_code == 403
+
+
+# --- time coins (时间银行) spent, recorded by the office ---
+
+
+@pytest.fixture
+def matching(make_app, monkeypatch, backend):
+    """Matching's app answering the console's reads in process (SQLite and PostgreSQL: coins are decimals)."""
+    app = make_app("volunteers", backend=backend)
+    console_reads(monkeypatch, app)
+    return app
+
+
+def with_coins(matching, amount: str) -> int:
+    """A volunteer (building 3, grid G1) whose confirmed hours earned `amount` coins."""
+    vid = register(matching)
+    with matching.app_context():
+        s = matching.extensions["db"].Session
+        s.add(CoinEntry(volunteer_id=vid, amount=Decimal(amount), kind="earned", ref="hours:test"))
+        s.commit()
+    return vid
+
+
+def spend(client, vid, **form):
+    page = client.get(f"/staff/volunteers/{vid}")
+    assert page.status_code == 200, page.text
+    return client.post(f"/staff/volunteers/{vid}/coins", data={**form, "csrf_token": csrf_token(page.text)})
+
+
+def deliver(app, matching, task_name) -> list[str]:
+    """Each of intake's messages of this task, handed to matching's real consumer twice."""
+    outcomes = []
+    with matching.app_context():
+        task = matching.extensions["celery"].tasks[task_name]
+        for env in outbox_messages(app, task_name):
+            outcomes += [task.apply(args=[env]).get(), task.apply(args=[env]).get()]
+    return outcomes
+
+
+def coins_of(matching, vid) -> list[tuple[Decimal, str, str]]:
+    with matching.app_context():
+        s = matching.extensions["db"].Session
+        return [(c.amount, c.kind, c.ref) for c in s.scalars(
+            select(CoinEntry).where(CoinEntry.volunteer_id == vid).order_by(CoinEntry.id))]
+
+
+def test_the_office_records_coins_spent_and_the_page_tells_when_matching_has(app, matching):
+    vid = with_coins(matching, "3.0")
+    admin = staff_signed_in(app, "admin")
+    page = admin.get(f"/staff/volunteers/{vid}").text
+    assert "3.0" in page.split('id="coin-balance"', 1)[1].split("</p>", 1)[0] and 'id="spend-form"' in page
+    resp = spend(admin, vid, amount="2", ref="理发一次")
+    assert resp.status_code == 303
+    status = resp.headers["Location"]
+    waiting = admin.get(status)
+    assert 'data-state="waiting"' in waiting.text and waiting.headers["Refresh"] == "5"
+    [message] = outbox_messages(app, contract.COINS_SPEND)
+    assert message["data"]["volunteer_id"] == vid and message["data"]["amount"] == "2.0"
+    assert message["data"]["actor"] == actor_of(app, "admin")
+    assert deliver(app, matching, contract.COINS_SPEND) == ["done", "duplicate"]
+    # The same change sent again in a new envelope (the console asking twice) spends nothing more.
+    again = contract.envelope(contract.COINS_SPEND, contract.CoinsSpend().load(message["data"]), "requests")
+    with matching.app_context():
+        assert matching.extensions["celery"].tasks[contract.COINS_SPEND].apply(args=[again]).get() == "done"
+    assert coins_of(matching, vid) == [(Decimal("3.0"), "earned", "hours:test"), (Decimal("-2.0"), "spent", "理发一次")]
+    done = admin.get(status).text
+    assert 'data-state="done"' in done and "理发一次" in done and "1.0" in done
+    assert "1.0" in admin.get(f"/staff/volunteers/{vid}").text.split('id="coin-balance"', 1)[1].split("</p>", 1)[0]
+
+
+def test_spending_more_than_the_balance_is_refused_and_the_page_says_so(app, matching):
+    vid = with_coins(matching, "1.0")
+    admin = staff_signed_in(app, "admin")
+    status = spend(admin, vid, amount="1.5", ref="修自行车").headers["Location"]
+    assert deliver(app, matching, contract.COINS_SPEND) == ["done", "duplicate"]
+    assert coins_of(matching, vid) == [(Decimal("1.0"), "earned", "hours:test")]
+    page = admin.get(status).text
+    refused = page.split('id="change-status"', 1)[1].split("</div>", 1)[0]
+    assert 'data-state="refused"' in refused and 'role="alert"' in page
+    assert "时间币不足" in refused and "1.0" in refused
+
+
+def test_a_spending_form_with_errors_sends_nothing_and_only_the_office_spends(app, matching):
+    vid = with_coins(matching, "5.0")
+    admin = staff_signed_in(app, "admin")
+    bad = spend(admin, vid, amount="0.3", ref="")
+    assert bad.status_code == 422
+    assert 'id="spend-amount-error"' in bad.text and 'id="spend-ref-error"' in bad.text
+    assert 'aria-invalid="true" aria-describedby="spend-amount-error"' in bad.text
+    # A grid leader reads the balance of their grid's volunteer, but does not spend for them.
+    g1 = staff_signed_in(app, "g1")
+    page = g1.get(f"/staff/volunteers/{vid}").text
+    assert 'id="coin-balance"' in page and 'id="spend-form"' not in page
+    token = csrf_token(page)
+    assert g1.post(f"/staff/volunteers/{vid}/coins", data={"amount": "1", "ref": "x", "csrf_token": token}
+                   ).status_code == 403
+    assert not outbox_messages(app, contract.COINS_SPEND)
+    # Matching answers a volunteer's coins only within the reader's scope.
+    assert matching.test_client().get(f"/api/v1/volunteers/{vid}/coins",
+                                      headers=console_for(matching, "grid_leader", grid="G2")).status_code == 404

@@ -480,6 +480,7 @@ PAYLOADS: dict[tuple[str, int], type[Schema]] = {
 
 STATION_CHANGE = "volunteers.station_change"
 HOURS_REVIEW = "volunteers.hours_review"
+COINS_SPEND = "volunteers.coins_spend"
 
 END_AFTER_START = N_("The end must be after the start.")
 CLOCK_ERROR = N_("A time of day as HH:MM, e.g. 09:00.")
@@ -560,8 +561,27 @@ class HoursReview(Schema):
             raise ValidationError("A correction gives the hours and a reason.", "reason")
 
 
+# Why matching did not record a spending (the console shows it).
+SPEND_REFUSALS = ("not_enough_coins", "no_such_volunteer")
+
+
+class CoinsSpend(Schema):
+    """Time coins a volunteer spent on a service (时间银行), as the office
+    records it in the console; matching records the outcome under the
+    change id (done, or refused: not enough coins), once however often it
+    is sent."""
+
+    change_id = fields.UUID(required=True)
+    actor = fields.String(required=True, validate=validate.Length(1, 64))
+    volunteer_id = Id(required=True)
+    amount = fields.Decimal(required=True, places=1, as_string=True,
+                            validate=[validate.Range(0.5, 1000), half_hour_steps])
+    ref = fields.String(required=True, validate=validate.Length(1, 100))  # what the coins bought
+
+
 PAYLOADS[(STATION_CHANGE, 1)] = StationChange
 PAYLOADS[(HOURS_REVIEW, 1)] = HoursReview
+PAYLOADS[(COINS_SPEND, 1)] = CoinsSpend
 
 class ContractError(ValueError):
     """A message that does not meet the contract. Permanent: never retried."""

@@ -30,8 +30,9 @@ def _phone_taken(session, phone: str, but: int | None = None) -> bool:
     return found is not None and found != but
 
 
-def _record(session, data: dict, action: str, now: datetime, volunteer_id=None, reason=None,
-            report=None) -> StaffChange:
+def record_change(session, data: dict, action: str, now: datetime, volunteer_id=None, reason=None,
+                  report=None) -> StaffChange:
+    """The outcome of a change the console asked for, under its change id."""
     change = StaffChange(id=str(data["change_id"]), action=action, actor=data["actor"], volunteer_id=volunteer_id,
                          outcome="refused" if reason else "done", reason=reason, report=report or {}, done_at=now)
     session.add(change)
@@ -41,30 +42,31 @@ def _record(session, data: dict, action: str, now: datetime, volunteer_id=None, 
     return change
 
 
-def _done(session, data: dict) -> StaffChange | None:
+def carried_out(session, data: dict) -> StaffChange | None:
+    """The change already carried out under this message's change id, if any."""
     return session.get(StaffChange, str(data["change_id"])) if data.get("change_id") else None
 
 
 def register(session, data: dict, phone_key: str, now: datetime) -> StaffChange:
     """A new volunteer, once per change id; a known phone is refused."""
-    if (done := _done(session, data)) is not None:
+    if (done := carried_out(session, data)) is not None:
         return done
     new = data["volunteer"]
     if not _in_grid(session, data.get("grid"), new["building"]):
-        return _record(session, data, "register", now, reason="out_of_scope")
+        return record_change(session, data, "register", now, reason="out_of_scope")
     if _phone_taken(session, new["phone"]):
-        return _record(session, data, "register", now, reason="phone_taken")
+        return record_change(session, data, "register", now, reason="phone_taken")
     vol = Volunteer()
     vol.apply(new, phone_key, actor=data["actor"], at=now)
     session.add(vol)
     session.flush()
-    return _record(session, data, "register", now, volunteer_id=vol.id)
+    return record_change(session, data, "register", now, volunteer_id=vol.id)
 
 
 def update(session, data: dict, phone_key: str, now: datetime) -> StaffChange | None:
     """The office's changes to a volunteer. A change without a change id (as
     the console sent before it edited every field) is not recorded."""
-    if (done := _done(session, data)) is not None:
+    if (done := carried_out(session, data)) is not None:
         return done
     changes = data.get("changes") or {k: data[k] for k in ("capacity", "skills") if data.get(k) is not None}
     vol = session.get(Volunteer, data["volunteer_id"])
@@ -84,13 +86,13 @@ def update(session, data: dict, phone_key: str, now: datetime) -> StaffChange | 
         vol.apply(changes, phone_key, actor=data["actor"], at=now)
     if not data.get("change_id"):
         return None
-    return _record(session, data, "update", now, volunteer_id=data["volunteer_id"], reason=reason)
+    return record_change(session, data, "update", now, volunteer_id=data["volunteer_id"], reason=reason)
 
 
 def import_rows(session, data: dict, phone_key: str, now: datetime) -> StaffChange:
     """A roster's checked rows: each registers a volunteer or updates the one
     with its phone number; a row outside a grid leader's grid is refused."""
-    if (done := _done(session, data)) is not None:
+    if (done := carried_out(session, data)) is not None:
         return done
     grid, registered, updated, refused = data.get("grid"), 0, 0, []
     for number, row in zip(data["row_numbers"], data["rows"], strict=True):
@@ -105,5 +107,5 @@ def import_rows(session, data: dict, phone_key: str, now: datetime) -> StaffChan
             updated += 1
         vol.apply(row, phone_key, actor=data["actor"], at=now)
         session.flush()  # the next row with this phone finds this volunteer
-    return _record(session, data, "import", now, report={"rows": len(data["rows"]), "registered": registered,
+    return record_change(session, data, "import", now, report={"rows": len(data["rows"]), "registered": registered,
                                                         "updated": updated, "refused": refused})
