@@ -4,7 +4,10 @@ a volunteer's message channels removed — each from the console's form to
 the service that owns the data."""
 from __future__ import annotations
 
+import csv
+import io
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,16 +15,20 @@ from sqlalchemy import select
 
 from services.common import contract
 from services.requests.models import ServiceRequest, StaffMember
-from services.volunteers.models import CoinEntry
+from services.volunteers.models import Assignment, CoinEntry
+from services.volunteers.timebank import TimeBank
 from tests.conftest import csrf_token
 from tests.factories import (
+    NOW,
     RESIDENT,
+    World,
     add_staff,
     console_for,
     console_reads,
     outbox_messages,
     register,
     staff_signed_in,
+    submitted,
 )
 
 G1_BUILDING, G2_BUILDING = "3", "14"  # grids G1 and G2 of the demo community
@@ -219,3 +226,54 @@ def test_a_spending_form_with_errors_sends_nothing_and_only_the_office_spends(ap
     # Matching answers a volunteer's coins only within the reader's scope.
     assert matching.test_client().get(f"/api/v1/volunteers/{vid}/coins",
                                       headers=console_for(matching, "grid_leader", grid="G2")).status_code == 404
+
+
+# --- the month's hours record, from matching through the console ---
+
+
+def confirmed_hours(matching, building="3") -> int:
+    """A volunteer of `building` with one confirmed hour in November 2026 (Hangzhou time)."""
+    world = World(matching)
+    vid = register(matching, building=building, unit="1")
+    req = world.receive(submitted(building=building))
+    world.at(NOW).accept(world.offers(req.id)[0])
+    task = world.session.scalar(select(Assignment).where(Assignment.request_id == req.id))
+    world.at(NOW + timedelta(minutes=5)).start(task)
+    entry = world.at(NOW + timedelta(minutes=65)).complete(task, 60, "理好了")
+    TimeBank(world.session, NOW + timedelta(hours=2)).confirm_hours(entry, by="staff:1")
+    world.session.commit()
+    world.session.close()
+    return vid
+
+
+def test_the_hours_record_is_streamed_from_matching_within_the_members_scope(app, matching):
+    g1_vol, g2_vol = confirmed_hours(matching, "3"), confirmed_hours(matching, "14")
+    admin = staff_signed_in(app, "admin")
+    page = admin.get("/staff/office/hours").text
+    assert 'id="hours-export"' in page and 'action="/staff/office/hours/export"' in page
+    resp = admin.get("/staff/office/hours/export?month=2026-11&format=csv")
+    assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store"
+    assert resp.headers["Content-Disposition"] == "attachment; filename=hours-record-2026-11.csv"
+    rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True).lstrip("\ufeff"))))
+    assert sorted(int(r["volunteer_id"]) for r in rows) == sorted([g1_vol, g2_vol])
+    assert all(r["hours"] == "1.0" for r in rows)
+    xlsx = admin.get("/staff/office/hours/export?month=2026-11&format=xlsx")
+    assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK"
+    # A grid leader gets their grid's record: matching applies the claims the console sent.
+    g1 = staff_signed_in(app, "g1").get("/staff/office/hours/export?month=2026-11&format=csv")
+    assert [int(r["volunteer_id"]) for r in csv.DictReader(io.StringIO(g1.get_data(as_text=True).lstrip("\ufeff")))
+            ] == [g1_vol]
+    assert staff_signed_in(app, "hall").get("/staff/office/hours/export?month=2026-11").status_code == 403
+    assert admin.get("/staff/office/hours/export?month=2026-13&format=csv").status_code == 400
+    assert admin.get("/staff/office/hours/export?month=2026-11&format=json").status_code == 400
+
+
+def test_the_hours_record_says_so_when_matching_cannot_answer(app, monkeypatch):
+    from services.common import web
+
+    def unreachable(*args, **kwargs):
+        raise web.http.ConnectionError("down")
+
+    monkeypatch.setattr(web.http, "get", unreachable)
+    resp = staff_signed_in(app, "admin").get("/staff/office/hours/export?month=2026-11&format=csv")
+    assert resp.status_code == 502 and 'id="export-failed"' in resp.text and 'role="alert"' in resp.text
