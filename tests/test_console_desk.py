@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from services.common import contract
 from services.requests.models import ServiceRequest, StaffMember
-from services.volunteers.models import Assignment, CoinEntry
+from services.volunteers.models import Assignment, CoinEntry, StaffChange, Volunteer
 from services.volunteers.timebank import TimeBank
 from tests.conftest import csrf_token
 from tests.factories import (
@@ -277,3 +277,73 @@ def test_the_hours_record_says_so_when_matching_cannot_answer(app, monkeypatch):
     monkeypatch.setattr(web.http, "get", unreachable)
     resp = staff_signed_in(app, "admin").get("/staff/office/hours/export?month=2026-11&format=csv")
     assert resp.status_code == 502 and 'id="export-failed"' in resp.text and 'role="alert"' in resp.text
+
+
+# --- a volunteer's message channels removed ---
+
+CHANNELS = ["json://127.0.0.1:9/hook", "mailto://127.0.0.1:25?from=a@b.cn&to=c@d.cn", "wecombot://KEY"]
+EDIT = {"name": "王建国", "phone": "", "building": "3", "unit": "1", "language": "zh-CN", "skills": ["haircut"],
+        "capacity": "1", "active": "1", "channels": "", "window_rows": "0"}
+
+
+def edit(client, vid, **form):
+    page = client.get(f"/staff/volunteers/{vid}")
+    assert page.status_code == 200, page.text
+    return client.post(f"/staff/volunteers/{vid}", data={**EDIT, **form, "csrf_token": csrf_token(page.text)})
+
+
+def carry_out(app, matching) -> str:
+    """The console's latest registry change, through matching's real consumer; matching's outcome."""
+    message = outbox_messages(app, contract.STAFF_ACTION)[-1]
+    with matching.app_context():
+        matching.extensions["celery"].tasks[contract.STAFF_ACTION].apply(args=[message]).get()
+        change = matching.extensions["db"].Session.get(StaffChange, message["data"]["change_id"])
+        return change.outcome if change.reason is None else change.reason
+
+
+def channels_of(matching, vid) -> list[str]:
+    with matching.app_context():
+        s = matching.extensions["db"].Session
+        s.expire_all()
+        return s.get(Volunteer, vid).channels
+
+
+@pytest.fixture
+def registry(make_app, monkeypatch):
+    app = make_app("volunteers")
+    console_reads(monkeypatch, app)
+    return app
+
+
+def test_the_office_removes_one_channel_and_then_all_of_them(app, registry):
+    vid = register(registry, channels=CHANNELS)
+    admin = staff_signed_in(app, "admin")
+    page = admin.get(f"/staff/volunteers/{vid}").text
+    shown = page.split('id="channel-list"', 1)[1].split("</fieldset>", 1)[0]
+    assert shown.count('name="remove_channels"') == 3 and "wecombot://****" in shown and "KEY" not in shown
+    assert edit(admin, vid, remove_channels=["1"]).status_code == 303
+    assert carry_out(app, registry) == "done"
+    assert channels_of(registry, vid) == [CHANNELS[0], CHANNELS[2]]
+    # Every one ticked: none left (the form's empty channels box alone keeps them).
+    assert edit(admin, vid).status_code == 303 and carry_out(app, registry) == "done"
+    assert channels_of(registry, vid) == [CHANNELS[0], CHANNELS[2]]
+    assert edit(admin, vid, remove_channels=["0", "1"]).status_code == 303
+    assert outbox_messages(app, contract.STAFF_ACTION)[-1]["data"]["changes"]["channels"] == []
+    assert carry_out(app, registry) == "done"
+    assert channels_of(registry, vid) == []
+    assert 'id="channel-list"' not in admin.get(f"/staff/volunteers/{vid}").text
+
+
+def test_a_removal_is_refused_when_the_channels_changed_meanwhile(app, registry):
+    vid = register(registry, channels=CHANNELS)
+    admin = staff_signed_in(app, "admin")
+    assert edit(admin, vid, remove_channels=["2"]).status_code == 303
+    with registry.app_context():  # meanwhile, the list changes under the page
+        s = registry.extensions["db"].Session
+        s.get(Volunteer, vid).channels = CHANNELS[:2]
+        s.commit()
+    assert carry_out(app, registry) == "channels_changed"
+    assert channels_of(registry, vid) == CHANNELS[:2]
+    change_id = outbox_messages(app, contract.STAFF_ACTION)[-1]["data"]["change_id"]
+    page = admin.get(f"/staff/volunteers/changes/{change_id}").text
+    assert 'data-state="refused"' in page and "渠道" in page.split('id="change-status"', 1)[1].split("</div>", 1)[0]

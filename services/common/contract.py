@@ -373,7 +373,16 @@ STAFF_REQUEST_ACTIONS = ("assign", "escalate", "close")
 STAFF_ESCALATION_REASONS = ("staff", "handed_back", "reopened")
 STAFF_VOLUNTEER_ACTIONS = ("activate", "deactivate", "update", "register")
 # Why matching did not carry out a registry change (the console shows it).
-REGISTRY_REFUSALS = ("phone_taken", "out_of_scope", "no_such_volunteer")
+REGISTRY_REFUSALS = ("phone_taken", "out_of_scope", "no_such_volunteer", "busy", "channels_changed")
+
+
+class ChannelRemoval(Schema):
+    """One of the volunteer's channels the office removes, as the console
+    showed it: its place in the list and its masked form (mask_url), so that
+    matching removes nothing if the list changed meanwhile."""
+
+    index = fields.Integer(required=True, strict=True, validate=validate.Range(0, 4))
+    masked = fields.String(required=True, validate=validate.Length(1, 200))
 
 
 class StaffAction(Schema):
@@ -394,6 +403,9 @@ class StaffAction(Schema):
     # register: the new volunteer; update: the fields the office changed.
     volunteer = fields.Nested(VolunteerIn, load_default=None, allow_none=True)
     changes = fields.Nested(VolunteerPatch(partial=VolunteerPatch.ANY), load_default=None, allow_none=True)
+    # update: some of the registered channels removed (channel URLs are
+    # secrets the console never holds; `changes.channels` replaces them all).
+    remove_channels = fields.List(fields.Nested(ChannelRemoval), load_default=list, validate=validate.Length(0, 5))
     # The console's handle on a registry change: matching records the outcome
     # under it (GET /api/v1/staff-changes/<id>), once however often it is sent.
     change_id = fields.UUID(load_default=None, allow_none=True)

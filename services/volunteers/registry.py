@@ -4,13 +4,16 @@ roster's checked rows (volunteers.roster_import). Each is carried out once
 per change id, whatever the number of times it arrives, and its outcome is
 kept (StaffChange) for the console to read: done, or refused because the
 phone number is registered already, the volunteer lives outside the grid
-leader's grid, or there is no such volunteer."""
+leader's grid, there is no such volunteer, they have more tasks in hand
+than the new capacity, or the channels to remove changed meanwhile."""
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 
 from sqlalchemy import select
+
+from services.common import contract
 
 from .models import Building, StaffChange, Volunteer
 
@@ -28,6 +31,12 @@ def _in_grid(session, grid: str | None, building: str | None) -> bool:
 def _phone_taken(session, phone: str, but: int | None = None) -> bool:
     found = session.scalar(select(Volunteer.id).where(Volunteer.phone == phone))
     return found is not None and found != but
+
+
+def _as_shown(vol: Volunteer, removals: list[dict]) -> bool:
+    """The channels to remove are still where the console showed them."""
+    return all(r["index"] < len(vol.channels) and contract.mask_url(vol.channels[r["index"]]) == r["masked"]
+               for r in removals)
 
 
 def record_change(session, data: dict, action: str, now: datetime, volunteer_id=None, reason=None,
@@ -82,7 +91,12 @@ def update(session, data: dict, phone_key: str, now: datetime) -> StaffChange | 
         reason = "phone_taken"
     elif changes.get("capacity", vol.capacity) < vol.active_tasks:
         reason = "busy"  # fewer places than tasks in hand: the database would refuse it
+    elif not _as_shown(vol, data.get("remove_channels") or []):
+        reason = "channels_changed"
     else:
+        gone = {r["index"] for r in data.get("remove_channels") or []}
+        if gone:
+            vol.channels = [c for i, c in enumerate(vol.channels) if i not in gone]
         vol.apply(changes, phone_key, actor=data["actor"], at=now)
     if not data.get("change_id"):
         return None

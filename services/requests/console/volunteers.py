@@ -34,6 +34,8 @@ REFUSALS = {
     "out_of_scope": _l("This volunteer lives outside your grid."),
     "no_such_volunteer": _l("There is no such volunteer any more."),
     "busy": _l("The volunteer has more tasks in hand than the new number allows."),
+    "channels_changed": _l("The volunteer's message channels changed meanwhile: nothing was changed. Open the "
+                           "volunteer again and choose once more."),
     "not_enough_coins": _l("The volunteer has fewer time coins than that: nothing was spent."),
 }
 OUTSIDE_GRID = _l("This building is outside your grid.")
@@ -201,6 +203,15 @@ def _coins(vol: dict | None) -> dict | None:
     return read_service("VOLUNTEERS_API_URL", f"/api/v1/volunteers/{vol['id']}/coins") if vol else None
 
 
+def channel_removals(form, vol: dict) -> tuple[list[dict], bool]:
+    """The registered channels ticked for removal (as the page showed them,
+    masked), and whether that is all of them. New channels typed in replace
+    them all instead."""
+    shown = vol.get("channels") or []
+    ticked = sorted({int(i) for i in form.getlist("remove_channels") if i.isdigit() and int(i) < len(shown)})
+    return [{"index": i, "masked": shown[i]} for i in ticked], bool(shown) and len(ticked) == len(shown)
+
+
 def _checked(form, editing: bool, vol: dict | None = None):
     """(data, None) when the form passes the contract's schema, the grid
     and the registry's phone check; else (None, the form page with errors)."""
@@ -275,7 +286,11 @@ def volunteer_update(volunteer_id):
     data, page = _checked(request.form, editing=True, vol=vol)
     if page is not None:
         return page
-    change_id = _send("update", volunteer_id=volunteer_id, changes=data)
+    removals, every = channel_removals(request.form, vol)
+    if every and "channels" not in data:
+        data["channels"] = []  # none left: the registry's own field says so
+        removals = []
+    change_id = _send("update", volunteer_id=volunteer_id, changes=data, remove_channels=removals)
     return redirect(url_for("console.volunteer_change", change_id=change_id), 303)
 
 
