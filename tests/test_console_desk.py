@@ -215,6 +215,8 @@ def test_a_spending_form_with_errors_sends_nothing_and_only_the_office_spends(ap
     assert bad.status_code == 422
     assert 'id="spend-amount-error"' in bad.text and 'id="spend-ref-error"' in bad.text
     assert 'aria-invalid="true" aria-describedby="spend-amount-error"' in bad.text
+    assert 'id="spend-amount" name="amount" type="number" step="0.5" min="0.5" max="1000" inputmode="decimal" ' \
+           'value="0.3"' in bad.text  # what was typed stays in the box
     # A grid leader reads the balance of their grid's volunteer, but does not spend for them.
     g1 = staff_signed_in(app, "g1")
     page = g1.get(f"/staff/volunteers/{vid}").text

@@ -45,7 +45,7 @@ def coins_spend(volunteer_id):
     try:
         data = SpendForm().load({k: v for k, v in values.items() if v})
     except ValidationError as exc:
-        return volunteer_page(vol, form_values(vol), {}, 422, spend={"values": values, "errors": exc.messages})
+        return volunteer_page(vol, form_values(vol), {}, 422, spend={"typed": values, "errors": exc.messages})
     change_id = str(uuid.uuid4())
     ext.outbox().emit(ext.db_session(), contract.COINS_SPEND, {
         "change_id": change_id, "actor": g.actor, "volunteer_id": volunteer_id, **data})

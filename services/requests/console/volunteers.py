@@ -192,7 +192,7 @@ def volunteer_page(vol: dict | None, values: dict, errors: dict, status: int = 2
         weekdays=WEEKDAY_LABELS, buildings=_buildings(), skills=[c for c in contract.CATEGORIES if not c.staff_only],
         credential_skills=[c for c in contract.CATEGORIES if c.credential], staff_names=_staff_names(),
         skill_words=skill_words, when=when, coins=_coins(vol), can_spend=g.scope.admin,
-        spend=spend or {"values": {}, "errors": {}}, coin_labels=COIN_LABELS), status
+        spend=spend or {"typed": {}, "errors": {}}, coin_labels=COIN_LABELS), status
 
 
 COIN_LABELS = {"earned": _l("earned"), "spent": _l("spent"), "donated": _l("donated"), "received": _l("received")}
