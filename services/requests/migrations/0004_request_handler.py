@@ -14,12 +14,13 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table("service_request") as batch:
-        batch.add_column(sa.Column("handler", sa.String(length=64), nullable=True))
-        batch.create_index("ix_service_request_handler", ["handler"])
+    # Plain ALTERs, no batch table copy: SQLite refuses to drop and rebuild
+    # service_request while status_change rows point at it (foreign_keys=ON).
+    op.add_column("service_request", sa.Column("handler", sa.String(length=64), nullable=True))
+    op.create_index("ix_service_request_handler", "service_request", ["handler"])
 
 
 def downgrade():
-    with op.batch_alter_table("service_request") as batch:
-        batch.drop_index("ix_service_request_handler")
-        batch.drop_column("handler")
+    # SQLite (3.35+) drops a column in place, once no index covers it.
+    op.drop_index("ix_service_request_handler", table_name="service_request")
+    op.drop_column("service_request", "handler")
