@@ -208,6 +208,12 @@ class _Answer:
 
     def __init__(self, resp):
         self.status_code, self.headers, self._json = resp.status_code, resp.headers, resp.get_json(silent=True)
+        self._data = resp.data
+
+    def iter_content(self, chunk_size):
+        """A download's body, a chunk at a time (a streamed read)."""
+        for start in range(0, len(self._data), chunk_size):
+            yield self._data[start:start + chunk_size]
 
     def raise_for_status(self):
         from services.common import web
@@ -229,7 +235,7 @@ def console_reads(monkeypatch, matching_app) -> None:
 
     client = matching_app.test_client()
 
-    def get(url, headers, timeout):
+    def get(url, headers, timeout, stream=False):
         path = url.split("://", 1)[1].split("/", 1)[1]
         return _Answer(client.get("/" + path, headers=headers))
 

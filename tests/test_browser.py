@@ -598,3 +598,71 @@ def test_the_office_registers_a_volunteer_and_imports_a_roster_in_the_console(sy
         page.reload()
     assert page.get_attribute("#change-status", "data-state") == "done"
     context.close()
+
+
+# --- the desk on a phone: the queue as cards; time coins on a volunteer's page ---
+
+
+def test_the_queue_is_a_list_of_cards_at_375_px_in_normal_and_elder_mode(system, browser):
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    ARTIFACTS.mkdir(exist_ok=True)
+    seeded = seed_requests(system, 3)
+    for elder in (False, True):
+        context = browser.new_context(viewport={"width": 375, "height": 800})
+        context.new_page().goto(f"{system.urls['requests']}/?elder={int(elder)}")
+        page = sign_in_staff(context, system)
+        tag = "elder-375" if elder else "375"
+        page.goto(f"{system.urls['requests']}/staff/")
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
+        assert not layout_problems(page, elder), (tag, layout_problems(page, elder))
+        row = page.locator(f"#queue tbody tr[data-request='{seeded[0]['id']}']")
+        # A card: its own box, the whole width, and each column on a line under its label.
+        assert row.evaluate("el => getComputedStyle(el).display") == "grid"
+        box = row.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 375
+        text = row.inner_text()
+        assert seeded[0]["tracking_code"] in text and "环境" in text  # the service in words, not its code
+        labels = row.evaluate("""tr => [...tr.querySelectorAll('td[data-label]')]
+            .filter(td => getComputedStyle(td).display !== 'none')
+            .map(td => getComputedStyle(td, '::before').content)""")
+        assert {'"服务项目："', '"地点："', '"状态："', '"办理时限："'} <= set(labels), labels
+        assert row.locator("input[name=ids]").is_visible()
+        if elder:
+            assert float(page.evaluate("getComputedStyle(document.body).fontSize")[:-2]) >= 20
+        page.screenshot(path=str(ARTIFACTS / f"desk-queue-cards-{tag}.png"), full_page=True)
+        axe_clean(axe, page, f"desk-queue-cards-{tag}")
+        # The tick box still works for the bulk actions: take the first card's request.
+        row.locator("input[name=ids]").check()
+        page.click("button[value=take]")
+        page.wait_for_url(re.compile(r"done=taken"))
+        assert page.locator("div.notice[role=status]").is_visible()
+        context.close()
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_the_office_records_coins_spent_and_is_told_when_the_balance_falls_short(system, browser, width):
+    vid = volunteer(system, "钱阿姨", f"139000036{width % 100:02d}")
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    page = sign_in_staff(context, system)
+    page.goto(f"{system.urls['requests']}/staff/volunteers/{vid}")
+    assert "0" in page.inner_text("#coin-balance")
+    page.fill("#spend-amount", "1")  # without what it paid for: said next to the field, nothing sent
+    page.click("#spend-form button[type=submit]")
+    assert page.get_attribute("#spend-ref", "aria-invalid") == "true" and page.is_visible("#spend-ref-error")
+    screenshot_axe_clean(page, f"coins-spend-errors-{width}")
+    if width == 375:
+        assert not layout_problems(page, elder=False)
+    page.fill("#spend-ref", "理发一次")
+    page.click("#spend-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/staff/volunteers/changes/[0-9a-f-]{36}"))
+    for _ in range(30):  # matching's worker records the outcome; the page looks again by itself
+        if page.get_attribute("#change-status", "data-state") != "waiting":
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    assert page.get_attribute("#change-status", "data-state") == "refused"
+    assert "时间币不足" in page.inner_text("#change-status")
+    screenshot_axe_clean(page, f"coins-spend-refused-{width}")
+    context.close()

@@ -394,7 +394,16 @@ STAFF_REQUEST_ACTIONS = ("assign", "escalate", "close")
 STAFF_ESCALATION_REASONS = ("staff", "handed_back", "reopened")
 STAFF_VOLUNTEER_ACTIONS = ("activate", "deactivate", "update", "register")
 # Why matching did not carry out a registry change (the console shows it).
-REGISTRY_REFUSALS = ("phone_taken", "out_of_scope", "no_such_volunteer")
+REGISTRY_REFUSALS = ("phone_taken", "out_of_scope", "no_such_volunteer", "busy", "channels_changed")
+
+
+class ChannelRemoval(Schema):
+    """One of the volunteer's channels the office removes, as the console
+    showed it: its place in the list and its masked form (mask_url), so that
+    matching removes nothing if the list changed meanwhile."""
+
+    index = fields.Integer(required=True, strict=True, validate=validate.Range(0, 4))
+    masked = fields.String(required=True, validate=validate.Length(1, 200))
 
 
 class StaffAction(Schema):
@@ -415,6 +424,9 @@ class StaffAction(Schema):
     # register: the new volunteer; update: the fields the office changed.
     volunteer = fields.Nested(VolunteerIn, load_default=None, allow_none=True)
     changes = fields.Nested(VolunteerPatch(partial=VolunteerPatch.ANY), load_default=None, allow_none=True)
+    # update: some of the registered channels removed (channel URLs are
+    # secrets the console never holds; `changes.channels` replaces them all).
+    remove_channels = fields.List(fields.Nested(ChannelRemoval), load_default=list, validate=validate.Length(0, 5))
     # The console's handle on a registry change: matching records the outcome
     # under it (GET /api/v1/staff-changes/<id>), once however often it is sent.
     change_id = fields.UUID(load_default=None, allow_none=True)
@@ -501,6 +513,7 @@ PAYLOADS: dict[tuple[str, int], type[Schema]] = {
 
 STATION_CHANGE = "volunteers.station_change"
 HOURS_REVIEW = "volunteers.hours_review"
+COINS_SPEND = "volunteers.coins_spend"
 
 END_AFTER_START = N_("The end must be after the start.")
 CLOCK_ERROR = N_("A time of day as HH:MM, e.g. 09:00.")
@@ -581,8 +594,27 @@ class HoursReview(Schema):
             raise ValidationError("A correction gives the hours and a reason.", "reason")
 
 
+# Why matching did not record a spending (the console shows it).
+SPEND_REFUSALS = ("not_enough_coins", "no_such_volunteer")
+
+
+class CoinsSpend(Schema):
+    """Time coins a volunteer spent on a service (时间银行), as the office
+    records it in the console; matching records the outcome under the
+    change id (done, or refused: not enough coins), once however often it
+    is sent."""
+
+    change_id = fields.UUID(required=True)
+    actor = fields.String(required=True, validate=validate.Length(1, 64))
+    volunteer_id = Id(required=True)
+    amount = fields.Decimal(required=True, places=1, as_string=True,
+                            validate=[validate.Range(0.5, 1000), half_hour_steps])
+    ref = fields.String(required=True, validate=validate.Length(1, 100))  # what the coins bought
+
+
 PAYLOADS[(STATION_CHANGE, 1)] = StationChange
 PAYLOADS[(HOURS_REVIEW, 1)] = HoursReview
+PAYLOADS[(COINS_SPEND, 1)] = CoinsSpend
 
 class ContractError(ValueError):
     """A message that does not meet the contract. Permanent: never retried."""

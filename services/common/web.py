@@ -63,18 +63,27 @@ def docs():
     return render_template("docs.html", spec=api.spec.to_dict())
 
 
-def _read(api_url_key: str, path: str) -> http.Response | None:
+def _headers() -> dict | None:
+    """This service's caller token and, on a staff page, the member's claims."""
     token = current_app.config.get(f"{current_app.config['SERVICE'].upper()}_TOKEN")
     if not token:
         return None
     headers = {"Authorization": f"Bearer {token}"}
     if (claims := g.get("acting")) is not None:
         headers[STAFF_HEADER] = vouch(claims)  # the staff member this page is for (auth.py)
+    return headers
+
+
+def _read(api_url_key: str, path: str, stream: bool = False) -> http.Response | None:
+    headers = _headers()
+    if headers is None:
+        return None
     try:
         resp = http.get(f"{current_app.config[api_url_key]}{path}", headers=headers,
-                        timeout=current_app.config["HTTP_TIMEOUT"])
+                        timeout=current_app.config["HTTP_TIMEOUT"], **({"stream": True} if stream else {}))
         resp.raise_for_status()
-        resp.json()  # an answer that is not JSON is no answer
+        if not stream:
+            resp.json()  # an answer that is not JSON is no answer
         return resp
     except (http.RequestException, ValueError) as exc:
         # The path names ids only (no phone, no name): fine in a log line.
@@ -89,6 +98,12 @@ def read_service(api_url_key: str, path: str):
     they do not fail."""
     resp = _read(api_url_key, path)
     return resp.json() if resp is not None else None
+
+
+def read_download(api_url_key: str, path: str) -> http.Response | None:
+    """A file another service's API gives (CSV, XLSX), opened as a stream
+    for the page to pass on as it arrives; None when it cannot answer."""
+    return _read(api_url_key, path, stream=True)
 
 
 def read_all_pages(api_url_key: str, path: str, max_pages: int = 100) -> list | None:

@@ -144,6 +144,9 @@ class ServiceRequest(Base):
     # Proxy intake: who entered it for the resident, and how the resident consented.
     entered_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     consent_method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The named staff member it is handed to (经办人, staff:<id>): a grid or
+    # hallway leader the office or a grid leader chose in the queue.
+    handler: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # Retention: the resident's personal data was removed; statistics remain.
     anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, false, func, or_, select
 
 from services.common import extensions as ext
 
@@ -38,18 +38,21 @@ def sorted_buildings() -> list[Building]:
     return sorted(ext.db_session().scalars(select(Building)).all(), key=lambda b: (len(b.code), b.code))
 
 
-def waiting(now: datetime):
+def waiting(now: datetime, actor: str | None = None):
     """What waits for a staff member (the count in the console's
-    navigation): open — not completed, closed or cancelled — and nobody
-    has it yet (not taken by staff nor by a volunteer), or it was passed
-    to staff (escalated), or it is past a deadline."""
+    navigation): open — not completed, closed or cancelled — and handed
+    to them, or nobody has it yet (not taken by staff nor by a volunteer,
+    nor handed to another named member), or it was passed to staff
+    (escalated), or it is past a deadline."""
+    unclaimed = and_(ServiceRequest.taken_at.is_(None), ServiceRequest.handler.is_(None))
     return and_(ServiceRequest.status.not_in(FINAL), or_(
-        ServiceRequest.taken_at.is_(None), ServiceRequest.status == "escalated", ServiceRequest.due_at < now))
+        unclaimed, ServiceRequest.handler == actor if actor else false(),
+        ServiceRequest.status == "escalated", ServiceRequest.due_at < now))
 
 
-def waiting_count(scope: Scope, now: datetime) -> int:
+def waiting_count(scope: Scope, now: datetime, actor: str | None = None) -> int:
     return ext.db_session().scalar(select(func.count()).select_from(ServiceRequest)
-                                   .where(scope.where(), waiting(now))) or 0
+                                   .where(scope.where(), waiting(now, actor))) or 0
 
 
 def search(term: str):
@@ -63,10 +66,11 @@ def search(term: str):
     return or_(*found)
 
 
-def queue_statement(scope: Scope, q: dict, now: datetime) -> Select:
+def queue_statement(scope: Scope, q: dict, now: datetime, actor: str | None = None) -> Select:
     """The queue's requests in `scope`, with the filters of a QueueQuery
     (newest first unless `sort`/`dir` say otherwise): the console's page
-    and its download, and the staff API."""
+    and its download, and the staff API. `actor`: the signed-in member,
+    for "waiting for me" and "handed to me"."""
     sort = q.get("sort", "received")
     direction = q.get("dir") or default_direction(sort)
     columns = [c.desc() if direction == "desc" else c.asc() for c in SORTS[sort]]
@@ -75,7 +79,9 @@ def queue_statement(scope: Scope, q: dict, now: datetime) -> Select:
     if q.get("search"):
         stmt = stmt.where(search(q["search"]))
     if q.get("waiting"):
-        stmt = stmt.where(waiting(now))
+        stmt = stmt.where(waiting(now, actor))
+    if q.get("mine"):
+        stmt = stmt.where(ServiceRequest.handler == actor) if actor else stmt.where(false())
     if "status" in q:
         stmt = stmt.where(ServiceRequest.status == q["status"])
     if "category" in q:

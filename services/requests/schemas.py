@@ -284,6 +284,7 @@ class ConsoleQueueQuery(QueueQuery):
 
     search = fields.String(validate=[validate.Length(1, 20), no_phone_number])
     waiting = fields.Boolean()
+    mine = fields.Boolean()  # handed to me (ServiceRequest.handler)
     sort = fields.String(validate=validate.OneOf(QUEUE_SORTS))
     dir = fields.String(validate=validate.OneOf(("asc", "desc")))
     page = fields.Integer(load_default=1, validate=validate.Range(1, 100000))

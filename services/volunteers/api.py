@@ -23,6 +23,7 @@ from .dispatch import dispatcher
 from .models import (
     Assignment,
     Building,
+    CoinEntry,
     Escalation,
     HoursEntry,
     Offer,
@@ -36,6 +37,7 @@ from .models import (
 from .schemas import (
     ROSTER,
     AssignIn,
+    CoinsOut,
     ConfirmIn,
     ExportArgs,
     HoursOut,
@@ -460,6 +462,20 @@ class HoursRanking(MethodView):
         header = ("rank", "volunteer_id", "name", "hours", "tasks")
         data = table(header, [[r[h] for h in header] for r in ranking], args["format"])
         return download(data, f"hours-{args['month']}.{args['format']}", args["format"])
+
+
+@api.route("/volunteers/<id:volunteer_id>/coins")
+class VolunteerCoins(MethodView):
+    @staff_reads
+    @api.response(200, CoinsOut)
+    def get(self, volunteer_id):
+        """A volunteer's time coins (within the acting staff member's scope):
+        the balance and the 20 latest entries, newest first."""
+        if ext.db_session().scalar(_scoped(select(Volunteer.id)).where(Volunteer.id == volunteer_id)) is None:
+            abort(404, message="no such volunteer")
+        entries = ext.db_session().scalars(select(CoinEntry).where(CoinEntry.volunteer_id == volunteer_id)
+                                           .order_by(CoinEntry.id.desc()).limit(20)).all()
+        return {"balance": TimeBank(ext.db_session()).coin_balance(volunteer_id), "entries": entries}
 
 
 @api.route("/coins/spend")

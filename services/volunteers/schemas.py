@@ -201,6 +201,21 @@ class RankingArgs(Schema):
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv", "xlsx")))
 
 
+class CoinEntryOut(Schema):
+    # A decimal as a string, e.g. "1.5": + earned or received, − spent or donated.
+    amount = fields.String(metadata={"example": "-1.5"})
+    kind = fields.String()  # earned, spent, donated, received
+    ref = fields.String()
+    created_at = fields.AwareDateTime()
+
+
+class CoinsOut(Schema):
+    """A volunteer's time coins (时间银行): the balance and the latest entries, newest first."""
+
+    balance = fields.String(metadata={"example": "3.5"})  # a decimal as a string
+    entries = fields.List(fields.Nested(CoinEntryOut))
+
+
 class SpendIn(Schema):
     volunteer_id = contract.Id(required=True)
     amount = amount_field("0.5", "1000", required=True)

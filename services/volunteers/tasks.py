@@ -1,6 +1,6 @@
 """Matching's consumers: requests submitted and cancelled, residents'
 feedback, staff actions and the office's changes to stations, sessions and
-hours from the console (all from intake), delivery
+hours and time coins from the console (all from intake), delivery
 failures (from notify), and the periodic jobs and outbox relay sent by
 beat. Tasks are where matching's operations are committed: once per
 message (the inbox's consume), once per digest, and a request at a time
@@ -62,6 +62,11 @@ def station_change(self, message):
 @shared_task(name=contract.HOURS_REVIEW, bind=True)
 def hours_review(self, message):
     return _consume(self, message, lambda session, data, env: TimeBank(session).review(data))
+
+
+@shared_task(name=contract.COINS_SPEND, bind=True)
+def coins_spend(self, message):
+    return _consume(self, message, lambda session, data, env: TimeBank(session, ext.clock().now()).spend(data))
 
 @shared_task(name=contract.ROSTER_IMPORT, bind=True)
 def roster_import(self, message):

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from services.common.clock import utcnow
 from services.common.inbox import Permanent
 
-from .models import CoinEntry, HoursEntry
+from .models import CoinEntry, HoursEntry, StaffChange, Volunteer
+from .registry import carried_out, record_change
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,20 @@ class TimeBank:
         log.info("hours reviewed", extra={"hours_entry_id": entry.id, "action": data["action"],
                                           "actor": data["actor"]})
         return entry
+
+    def spend(self, data: dict) -> StaffChange:
+        """Coins a volunteer spent, as the office records it in the console
+        (contract.COINS_SPEND): once per change id; refused, and kept so
+        for the console to say, when the balance does not cover it."""
+        if (done := carried_out(self.session, data)) is not None:
+            return done
+        vid = data["volunteer_id"]
+        if self.session.get(Volunteer, vid) is None:
+            return record_change(self.session, data, "spend", self.now, volunteer_id=vid, reason="no_such_volunteer")
+        spent = self.move_coins(vid, data["amount"], "spent", data["ref"])
+        report = {"amount": str(data["amount"]), "ref": data["ref"], "balance": str(self.coin_balance(vid))}
+        return record_change(self.session, data, "spend", self.now, volunteer_id=vid,
+                             reason=None if spent else "not_enough_coins", report=report)
 
     def coin_balance(self, volunteer_id: int) -> Decimal:
         total = self.session.scalar(select(func.coalesce(func.sum(CoinEntry.amount), 0))

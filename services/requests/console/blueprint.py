@@ -40,10 +40,11 @@ def _private(response):
 
 
 def _waiting() -> int | None:
-    """How many requests wait for the signed-in member (queries.waiting),
+    """How many requests wait for the signed-in member (queries.waiting:
+    those handed to them among them),
     for the navigation: one count, asked only by console pages."""
     scope = g.get("scope")
-    return waiting_count(scope, utcnow()) if scope is not None else None
+    return waiting_count(scope, utcnow(), g.get("actor")) if scope is not None else None
 
 
 @console.app_context_processor

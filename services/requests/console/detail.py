@@ -29,6 +29,7 @@ EVENT_LABELS = {
     "escalate_requested": _l("Escalation asked"),
     "extended": _l("Deadline extended"),
     "handed_back": _l("Handed back"),
+    "handed_over": _l("Handed to a named leader"),
     "assign_refused": _l("Reassignment refused"),
     "escalate_refused": _l("Escalation refused"),
     "close_refused": _l("Closing refused"),

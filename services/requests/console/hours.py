@@ -1,13 +1,15 @@
 """Volunteers' service hours waiting for confirmation (in the staff
 member's scope: matching's API answers for the claims the console sends),
 confirmed or corrected by the office (hours in 0.5 h steps, with a reason)
-through matching's time bank, by task (contract.HOURS_REVIEW)."""
+through matching's time bank, by task (contract.HOURS_REVIEW); and the
+month's record of confirmed hours as matching exports it."""
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 
-from flask import g, redirect, render_template, request, session, url_for
+from flask import Response, abort, g, redirect, render_template, request, session, stream_with_context, url_for
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -15,7 +17,7 @@ from services.common import contract
 from services.common import extensions as ext
 from services.common.clock import SHANGHAI, utcnow
 from services.common.i18n import N_
-from services.common.web import local_time, read_all_pages
+from services.common.web import local_time, read_all_pages, read_download
 
 from .accounts import staff_names
 from .blueprint import console, staff_required
@@ -40,7 +42,7 @@ class CorrectionForm(Schema):
 
 
 def _confirmed_this_month() -> list[dict]:
-    month = utcnow().astimezone(SHANGHAI).strftime("%Y-%m")
+    month = _this_month()
     found = read_all_pages("VOLUNTEERS_API_URL", f"/api/v1/hours?status=confirmed&month={month}") or []
     found.sort(key=lambda e: (e.get("confirmed_at") or "", e["id"]), reverse=True)
     for e in found:
@@ -59,9 +61,47 @@ def _waiting() -> list[dict] | None:
     return entries
 
 
+MONTH = re.compile(r"^20[0-9]{2}-(0[1-9]|1[0-2])$")
+EXPORT_FAILED = _l("The volunteers service cannot give the hours record just now; try again in a moment.")
+
+
+def _this_month() -> str:
+    return utcnow().astimezone(SHANGHAI).strftime("%Y-%m")
+
+
+def _months(n: int = 12) -> list[str]:
+    """This month and the ones before it, newest first (the export's choices)."""
+    year, month = map(int, _this_month().split("-"))
+    out = []
+    for _ in range(n):
+        out.append(f"{year}-{month:02d}")
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    return out
+
+
+@console.get("/office/hours/export")
+@staff_required
+def hours_export():
+    """A month's confirmed hours as matching exports them (CSV or Excel),
+    passed on as it arrives: matching applies the member's scope to the
+    claims the console sends; no token or phone is in any address."""
+    office_readers()
+    month, fmt = request.args.get("month", _this_month()), request.args.get("format", "xlsx")
+    if not MONTH.match(month) or fmt not in ("csv", "xlsx"):
+        abort(400)
+    found = read_download("VOLUNTEERS_API_URL", f"/api/v1/hours/export?month={month}&format={fmt}")
+    if found is None:
+        return hours(export_failed=True, status=502)
+    log.info("hours record exported", extra={"month": month, "format": fmt, "actor": g.actor})
+    return Response(stream_with_context(found.iter_content(64 * 1024)),
+                    content_type=found.headers.get("Content-Type", "application/octet-stream"),
+                    headers={"Content-Disposition": f"attachment; filename=hours-record-{month}.{fmt}",
+                             "Cache-Control": "no-store"})
+
+
 @console.get("/office/hours")
 @staff_required
-def hours(errors: dict | None = None, entry_id: int | None = None, status: int = 200):
+def hours(errors: dict | None = None, entry_id: int | None = None, status: int = 200, export_failed: bool = False):
     office_readers()
     entries = _waiting()
     sent = session.get(PENDING, [])
@@ -74,7 +114,8 @@ def hours(errors: dict | None = None, entry_id: int | None = None, status: int =
                            confirmed=_confirmed_this_month(), names=staff_names(),
                            arrived=arrived, errors=errors or {}, error_entry=entry_id,
                            categories=contract.CATEGORY_BY_CODE, status_labels=STATUS_LABELS,
-                           values=request.form if errors else {}), status
+                           values=request.form if errors else {}, months=_months(),
+                           export_failed=EXPORT_FAILED if export_failed else None), status
 
 
 def _send(entry_id: int, change: dict):

@@ -1,7 +1,8 @@
 """The queue: the requests in the staff member's scope — filtered, searched
 (tracking code, the phone's last 4 digits, room), sorted, a page at a time
 — on the page or as a download, and what staff do to several at once
-(export the selection, take them, pass them to the grid leader)."""
+(export the selection, take them, pass them to the grid leader, hand
+them to a named grid or hallway leader)."""
 from __future__ import annotations
 
 import logging
@@ -20,33 +21,37 @@ from services.common.clock import utcnow
 from services.common.web import local_time
 
 from .. import hotline, operations
-from ..models import FINAL, Building, ServiceRequest
+from ..models import FINAL, Building, ServiceRequest, StaffMember
 from ..queries import default_direction, queue_statement
 from ..schemas import QUEUE_PAGE_SIZE, ConsoleQueueQuery
+from ..staff import scope_of
 from .blueprint import console, staff_required
-from .words import category_name, status_name
+from .words import actor_name, category_name, status_name
 
 log = logging.getLogger(__name__)
 
 # The downloads keep the codes, with their names beside them.
 QUEUE_HEADER = ("tracking_code", "created_at", "category", "category_name", "building", "unit", "grid", "status",
-                "status_name", "take_by", "due_at", "overdue", "handbacks", "masked_phone")
+                "status_name", "take_by", "due_at", "overdue", "handbacks", "masked_phone", "handler")
 # The page's columns: (sort key or None, label).
 COLUMNS = (("code", _l("Tracking code")), ("received", _l("Received")), ("service", _l("Service")),
            ("where", _l("Where")), ("grid", _l("Grid")), ("status", _l("Status")), ("due", _l("Due")),
-           (None, _l("Phone")))
+           (None, _l("Handled by")), (None, _l("Phone")))
 MAX_SELECTION = 500
 BULK_DONE = {
     "taken": _l("%(n)s requests taken; %(skipped)s were already taken or finished."),
     "escalated": _l("%(n)s requests passed to their grid leader; %(skipped)s finished ones were left as they are."),
+    "handed": _l("%(n)s requests handed over; %(skipped)s finished ones were left as they are."),
 }
+NO_HANDLER = _l("Choose the leader to hand the ticked requests to.")
+HANDLER_OUTSIDE = _l("Some ticked requests are outside that leader's area: nothing was handed over.")
 
 
 def _queue_row(req: ServiceRequest, now: datetime) -> list:
     return [req.tracking_code, local_time(req.created_at), req.category, category_name(req.category),
             req.building_code, req.unit or "", req.building.grid, req.status, status_name(req.status),
             local_time(req.take_by), local_time(req.due_at), "1" if hotline.overdue(req, now) else "0",
-            req.handbacks, req.masked_phone]
+            req.handbacks, req.masked_phone, actor_name(req.handler) if req.handler else ""]
 
 
 def _download(rows, fmt: str, now: datetime):
@@ -112,8 +117,35 @@ def _page_numbers(page: int, pages: int) -> list[int | None]:
     return out
 
 
+def may_hand_over() -> bool:
+    """The office and grid leaders hand requests to a named leader; a
+    hallway leader is the end of the chain."""
+    return g.scope.role in ("admin", "grid_leader")
+
+
+def handlers() -> list[StaffMember]:
+    """Who requests may be handed to: active grid and hallway leaders whose
+    area lies in the member's (the office: all of them; a grid leader:
+    themself and the hallway leaders of their grid's stairwells)."""
+    if not may_hand_over():
+        return []
+    buildings = {b.code: b for b in ext.db_session().scalars(select(Building))}
+    found = []
+    for m in ext.db_session().scalars(select(StaffMember).where(
+            StaffMember.active.is_(True), StaffMember.role.in_(("grid_leader", "hallway_leader")))
+            .order_by(StaffMember.role, StaffMember.display_name)):
+        if m.role == "grid_leader":
+            inside = g.scope.admin or m.grid == g.scope.grid
+        else:
+            places = [s.split(":", 1) for s in m.stairwells or ()]
+            inside = bool(places) and all(g.scope.allows_place(buildings.get(b), u) for b, u in places)
+        if inside:
+            found.append(m)
+    return found
+
+
 def _render(q: dict, errors: dict, now: datetime, status: int = 200, notice: str | None = None):
-    stmt = queue_statement(g.scope, q, now)
+    stmt = queue_statement(g.scope, q, now, g.actor)
     total = ext.db_session().scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     pages = max(1, -(-total // QUEUE_PAGE_SIZE))
     page = min(q.get("page", 1), pages)
@@ -125,7 +157,7 @@ def _render(q: dict, errors: dict, now: datetime, status: int = 200, notice: str
         columns=COLUMNS, sort_links=_sort_links(q), total=total, page=page, pages=pages,
         page_numbers=_page_numbers(page, pages), link=lambda **c: _link(q, **c),
         first=(page - 1) * QUEUE_PAGE_SIZE + 1 if total else 0, last=(page - 1) * QUEUE_PAGE_SIZE + len(rows),
-        export_args=urlencode(_args(q, page=None)),
+        export_args=urlencode(_args(q, page=None)), handlers=handlers(),
         notice=notice or _bulk_notice(request.args),
     ), status
 
@@ -147,7 +179,7 @@ def queue():
     q, errors = _query_args()
     now = utcnow()
     if "format" in q:
-        rows = ext.db_session().scalars(queue_statement(g.scope, q, now).limit(10000)).all()
+        rows = ext.db_session().scalars(queue_statement(g.scope, q, now, g.actor).limit(10000)).all()
         return _download(rows, q["format"], now)
     return _render(q, errors, now, 422 if errors else 200)
 
@@ -170,6 +202,12 @@ def _selection() -> list[ServiceRequest]:
         log.warning("out-of-scope selection refused", extra={"count": len(outside), "actor": g.actor})
         abort(403)
     return sorted(found, key=lambda r: r.created_at, reverse=True)
+
+
+def _chosen_handler() -> StaffMember | None:
+    """The leader chosen in the form, if they are one the member may hand to."""
+    chosen = request.form.get("handler", "")
+    return next((m for m in handlers() if m.actor == chosen), None)
 
 
 NOTHING_CHOSEN = _l("Choose at least one request: tick the boxes in the first column.")
@@ -196,6 +234,21 @@ def bulk():
                                     note=request.form.get("note", "")[:200])
             r.record("escalate_requested", g.actor, note=request.form.get("note", "")[:200])
         done = "escalated"
+    elif what == "hand_over":
+        if not may_hand_over():
+            abort(403)
+        handler = _chosen_handler()
+        if handler is None:
+            return _render(_query_args()[0], {"handler": [NO_HANDLER]}, now, 422)
+        theirs = scope_of(handler)
+        if not all(theirs.allows(r) for r in chosen):
+            return _render(_query_args()[0], {"handler": [HANDLER_OUTSIDE]}, now, 422)
+        taken = [r for r in chosen if r.status not in FINAL]
+        for r in taken:
+            if r.handler != handler.actor:
+                r.handler = handler.actor
+                r.record("handed_over", g.actor, note=handler.display_name)
+        done = "handed"
     else:
         abort(400)
     ext.db_session().commit()

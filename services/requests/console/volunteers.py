@@ -34,6 +34,9 @@ REFUSALS = {
     "out_of_scope": _l("This volunteer lives outside your grid."),
     "no_such_volunteer": _l("There is no such volunteer any more."),
     "busy": _l("The volunteer has more tasks in hand than the new number allows."),
+    "channels_changed": _l("The volunteer's message channels changed meanwhile: nothing was changed. Open the "
+                           "volunteer again and choose once more."),
+    "not_enough_coins": _l("The volunteer has fewer time coins than that: nothing was spent."),
 }
 OUTSIDE_GRID = _l("This building is outside your grid.")
 
@@ -151,7 +154,7 @@ def _buildings() -> list[Building]:
     return [b for b in sorted_buildings() if g.scope.allows_place(b, None)]
 
 
-def _form_values(vol: dict) -> dict:
+def form_values(vol: dict) -> dict:
     """A registered volunteer as the form shows them (phone and channels masked)."""
     return {"name": vol["name"], "display_name": vol["display_name"], "building": vol["building"],
             "unit": vol.get("unit") or "", "language": vol.get("language", "zh-CN"), "skills": vol["skills"],
@@ -178,14 +181,35 @@ def _staff_names() -> dict[str, str]:
     return {f"staff:{s.id}": s.display_name for s in ext.db_session().scalars(select(StaffMember))}
 
 
-def _form(vol: dict | None, values: dict, errors: dict, status: int = 200):
+def volunteer_page(vol: dict | None, values: dict, errors: dict, status: int = 200, spend: dict | None = None):
+    """The volunteer's page: the registry form and, for a registered
+    volunteer, their time coins (and the office's spending form, `spend`:
+    its values and errors)."""
     windows = list(values.get("windows", []))
     windows += [{"weekday": "", "start": "", "end": ""}] * EMPTY_WINDOWS
     return render_template(
         "console_volunteer.html", vol=vol, values=values, errors=errors, windows=windows,
         weekdays=WEEKDAY_LABELS, buildings=_buildings(), skills=[c for c in contract.CATEGORIES if not c.staff_only],
         credential_skills=[c for c in contract.CATEGORIES if c.credential], staff_names=_staff_names(),
-        skill_words=skill_words, when=when), status
+        skill_words=skill_words, when=when, coins=_coins(vol), can_spend=g.scope.admin,
+        spend=spend or {"typed": {}, "errors": {}}, coin_labels=COIN_LABELS), status
+
+
+COIN_LABELS = {"earned": _l("earned"), "spent": _l("spent"), "donated": _l("donated"), "received": _l("received")}
+
+
+def _coins(vol: dict | None) -> dict | None:
+    """The volunteer's time coins, as matching holds them (None: not registered yet, or not answering)."""
+    return read_service("VOLUNTEERS_API_URL", f"/api/v1/volunteers/{vol['id']}/coins") if vol else None
+
+
+def channel_removals(form, vol: dict) -> tuple[list[dict], bool]:
+    """The registered channels ticked for removal (as the page showed them,
+    masked), and whether that is all of them. New channels typed in replace
+    them all instead."""
+    shown = vol.get("channels") or []
+    ticked = sorted({int(i) for i in form.getlist("remove_channels") if i.isdigit() and int(i) < len(shown)})
+    return [{"index": i, "masked": shown[i]} for i in ticked], bool(shown) and len(ticked) == len(shown)
 
 
 def _checked(form, editing: bool, vol: dict | None = None):
@@ -206,7 +230,7 @@ def _checked(form, editing: bool, vol: dict | None = None):
     if not errors and phone and not own and _phone_registered(phone):
         errors["phone"] = [contract.PHONE_TAKEN]
     if errors:
-        return None, _form(vol, _values_from(form), errors, 422)
+        return None, volunteer_page(vol, _values_from(form), errors, 422)
     return data, None
 
 
@@ -232,7 +256,7 @@ def _send(action: str, **payload) -> str:
 @staff_required
 def volunteer_new():
     may_change()
-    return _form(None, {"capacity": 1, "active": True, "language": "zh-CN", "windows": []}, {})
+    return volunteer_page(None, {"capacity": 1, "active": True, "language": "zh-CN", "windows": []}, {})
 
 
 @console.post("/volunteers/new")
@@ -251,7 +275,7 @@ def volunteer_register():
 @staff_required
 def volunteer_edit(volunteer_id):
     vol = editable_volunteer(volunteer_id)
-    return _form(vol, _form_values(vol), {})
+    return volunteer_page(vol, form_values(vol), {})
 
 
 @console.post("/volunteers/<id:volunteer_id>")
@@ -262,7 +286,11 @@ def volunteer_update(volunteer_id):
     data, page = _checked(request.form, editing=True, vol=vol)
     if page is not None:
         return page
-    change_id = _send("update", volunteer_id=volunteer_id, changes=data)
+    removals, every = channel_removals(request.form, vol)
+    if every and "channels" not in data:
+        data["channels"] = []  # none left: the registry's own field says so
+        removals = []
+    change_id = _send("update", volunteer_id=volunteer_id, changes=data, remove_channels=removals)
     return redirect(url_for("console.volunteer_change", change_id=change_id), 303)
 
 
@@ -286,7 +314,7 @@ def volunteer_change(change_id):
     matching now holds them) or refused, and why."""
     change = read_service("VOLUNTEERS_API_URL", f"/api/v1/staff-changes/{change_id}")
     vol = None
-    if change and change.get("volunteer_id") and change["outcome"] == "done":
+    if change and change.get("volunteer_id") and change["outcome"] == "done" and change["action"] != "spend":
         vol = read_service("VOLUNTEERS_API_URL", f"/api/v1/volunteers/{change['volunteer_id']}")
     page = make_response(render_template(
         "console_volunteer_change.html", change=change, vol=vol,

@@ -2,14 +2,14 @@
 (channel "programme", one per reference), with who should go first
 
 Revision ID: r0004programme
-Revises: r0003staffaudit
+Revises: r0004handler
 Create Date: 2026-12-02 16:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "r0004programme"
-down_revision = "r0003staffaudit"
+down_revision = "r0004handler"
 branch_labels = None
 depends_on = None
 
