@@ -280,6 +280,82 @@ def test_staff_console_proxy_intake_and_reassign(system):
     assert staff.get(f"{urls['requests']}/staff/volunteers/{far}", timeout=5).status_code == 403
 
 
+def _add_resident(system, name: str, phone: str) -> int:
+    """A resident in the community service's register, as its import leaves them (test setup)."""
+    from sqlalchemy import create_engine, text
+
+    url = system.env.get("LINLI_COMMUNITY_DATABASE_URL") or f"sqlite:///{system.env['LINLI_DATA_DIR']}/community.db"
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            now = datetime.now().astimezone().replace(tzinfo=None)
+            home = conn.execute(text(
+                "INSERT INTO household (grid, building, unit, floor, room, tenure, demo, created_at, updated_at) "
+                "VALUES ('G1', '3', '1', 6, '602', 'owner', false, :t, :t) RETURNING id"), {"t": now}).scalar()
+            return conn.execute(text(
+                "INSERT INTO resident (household_id, name, sex, birth_year, relation, phone, lives_alone, "
+                "party_member, reach_by, consent_contact, created_at, updated_at) VALUES "
+                "(:h, :n, 'female', 1940, 'head', :p, true, false, 'call', true, :t, :t) RETURNING id"),
+                {"h": home, "n": name, "p": phone, "t": now}).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_a_visit_plan_reaches_a_volunteer_and_what_they_found_reaches_the_grid_leader(system):
+    """Through all four services: the office sets a visit plan in the
+    console; the community service's timer makes the visit a request;
+    matching offers it to the visiting volunteer; they accept and, on
+    completing, say the resident needs attention; that becomes a welfare
+    request that reaches the grid leader by email; the console shows it."""
+    urls = system.urls
+    made = subprocess.run([sys.executable, "-m", "flask", "--app", "services.requests", "create-staff",
+                           "--username", "office1", "--role", "admin", "--name", "社区办公室"],
+                          env={**system.env, "LINLI_STAFF_PASSWORD": "office-one-password"}, cwd=ROOT,
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    resp = requests.post(f"{urls['volunteers']}/api/v1/volunteers", headers=system.admin(), timeout=5, json={
+        "name": "周志强", "phone": "13900003333", "building": "3", "unit": "1", "skills": ["visit"],
+        "capacity": 2, "channels": [system.hook.url("/zhou")]})
+    assert resp.status_code == 201, resp.text
+    resident_id = _add_resident(system, "钱桂英", "13811112222")
+
+    staff = requests.Session()
+    login = staff.get(f"{urls['requests']}/staff/login", timeout=5)
+    staff.post(f"{urls['requests']}/staff/login", timeout=10, data={
+        "username": "office1", "password": "office-one-password", "csrf_token": csrf_token(login.text)})
+    form = staff.get(f"{urls['requests']}/staff/visits/plan/{resident_id}", timeout=5)
+    assert form.status_code == 200 and "周志强" in form.text  # paired volunteers read from matching
+    saved = staff.post(f"{urls['requests']}/staff/visits/plan/{resident_id}", timeout=10, data={
+        "rhythm": "weekly", "visitor": "any_volunteer", "active": "true", "csrf_token": csrf_token(form.text)})
+    assert saved.status_code == 200 and 'id="plan-state"' in saved.text
+
+    # The visit reaches the volunteer like any offer: no name, no room, no phone before accepting.
+    offer = wait_for(lambda: next((r for r in system.hook.received if r["path"] == "/zhou"), None),
+                     timeout=40, what="the visit's offer at the volunteer's webhook")["body"]
+    assert "钱桂英" not in offer["message"] and "13811112222" not in offer["message"]
+    link = extract(r"(http://127\.0\.0\.1:\d+/offers/[\w-]+)", offer["message"])
+    volunteer = requests.Session()
+    page = volunteer.get(link, timeout=5)
+    assert "探访" in page.text and "602" not in page.text
+    accepted = volunteer.post(link, data={"decision": "accept", "csrf_token": csrf_token(page.text)}, timeout=10)
+    assert accepted.status_code == 200 and "钱桂英" in accepted.text and "602" in accepted.text
+
+    portal = wait_for(lambda: (lambda t: t if 'name="outcome"' in t else None)(
+        volunteer.get(f"{urls['volunteers']}/me", timeout=5).text), timeout=15, what="the visit in the portal")
+    task_id = extract(r'action="/me/tasks/(\d+)/complete"', portal)
+    done = volunteer.post(f"{urls['volunteers']}/me/tasks/{task_id}/complete", timeout=10, data={
+        "outcome": "needs_attention", "note": "老人说腿疼，想要助浴", "csrf_token": csrf_token(portal)})
+    assert done.status_code == 200
+
+    # What the visitor found is now the grid leader's, by email.
+    mail = wait_for(lambda: next((m for m in system.smtp.messages
+                                  if "探访发现居民需要帮助" in m.get_body().get_content()), None),
+                    timeout=40, what="the welfare request's email to the grid leader")
+    assert mail["To"] == "grid1@example.org" and "13811112222" not in mail.get_body().get_content()
+    visits = staff.get(f"{urls['requests']}/staff/visits", timeout=5).text
+    assert "钱桂英" in visits and "需要关注" in visits
+
+
 def test_no_personal_data_in_any_log(system):
     logs = system.all_logs()
     assert "offer made" in logs  # the logs are there to be read
