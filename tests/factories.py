@@ -207,6 +207,7 @@ class _Answer:
 
     def __init__(self, resp):
         self.status_code, self.headers, self._json = resp.status_code, resp.headers, resp.get_json(silent=True)
+        self.content = resp.data  # a download (services.common.web.read_file)
 
     def raise_for_status(self):
         from services.common import web

@@ -670,6 +670,9 @@ class RegisterRow(Schema):
 
     household = fields.Nested(HouseholdIn, required=True)
     resident = fields.Nested(ResidentIn, required=True)
+    # The file left care needs and disability empty (an export without the
+    # sealed columns): what the register holds stays.
+    keep_sealed = fields.Boolean(load_default=False)
 
 
 class StaffScope(Schema):

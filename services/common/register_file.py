@@ -84,7 +84,8 @@ def to_input(row: dict) -> tuple[dict, dict]:
             out[key] = text
     household = {k: v for k, v in out.items() if k in HOUSEHOLD_KEYS}
     resident = {k: v for k, v in out.items() if k not in HOUSEHOLD_KEYS}
-    return {"household": household, "resident": resident}, errors
+    keep = not any(raw[k] for k in SEALED_KEYS)
+    return {"household": household, "resident": resident, "keep_sealed": keep}, errors
 
 
 def _flat_errors(messages: dict) -> dict:

@@ -91,6 +91,35 @@ def read_service(api_url_key: str, path: str):
     return resp.json() if resp is not None else None
 
 
+def read_page(api_url_key: str, path: str) -> tuple[list, dict] | None:
+    """One page of another service's list and its X-Pagination (total,
+    pages): a desk page shows 50 rows of thousands without reading them all."""
+    resp = _read(api_url_key, path)
+    if resp is None:
+        return None
+    return resp.json(), json.loads(resp.headers.get("X-Pagination", "{}"))
+
+
+def read_file(api_url_key: str, path: str) -> bytes | None:
+    """A download another service makes (an export in its scope and its
+    access log): the bytes, or None when it cannot answer."""
+    token = current_app.config.get(f"{current_app.config['SERVICE'].upper()}_TOKEN")
+    if not token:
+        return None
+    headers = {"Authorization": f"Bearer {token}"}
+    if (claims := g.get("acting")) is not None:
+        headers[STAFF_HEADER] = vouch(claims)
+    try:
+        resp = http.get(f"{current_app.config[api_url_key]}{path}", headers=headers,
+                        timeout=current_app.config["HTTP_TIMEOUT"] * 4)
+        resp.raise_for_status()
+        return resp.content
+    except http.RequestException as exc:
+        logging.getLogger("linli.http").warning("service download failed", extra={"path": path.split("?")[0],
+                                                                                  "error": type(exc).__name__})
+        return None
+
+
 def read_all_pages(api_url_key: str, path: str, max_pages: int = 100) -> list | None:
     """Every item of a paginated list (flask-smorest's X-Pagination), read
     200 at a time; None when any page cannot be read, never a list cut short

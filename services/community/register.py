@@ -133,8 +133,10 @@ RESIDENT_FIELDS = ("name", "sex", "birth_year", "relation", "phone", "lives_alon
                    "consent_contact", "consent_on", "consent_how")
 
 
-def _apply_resident(resident: Resident, data: dict, phone_key: str) -> None:
+def _apply_resident(resident: Resident, data: dict, phone_key: str, keep_sealed: bool = False) -> None:
     for key in RESIDENT_FIELDS:
+        if keep_sealed and key in ("care_need", "disability") and resident.id is not None:
+            continue
         setattr(resident, key, data.get(key))
     if resident.care_need == "none":
         resident.care_need = None  # nothing to seal: "none" and never filled read the same
@@ -258,7 +260,7 @@ def import_rows(session, data: dict, phone_key: str, now: datetime) -> str:
             added["residents"] += 1
         else:
             added["updated"] += 1
-        _apply_resident(resident, row["resident"], phone_key)
+        _apply_resident(resident, row["resident"], phone_key, keep_sealed=row.get("keep_sealed", False))
     session.flush()
     session.add(RegisterChange(change_id=change_id, kind="import", actor=acting.actor, at=now, outcome="applied",
                                detail=added))

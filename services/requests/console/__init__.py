@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     office,
     proxy,
     queue,
+    register,
     roster,
     stations,
     volunteers,
