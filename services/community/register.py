@@ -8,7 +8,7 @@ import logging
 from datetime import datetime
 
 from sqlalchemy import and_, exists, false, func, or_, select, true
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, selectinload
 
 from services.common import contract
 from services.common.auth import StaffClaims
@@ -238,7 +238,9 @@ def import_rows(session, data: dict, phone_key: str, now: datetime) -> str:
                                    outcome="refused", detail={"reason": OUT_OF_SCOPE, "rows": outside[:100]}))
         return "refused"
     households: dict[tuple, Household] = {}
-    for h in session.scalars(select(Household).where(Household.closed_at.is_(None)).order_by(Household.id)):
+    everyone = select(Household).where(Household.closed_at.is_(None)).order_by(Household.id).options(
+        selectinload(Household.residents), selectinload(Household.phones))
+    for h in session.scalars(everyone):
         households.setdefault((h.building, h.unit, h.room), h)
     added = {"households": 0, "residents": 0, "updated": 0}
     for row in data["rows"]:
