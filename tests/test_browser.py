@@ -159,7 +159,7 @@ def test_staff_console_sign_in_proxy_intake_and_reassign(system, browser):
     page.click("text=代录请求")
     fill_form(page, "电话求助：想理发", "13700003333")
     page.check("input[name=consent_method][value=phone]")
-    page.click("main form button[type=submit]")
+    page.click("form[action$='/staff/new'] button[type=submit]")  # the request form, not the register lookup
     page.wait_for_url(re.compile(r"/staff/requests/[0-9a-f-]{36}"))
     code = page.inner_text(".code")
     system.wait_status(code, "offered")
