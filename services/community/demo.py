@@ -138,12 +138,14 @@ def build(phone_key: str, year: int, seed: int = 1984) -> tuple[list[dict], list
 
 
 def _insert(session, households: list[dict], residents: list[dict]) -> None:
+    # render_nulls: rows with an empty field in different places stay one
+    # batch (the ORM would split them into thousands of small INSERTs).
     ids = session.scalars(insert(Household).returning(Household.id, sort_by_parameter_order=True),
                           [{k: v for k, v in h.items() if not k.startswith("_")} for h in households]).all()
     session.execute(insert(HouseholdPhone), [
         {"household_id": hid, "phone": p, "phone_digest": d}
         for hid, h in zip(ids, households, strict=True) for p, d in zip(h["_phones"], h["_digests"], strict=True)])
-    session.execute(insert(Resident), [
+    session.execute(insert(Resident).execution_options(render_nulls=True), [
         {**{k: v for k, v in r.items() if not k.startswith("_")}, "household_id": ids[r["_household"]]}
         for r in residents])
 
