@@ -110,8 +110,9 @@ def read_file(api_url_key: str, path: str) -> bytes | None:
     if (claims := g.get("acting")) is not None:
         headers[STAFF_HEADER] = vouch(claims)
     try:
+        # A whole register as XLSX (10,000 rows) takes openpyxl several seconds to write.
         resp = http.get(f"{current_app.config[api_url_key]}{path}", headers=headers,
-                        timeout=current_app.config["HTTP_TIMEOUT"] * 4)
+                        timeout=max(30.0, current_app.config["HTTP_TIMEOUT"] * 4))
         resp.raise_for_status()
         return resp.content
     except http.RequestException as exc:

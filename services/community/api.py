@@ -177,14 +177,17 @@ class HouseholdExport(MethodView):
         as it is. Sealed columns only with `sealed=true` (logged as sensitive)."""
         session = ext.db_session()
         sealed = args["sealed"]
-        households = session.scalars(_households(args).options(selectinload(Household.residents),
-                                                               selectinload(Household.phones))).all()
+        people = selectinload(Household.residents)
+        if sealed:  # opened in the same query, not one query per resident and field
+            people = people.undefer(Resident.care_need).undefer(Resident.disability)
+        households = session.scalars(_households(args).options(people, selectinload(Household.phones))).all()
+        fields = [k for k in register.RESIDENT_FIELDS if sealed or k not in ("care_need", "disability")]
         rows = []
         for h in households:
             place = {"building": h.building, "unit": h.unit, "floor": h.floor, "room": h.room,
                      "floor_area": h.floor_area, "tenure": h.tenure, "phones": [p.phone for p in h.phones]}
             for r in (register.open_residents(h) if h.closed_at is None else h.residents):
-                person = {key: getattr(r, key) for key in register.RESIDENT_FIELDS}
+                person = {key: getattr(r, key) for key in fields}
                 rows.append(export_row(place, person, sealed))
         register.record(session, g.acting, "export", rows=len(rows), sensitive=sealed)
         session.commit()
