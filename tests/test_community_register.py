@@ -350,6 +350,9 @@ def test_an_exported_register_imports_again_as_it_is(intake, community, console)
         assert community.extensions["db"].Session.scalar(
             select(RegisterChange).where(RegisterChange.kind == "import")).detail == {
             "households": 0, "residents": 0, "updated": 4}
+        # The download left the sealed columns empty: what the register holds stays.
+        gran = community.extensions["db"].Session.scalar(select(Resident).where(Resident.name == "王桂英"))
+        assert (gran.care_need, gran.disability, gran.lives_alone) == ("partial", "听力残疾", True)
 
 
 def test_hallway_leaders_edit_their_stairwells_but_do_not_import(intake, community, monkeypatch):
