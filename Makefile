@@ -45,7 +45,8 @@ run: seed
 	$(WITH_ENV) $(BIN)/python deploy/urls.py
 	$(WITH_ENV) $(BIN)/honcho start -e /dev/null
 
-# Removes every demo staff account and demo volunteer (and the demo station).
+# Removes every demo staff account and demo volunteer (and the demo station),
+# and the demo register.
 remove-demo: install .env
 	$(WITH_ENV) sh deploy/remove-demo.sh
 

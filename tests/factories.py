@@ -208,7 +208,7 @@ class _Answer:
 
     def __init__(self, resp):
         self.status_code, self.headers, self._json = resp.status_code, resp.headers, resp.get_json(silent=True)
-        self._data = resp.data
+        self._data = self.content = resp.data  # a download (web.read_download)
 
     def iter_content(self, chunk_size):
         """A download's body, a chunk at a time (a streamed read)."""

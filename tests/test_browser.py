@@ -159,7 +159,7 @@ def test_staff_console_sign_in_proxy_intake_and_reassign(system, browser):
     page.click("text=代录请求")
     fill_form(page, "电话求助：想理发", "13700003333")
     page.check("input[name=consent_method][value=phone]")
-    page.click("main form button[type=submit]")
+    page.click("form[action$='/staff/new'] button[type=submit]")  # the request form, not the register lookup
     page.wait_for_url(re.compile(r"/staff/requests/[0-9a-f-]{36}"))
     code = page.inner_text(".code")
     system.wait_status(code, "offered")
@@ -665,4 +665,52 @@ def test_the_office_records_coins_spent_and_is_told_when_the_balance_falls_short
     assert page.get_attribute("#change-status", "data-state") == "refused"
     assert "时间币不足" in page.inner_text("#change-status")
     screenshot_axe_clean(page, f"coins-spend-refused-{width}")
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_the_register_list_and_an_import_with_an_error_row(system, browser, width):
+    """The office's Excel (here its CSV) with a bad row: the report row by
+    row, the good rows carried out by the community service's worker, then
+    the household list as a desk table (1280) and on a phone (375)."""
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    page = sign_in_staff(context, system)
+    page.goto(f"{system.urls['requests']}/staff/register")
+    page.click("text=导入办公室的 Excel 台账")
+    rooms = ("101", "102") if width == 1280 else ("201", "202")
+    register = ("楼幢,单元,楼层,室号,户电话,姓名,性别,出生年份,与户主关系,独居,失能情况\n"
+                f"3,1,{rooms[0][0]},{rooms[0]},1390000{width:04d},王桂英,女,1941,户主,是,半失能\n"
+                f"3,1,{rooms[1][0]},{rooms[1]},,李明,男,1980,户主,否,\n"
+                "3,9,1,103,123,,女,一九四五,户主,否,\n").encode()
+    page.set_input_files("#file", files=[{"name": "台账.csv", "mimeType": "text/csv", "buffer": register}])
+    page.check("input[name=mode][value=valid]")
+    page.click("#register-form button[type=submit]")
+    page.wait_for_selector("#register-errors")
+    assert page.locator("#register-errors tr[data-row='4']").count() >= 3  # unit, phone, name, year
+    screenshot_axe_clean(page, f"register-import-report-{width}")
+    if width == 375:
+        assert not layout_problems(page, elder=False)
+    page.click("text=查看导入何时生效")
+    for _ in range(30):  # the community service's worker carries the import out
+        if page.get_attribute("#change-status", "data-state") == "applied":
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    assert page.get_attribute("#change-status", "data-state") == "applied"
+
+    page.goto(f"{system.urls['requests']}/staff/register?lives_alone=1")
+    assert "王桂英" in page.inner_text("#register") and "80岁及以上" in page.inner_text("#register")
+    assert "13900" not in page.inner_text("#register")  # phones masked in the list
+    page.goto(f"{system.urls['requests']}/staff/register")
+    if width == 1280:
+        bottoms = page.eval_on_selector_all("form.filters .field, form.filters .choice",
+                                            "els => els.map(e => Math.round(e.getBoundingClientRect().bottom))")
+        assert max(bottoms) - min(bottoms) <= 4, bottoms  # the filters in one row
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    else:
+        assert not layout_problems(page, elder=False)
+    screenshot_axe_clean(page, f"register-list-{width}")
+    page.click(f"text=3幢1单元{rooms[0]}室")
+    page.click("#show-sealed")
+    assert "半失能" in page.inner_text("#residents")
+    screenshot_axe_clean(page, f"register-household-{width}")
     context.close()

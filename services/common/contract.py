@@ -616,6 +616,175 @@ PAYLOADS[(STATION_CHANGE, 1)] = StationChange
 PAYLOADS[(HOURS_REVIEW, 1)] = HoursReview
 PAYLOADS[(COINS_SPEND, 1)] = CoinsSpend
 
+
+# --- The community register (住户台账): the office keeps it in the console,
+# the community service owns it. The console checks a form or a register file
+# with these same schemas, then hands the change over as a task with a change
+# id; the community service records the outcome under that id. ---
+
+REGISTER_CHANGE = "community.register_change"
+REGISTER_IMPORT = "community.register_import"
+
+TENURES = ("owner", "tenant")
+SEXES = ("female", "male")
+RELATIONS = ("head", "spouse", "child", "parent", "grandchild", "other")
+CARE_NEEDS = ("none", "partial", "full")  # 半失能 partial, 失能 full
+REACH_BY = ("text", "call", "hallway_leader")  # how a resident prefers to be reached
+CONSENT_HOW = ("paper", "in_person", "phone", "online")
+CLOSE_REASONS = ("moved_out", "deceased")  # a household only moves out
+REGISTER_ACTIONS = ("add_household", "edit_household", "close_household", "add_resident", "edit_resident",
+                    "close_resident")
+# A household's or a resident's phone: a mobile, or a landline (0571-88886666).
+PHONE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
+A_PHONE = N_("Enter a mobile number (11 digits) or a landline like 0571-88886666.")
+CONSENT_GIVEN = N_("Say when and how the resident agreed to be contacted.")
+ROOM = N_("A room number like 302 or 1201A.")
+FLOOR = N_("A floor from -2 to 40.")
+# One import task carries at most this many residents (a register file's bound).
+REGISTER_TASK_ROWS = 20000
+
+
+def _choice(options, message, **kwargs):
+    return fields.String(validate=validate.OneOf(options, error=message),
+                         error_messages={"required": message}, **kwargs)
+
+
+def _phone(**kwargs) -> fields.String:
+    return fields.String(validate=validate.Regexp(PHONE, error=A_PHONE), error_messages={"required": A_PHONE},
+                         **kwargs)
+
+
+class HouseholdIn(Schema):
+    """A household (户) as the office registers it: the console's form, a
+    register file's household columns, and the register tasks' payload."""
+
+    building = fields.String(required=True, validate=validate.Length(1, 16, error=UNKNOWN_BUILDING),
+                             error_messages={"required": UNKNOWN_BUILDING},
+                             metadata=community.documented_building())
+    unit = fields.String(required=True, validate=validate.Length(1, 8, error=NO_SUCH_UNIT),
+                         error_messages={"required": NO_SUCH_UNIT}, metadata=community.documented_unit())
+    floor = fields.Integer(required=True, strict=True, validate=validate.Range(-2, 40, error=FLOOR),
+                           error_messages={"required": FLOOR, "invalid": FLOOR})
+    room = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{1,5}[A-Za-z]?$", error=ROOM),
+                         error_messages={"required": ROOM})
+    # m², two decimals: the lift vote (Civil Code Art. 278) counts floor area.
+    floor_area = fields.Decimal(load_default=None, allow_none=True, places=2, as_string=True,
+                                validate=validate.Range(1, 1000, error=N_("A floor area from 1 to 1000 m².")),
+                                error_messages={"invalid": N_("A floor area from 1 to 1000 m².")})
+    tenure = _choice(TENURES, N_("Owner or tenant."), load_default="owner")
+    phones = fields.List(_phone(), load_default=list,
+                         validate=validate.Length(0, 3, error=N_("At most 3 phones for a household.")))
+
+    @validates_schema(skip_on_field_errors=False)
+    def _place(self, data, **kwargs):
+        errors = place_errors(data.get("building"), data.get("unit"))
+        if errors:
+            raise ValidationError(errors)
+
+
+class ResidentIn(Schema):
+    """A resident (住户) as the office registers them. Care needs and
+    disability are sealed at rest by the community service."""
+
+    name = fields.String(required=True, validate=validate.Length(1, 64, error=N_("A name of 1 to 64 characters.")),
+                         error_messages={"required": N_("A name of 1 to 64 characters.")})
+    sex = _choice(SEXES, N_("Choose female or male."), required=True)
+    birth_year = fields.Integer(required=True, strict=True,
+                                validate=validate.Range(1900, 2100, error=N_("A year of birth like 1948.")),
+                                error_messages={"required": N_("A year of birth like 1948."),
+                                                "invalid": N_("A year of birth like 1948.")})
+    relation = _choice(RELATIONS, N_("Choose the relation to the head of household."), load_default="head")
+    phone = _phone(load_default=None, allow_none=True)
+    lives_alone = fields.Boolean(load_default=False)
+    party_member = fields.Boolean(load_default=False)
+    care_need = _choice(CARE_NEEDS, N_("Choose none, partly or fully dependent."), load_default="none")
+    disability = fields.String(load_default=None, allow_none=True,
+                               validate=validate.Length(0, 200, error=N_("At most 200 characters.")))
+    reach_by = _choice(REACH_BY, N_("Choose how the resident prefers to be reached."), load_default="text")
+    emergency_name = fields.String(load_default=None, allow_none=True,
+                                   validate=validate.Length(1, 64, error=N_("A name of 1 to 64 characters.")))
+    emergency_relation = fields.String(load_default=None, allow_none=True,
+                                       validate=validate.Length(1, 16, error=N_("At most 16 characters.")))
+    emergency_phone = _phone(load_default=None, allow_none=True)
+    consent_contact = fields.Boolean(load_default=False)
+    consent_on = fields.Date(load_default=None, allow_none=True,
+                             error_messages={"invalid": N_("A date, e.g. 2026-12-24.")})
+    consent_how = _choice(CONSENT_HOW, CONSENT_GIVEN, load_default=None, allow_none=True)
+
+    @validates_schema
+    def _consent(self, data, **kwargs):
+        if data.get("consent_contact") and not (data.get("consent_on") and data.get("consent_how")):
+            raise ValidationError({"consent_on" if not data.get("consent_on") else "consent_how": [CONSENT_GIVEN]})
+
+
+class RegisterRow(Schema):
+    """One row of a register file: a resident and their household's columns."""
+
+    household = fields.Nested(HouseholdIn, required=True)
+    resident = fields.Nested(ResidentIn, required=True)
+    # The file left care needs and disability empty (an export without the
+    # sealed columns): what the register holds stays.
+    keep_sealed = fields.Boolean(load_default=False)
+
+
+class StaffScope(Schema):
+    """Who asks and where they may (services.common.auth.StaffClaims): the
+    community service applies the same scope to a change as to a read."""
+
+    actor = fields.String(required=True, validate=validate.Length(1, 64))
+    role = fields.String(required=True, validate=validate.OneOf(("admin", "grid_leader", "hallway_leader")))
+    grid = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 16))
+    stairwells = fields.List(fields.String(validate=validate.Length(3, 25)), load_default=list,
+                             validate=validate.Length(0, 200))
+
+
+class RegisterEdit(StaffScope):
+    """One change to the register from the console: add, edit or close a
+    household or a resident. Closing keeps the history (moved out, deceased)."""
+
+    change_id = fields.UUID(required=True)
+    action = fields.String(required=True, validate=validate.OneOf(REGISTER_ACTIONS))
+    household_id = Id(load_default=None, allow_none=True)
+    resident_id = Id(load_default=None, allow_none=True)
+    household = fields.Nested(HouseholdIn, load_default=None, allow_none=True)
+    resident = fields.Nested(ResidentIn, load_default=None, allow_none=True)
+    reason = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(CLOSE_REASONS))
+
+    @validates_schema
+    def _targets(self, data, **kwargs):
+        action = data["action"]
+        if action in ("edit_household", "close_household", "add_resident") and not data.get("household_id"):
+            raise ValidationError("This change names its household.", "household_id")
+        if action in ("edit_resident", "close_resident") and not data.get("resident_id"):
+            raise ValidationError("This change names its resident.", "resident_id")
+        if action in ("add_household", "edit_household") and not data.get("household"):
+            raise ValidationError("This change carries the household.", "household")
+        if action in ("add_resident", "edit_resident") and not data.get("resident"):
+            raise ValidationError("This change carries the resident.", "resident")
+        if action.startswith("close_") and not data.get("reason"):
+            raise ValidationError("Closing says why.", "reason")
+        if action == "close_household" and data.get("reason") != "moved_out":
+            raise ValidationError("A household moves out.", "reason")
+
+
+class RegisterImport(StaffScope):
+    """A register file's good rows, checked in the console, for the community
+    service to add or update (households by building, unit and room;
+    residents by name and year of birth) in one transaction."""
+
+    change_id = fields.UUID(required=True)
+    row_numbers = fields.List(fields.Integer(strict=True, validate=validate.Range(2, 10**6)), required=True)
+    rows = fields.List(fields.Nested(RegisterRow), required=True, validate=validate.Length(1, REGISTER_TASK_ROWS))
+
+    @validates_schema
+    def _aligned(self, data, **kwargs):
+        if len(data["row_numbers"]) != len(data["rows"]):
+            raise ValidationError("One row number per row.", "row_numbers")
+
+
+PAYLOADS[(REGISTER_CHANGE, 1)] = RegisterEdit
+PAYLOADS[(REGISTER_IMPORT, 1)] = RegisterImport
+
 class ContractError(ValueError):
     """A message that does not meet the contract. Permanent: never retried."""
 

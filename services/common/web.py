@@ -79,8 +79,11 @@ def _read(api_url_key: str, path: str, stream: bool = False) -> http.Response | 
     if headers is None:
         return None
     try:
-        resp = http.get(f"{current_app.config[api_url_key]}{path}", headers=headers,
-                        timeout=current_app.config["HTTP_TIMEOUT"], **({"stream": True} if stream else {}))
+        # A download may be written whole before its first byte (a register
+        # of 10,000 residents as XLSX takes openpyxl seconds): it waits longer.
+        timeout = max(30.0, current_app.config["HTTP_TIMEOUT"] * 4) if stream else current_app.config["HTTP_TIMEOUT"]
+        resp = http.get(f"{current_app.config[api_url_key]}{path}", headers=headers, timeout=timeout,
+                        **({"stream": True} if stream else {}))
         resp.raise_for_status()
         if not stream:
             resp.json()  # an answer that is not JSON is no answer
@@ -104,6 +107,15 @@ def read_download(api_url_key: str, path: str) -> http.Response | None:
     """A file another service's API gives (CSV, XLSX), opened as a stream
     for the page to pass on as it arrives; None when it cannot answer."""
     return _read(api_url_key, path, stream=True)
+
+
+def read_page(api_url_key: str, path: str) -> tuple[list, dict] | None:
+    """One page of another service's list and its X-Pagination (total,
+    pages): a desk page shows 50 rows of thousands without reading them all."""
+    resp = _read(api_url_key, path)
+    if resp is None:
+        return None
+    return resp.json(), json.loads(resp.headers.get("X-Pagination", "{}"))
 
 
 def read_all_pages(api_url_key: str, path: str, max_pages: int = 100) -> list | None:

@@ -23,14 +23,20 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app = service_app(__name__, config.load(), test_config, outbox_model=OutboxMessage)
 
-    from . import tasks, views, visit_views  # noqa: F401  (tasks register with Celery; routes join views' blueprints)
+    from . import api, demo, tasks, views, visit_views  # noqa: F401  (tasks register with Celery; routes join blueprints)
 
-    register_api(app, views.api)
+    register_api(app, api.api)
     app.register_blueprint(views.web)
     register_db_commands(app, Base.metadata, VERSIONS, seed)
+    app.cli.add_command(demo.remove_demo)
     return app
 
 
 def seed(session, cfg) -> str:
-    """The register comes from the office's file; the demo's is synthetic."""
-    return "nothing to seed"
+    """The register comes from the office's file; the demo's (LINLI_DEMO=1
+    only) is synthetic, seeded once (init-db runs on every start)."""
+    if not cfg["DEMO"]:
+        return "nothing to seed"
+    from . import demo
+
+    return demo.seed_register(session, cfg)

@@ -28,12 +28,10 @@ class Base(DeclarativeBase):
 
 # --- the register ---
 
-TENURES = ("owner", "tenant")
-SEXES = ("female", "male")
-RELATIONS = ("head", "spouse", "child", "parent", "grandchild", "other")
-CARE_NEEDS = ("none", "partial", "full")  # 半失能 partial, 失能 full
-REACH_BY = ("text", "call", "hallway_leader")  # how a resident prefers to be reached
-CONSENT_HOW = ("paper", "in_person", "phone", "online")
+# The register's vocabulary is the wire contract's (the console's forms and
+# files are checked with the same schemas).
+from services.common.contract import CARE_NEEDS, CONSENT_HOW, REACH_BY, RELATIONS, SEXES, TENURES  # noqa: E402,F401
+
 CLOSE_REASONS = {"household": ("moved_out",), "resident": ("moved_out", "deceased")}
 
 
@@ -92,8 +90,9 @@ class Resident(Base):
     phone_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     lives_alone: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     party_member: Mapped[bool] = mapped_column(Boolean, default=False)
-    care_need: Mapped[str | None] = mapped_column(Sealed, nullable=True)  # CARE_NEEDS, sealed
-    disability: Mapped[str | None] = mapped_column(Sealed, nullable=True)  # free text, sealed
+    # Deferred: a list never opens them; a view that shows them asks (and is logged).
+    care_need: Mapped[str | None] = mapped_column(Sealed, nullable=True, deferred=True)  # CARE_NEEDS, sealed
+    disability: Mapped[str | None] = mapped_column(Sealed, nullable=True, deferred=True)  # free text, sealed
     reach_by: Mapped[str] = mapped_column(String(16), default="text")  # REACH_BY
     emergency_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
     emergency_relation: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -135,6 +134,11 @@ class RegisterChange(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # applied, refused
     detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # what was refused, per field
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Who asked (staff see their own changes' outcome, the office all) and
+    # what the change made or touched, for the console's "taken effect" page.
+    actor: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    household_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 # --- visits (探访) and the daily check-in (报平安) ---

@@ -1,7 +1,9 @@
-"""The community service's consumers: visit plans set in the console and
-visitors' outcomes (from the console through intake, from the volunteer
+"""The community service's consumers: the office's register changes and
+register files from the console (intake); visit plans set in the console
+and visitors' outcomes (from the console through intake, from the volunteer
 portal through matching); and from beat the visits' timer (visits coming
-due, missed check-ins, overdue visits) and the outbox relay. Each task
+due, missed check-ins, overdue visits) and the outbox relay. Each change is
+carried out once (the inbox's consume, and its change id); each task
 commits once."""
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from services.common import contract
 from services.common import extensions as ext
 from services.common.inbox import consume
 
+from . import register
 from .models import DeadMessage, ProcessedMessage, RegisterChange
 from .visits import Visits
 
@@ -66,3 +69,13 @@ def relay_outbox():
     return ext.outbox().relay()
 
 
+@shared_task(name=contract.REGISTER_CHANGE, bind=True)
+def register_change(self, message):
+    return _consume(self, message, lambda session, data, env: register.apply_change(
+        session, data, current_app.config["PHONE_DIGEST_KEY"], ext.clock().now()))
+
+
+@shared_task(name=contract.REGISTER_IMPORT, bind=True)
+def register_import(self, message):
+    return _consume(self, message, lambda session, data, env: register.import_rows(
+        session, data, current_app.config["PHONE_DIGEST_KEY"], ext.clock().now()))

@@ -5,7 +5,7 @@ the resident's own link, elder mode."""
 from __future__ import annotations
 
 from flask import abort as page_abort
-from flask import current_app, render_template
+from flask import current_app, g, render_template
 from flask.views import MethodView
 from flask_smorest import abort
 from sqlalchemy import exists, func, select
@@ -17,10 +17,11 @@ from services.common.clock import utcnow
 from services.common.factory import page_of
 from services.common.ratelimit import limit
 
-from .models import CheckIn, Household, RegisterChange, Resident, Visit, VisitPlan
-from .schemas import RegisterChangeOut, VisitOut, VisitPlanOut, VisitPlanQuery
-from .scope import in_scope, record_access
-from .views import api, web
+from .api import api
+from .models import CheckIn, Household, Resident, Visit, VisitPlan
+from .register import in_scope, record
+from .schemas import VisitOut, VisitPlanOut, VisitPlanQuery
+from .views import web
 from .visits import Visits, local_today
 
 
@@ -55,7 +56,7 @@ class VisitPlans(MethodView):
         overdue_since = (select(func.min(Visit.due_on)).where(
             Visit.plan_id == VisitPlan.id, Visit.outcome.is_(None), Visit.due_on < today).scalar_subquery())
         stmt = (select(VisitPlan).join(Resident, Resident.id == VisitPlan.resident_id)
-                .join(Household, Household.id == Resident.household_id).where(in_scope())
+                .join(Household, Household.id == Resident.household_id).where(in_scope(g.acting))
                 .order_by(overdue_since.is_(None), overdue_since, Household.grid, Household.building,
                           Household.unit, Household.room, VisitPlan.id))
         if "grid" in query:
@@ -66,7 +67,7 @@ class VisitPlans(MethodView):
             stmt = stmt.where(exists().where(Visit.plan_id == VisitPlan.id, Visit.outcome.is_(None),
                                              Visit.due_on < today))
         plans = _annotate(page_of(ext.db_session(), stmt, pagination_parameters), today)
-        record_access("visits", rows=len(plans))
+        record(ext.db_session(), g.acting, "visits", rows=len(plans))
         ext.db_session().commit()
         return plans
 
@@ -80,12 +81,12 @@ class PlanVisits(MethodView):
         """A plan's visits, newest first."""
         plan = ext.db_session().scalar(
             select(VisitPlan).join(Resident, Resident.id == VisitPlan.resident_id)
-            .join(Household, Household.id == Resident.household_id).where(VisitPlan.id == plan_id, in_scope()))
+            .join(Household, Household.id == Resident.household_id).where(VisitPlan.id == plan_id, in_scope(g.acting)))
         if plan is None:
             abort(404, message="no such visit plan in your area")
         visits = page_of(ext.db_session(), select(Visit).where(Visit.plan_id == plan.id).order_by(Visit.id.desc()),
                          pagination_parameters)
-        record_access("visits", rows=len(visits), resident_id=plan.resident_id)
+        record(ext.db_session(), g.acting, "visits", rows=len(visits), resident_id=plan.resident_id)
         ext.db_session().commit()
         return visits
 
@@ -100,23 +101,10 @@ class OneVisit(MethodView):
         visit = ext.db_session().scalar(
             select(Visit).join(VisitPlan, VisitPlan.id == Visit.plan_id)
             .join(Resident, Resident.id == VisitPlan.resident_id)
-            .join(Household, Household.id == Resident.household_id).where(Visit.id == visit_id, in_scope()))
+            .join(Household, Household.id == Resident.household_id).where(Visit.id == visit_id, in_scope(g.acting)))
         if visit is None:
             abort(404, message="no such visit in your area")
         return visit
-
-
-@api.route("/register-changes/<uuid:change_id>")
-class RegisterChangeState(MethodView):
-    @staff
-    @api.response(200, RegisterChangeOut)
-    def get(self, change_id):
-        """Whether a change the console handed over has taken effect
-        (applied, or refused with the reasons); 404 until it arrives."""
-        change = ext.db_session().get(RegisterChange, str(change_id))
-        if change is None:
-            abort(404, message="not arrived yet")
-        return change
 
 
 # --- 报平安: the resident's own page ---

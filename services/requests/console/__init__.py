@@ -18,6 +18,7 @@ from . import (  # noqa: F401
     office,
     proxy,
     queue,
+    register,
     roster,
     stations,
     visits,

@@ -3,6 +3,7 @@ walked in (现场), within their own scope."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
 from flask import current_app, g, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
@@ -10,6 +11,7 @@ from marshmallow import ValidationError
 
 from services.common import contract
 from services.common import extensions as ext
+from services.common.web import read_service
 
 from .. import operations
 from ..models import Building
@@ -20,17 +22,69 @@ from .blueprint import console, staff_required
 log = logging.getLogger(__name__)
 
 
-def _proxy_form(values: dict, errors: dict, status: int = 200):
+def _proxy_form(values: dict, errors: dict, status: int = 200, lookup: dict | None = None):
     buildings = [b for b in sorted_buildings() if any(g.scope.allows_place(b, u) for u in b.units)]
     return render_template("request_form.html", categories=contract.RESIDENT_CATEGORIES, buildings=buildings,
                            max_units=max((len(b.units) for b in buildings), default=1), values=values,
-                           errors=errors, proxy=True, form_action=url_for("console.proxy_post")), status
+                           errors=errors, proxy=True, form_action=url_for("console.proxy_post"),
+                           lookup=lookup or {}), status
+
+
+# --- looking the resident up in the register (the community service's) ---
+
+NOT_IN_REGISTER = _l("Nobody in your area's register lives there or has that phone: enter the details.")
+REGISTER_DOWN = _l("The register cannot be read just now: enter the details.")
+LOOKUP_HOW = _l("Give the building, unit and room, or the phone number.")
+
+
+def _lookup(args) -> dict:
+    """Residents the register knows by room or by phone, within the member's
+    area. The phone goes to the community service only as its keyed digest."""
+    building, unit, room = (args.get(f"lk_{k}", "").strip() for k in ("building", "unit", "room"))
+    phone = "".join(ch for ch in args.get("lk_phone", "") if ch.isdigit())
+    query = {}
+    if phone:
+        query["phone_digest"] = contract.phone_digest(phone, current_app.config["PHONE_DIGEST_KEY"])
+    if building and unit and room:
+        query.update(building=building, unit=unit, room=room)
+    found = {"asked": {"building": building, "unit": unit, "room": room}}
+    if not query:
+        return found | {"message": LOOKUP_HOW}
+    answer = read_service("COMMUNITY_API_URL", f"/api/v1/residents/lookup?{urlencode(query)}")
+    if answer is None:
+        return found | {"message": REGISTER_DOWN}
+    return found | {"matches": answer, "message": None if answer else NOT_IN_REGISTER}
+
+
+def _filled(match: dict, values: dict) -> dict:
+    return values | {"contact_name": match["name"], "contact_phone": match.get("phone") or "",
+                     "building": match["building"], "unit": match["unit"], "room": match["room"]}
 
 
 @console.get("/new")
 @staff_required
 def proxy():
-    return _proxy_form({"mode": "home", "urgency": "normal"}, {})
+    values = {"mode": "home", "urgency": "normal"}
+    if request.args.get("resident", "").isdigit():
+        # One resident chosen from the lookup: read (and logged) by id, so no phone travels in a URL.
+        found = read_service("COMMUNITY_API_URL", f"/api/v1/residents/{request.args['resident']}")
+        if found:
+            values = _filled({**found, "phone": found.get("phone")}, values)
+            return _proxy_form(values, {}, lookup={"filled": found["name"]})
+    return _proxy_form(values, {})
+
+
+@console.post("/new/lookup")
+@staff_required
+def proxy_lookup():
+    """Posted, so that a phone number never sits in a URL (nor in a log of one)."""
+    values = {"mode": "home", "urgency": "normal"}
+    lookup = _lookup(request.form)
+    matches = lookup.get("matches") or []
+    if len(matches) == 1:
+        values = _filled(matches[0], values)
+        lookup["filled"] = matches[0]["name"]
+    return _proxy_form(values, {}, lookup=lookup)
 
 
 @console.post("/new")

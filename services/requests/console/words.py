@@ -43,6 +43,27 @@ PURPOSE_LABELS = {"console": _l("looked up in the console"), "assigned volunteer
 PERSON_LABELS = {"volunteer": _l("volunteer #%(id)s"), "resident": _l("the resident"),
                  "leader": _l("leader #%(id)s")}
 
+# The register (住户台账, the community service's): its codes in words.
+TENURE_LABELS = {"owner": _l("Owner"), "tenant": _l("Tenant")}
+SEX_LABELS = {"female": _l("Female"), "male": _l("Male")}
+RELATION_LABELS = {"head": _l("Head of household"), "spouse": _l("Spouse"), "child": _l("Child"),
+                   "parent": _l("Parent"), "grandchild": _l("Grandchild"), "other": _l("Other")}
+CARE_LABELS = {"none": _l("Independent"), "partial": _l("Partly dependent (半失能)"),
+               "full": _l("Fully dependent (失能)")}
+REACH_LABELS = {"text": _l("Text message"), "call": _l("Voice call"),
+                "hallway_leader": _l("Only through the hallway leader")}
+CONSENT_HOW_LABELS = {"paper": _l("On paper"), "in_person": _l("In person"), "phone": _l("By phone"),
+                      "online": _l("Online")}
+CLOSE_LABELS = {"moved_out": _l("Moved out"), "deceased": _l("Deceased")}
+DUPLICATE_LABELS = {"room": _l("Same room as another household"),
+                    "phone": _l("Same phone as another household"), "person": _l("Same person twice")}
+AGE_BAND_LABELS = {"0-17": _l("under 18"), "18-59": _l("18–59"), "60-69": _l("60–69"), "70-79": _l("70–79"),
+                   "80+": _l("80 and over"), "60+": _l("60 and over")}
+REGISTER_LABELS = {"tenure_labels": TENURE_LABELS, "sex_labels": SEX_LABELS, "relation_labels": RELATION_LABELS,
+                   "care_labels": CARE_LABELS, "reach_labels": REACH_LABELS, "consent_how_labels": CONSENT_HOW_LABELS,
+                   "close_labels": CLOSE_LABELS, "duplicate_labels": DUPLICATE_LABELS,
+                   "age_band_labels": AGE_BAND_LABELS}
+
 
 def category_name(code: str) -> str:
     found = contract.CATEGORY_BY_CODE.get(code)
@@ -100,4 +121,4 @@ def template_globals() -> dict:
             "reason_text": reason_text, "role_labels": ROLE_LABELS, "status_labels": STATUS_LABELS,
             "channel_labels": CHANNEL_LABELS, "consent_labels": CONSENT_LABELS, "offer_labels": OFFER_LABELS,
             "assignment_labels": ASSIGNMENT_LABELS, "delivery_labels": DELIVERY_LABELS,
-            "template_labels": TEMPLATE_LABELS, "label": label}
+            "template_labels": TEMPLATE_LABELS, "label": label, **REGISTER_LABELS}
