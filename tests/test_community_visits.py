@@ -69,7 +69,8 @@ def run(app, task_name, data=None, source="requests"):
 
 
 def plan(app, resident_id, **over) -> dict:
-    data = {"change_id": str(uuid.uuid4()), "actor": "staff:1", "resident_id": resident_id, "rhythm": "weekly",
+    data = {"change_id": str(uuid.uuid4()), "actor": "staff:1", "role": "admin", "resident_id": resident_id,
+            "rhythm": "weekly",
             "visitor": "any_volunteer", "volunteer_id": None, "preferred_times": None, "checkin_daily": False,
             "active": True, **over}
     assert run(app, contract.VISIT_PLAN, data) == "done"
@@ -153,12 +154,12 @@ def test_the_paired_volunteer_goes_first_and_a_hallway_leader_is_sent_instead_of
 
 def test_a_paired_plan_without_its_volunteer_is_refused_field_by_field():
     errors = contract.VisitPlanChange().validate({
-        "change_id": str(uuid.uuid4()), "actor": "staff:1", "resident_id": 1, "rhythm": "weekly",
+        "change_id": str(uuid.uuid4()), "actor": "staff:1", "role": "admin", "resident_id": 1, "rhythm": "weekly",
         "visitor": "paired_volunteer"})
     assert errors == {"volunteer_id": ["Choose the paired volunteer."]}
     assert set(contract.VisitPlanChange().validate({"change_id": "x", "actor": "", "resident_id": 0,
                                                     "rhythm": "daily", "visitor": "anyone"})) == \
-        {"change_id", "actor", "resident_id", "rhythm", "visitor"}
+        {"change_id", "actor", "role", "resident_id", "rhythm", "visitor"}
 
 
 def test_a_plan_for_a_resident_not_in_the_register_is_refused_and_recorded(app):
@@ -167,6 +168,19 @@ def test_a_plan_for_a_resident_not_in_the_register_is_refused_and_recorded(app):
         row = app.extensions["db"].Session.get(RegisterChange, change["change_id"])
         assert row.outcome == "refused" and "resident_id" in row.detail
     assert run(app, contract.VISITS_DUE)["come_due"] == 0
+
+
+def test_a_grid_leader_sets_plans_only_for_residents_of_their_grid(app):
+    theirs = add_resident(app, building="40", unit="1", room="101", grid="G2")
+    change = plan(app, theirs, role="grid_leader", grid="G1")
+    ours = plan(app, add_resident(app), role="grid_leader", grid="G1")
+    with app.app_context():
+        s = app.extensions["db"].Session
+        refused = s.get(RegisterChange, change["change_id"])
+        assert refused.outcome == "refused"
+        assert refused.detail == {"resident_id": ["This resident is outside your area."]}
+        assert s.get(RegisterChange, ours["change_id"]).outcome == "applied"
+        assert s.scalar(select(func.count()).select_from(VisitPlan)) == 1
 
 
 def test_the_visitor_calls_the_household_phone_then_the_office_when_the_resident_has_none(app):

@@ -942,11 +942,15 @@ class VisitPlanIn(Schema):
             raise ValidationError({"volunteer_id": [N_("Choose the paired volunteer.")]})
 
 
-class VisitPlanChange(VisitPlanIn):
-    change_id = fields.UUID(required=True)
-    actor = fields.String(required=True, validate=validate.Length(1, 64))
-
-
 PAYLOADS[(PROGRAMME_REQUEST, 1)] = ProgrammeRequest
 PAYLOADS[(VISIT_OUTCOME, 1)] = VisitOutcome
+
+
+class VisitPlanChange(VisitPlanIn, StaffScope):
+    """A plan set in the console, with the asker's scope: a grid leader sets
+    plans for residents of their grid only."""
+
+    change_id = fields.UUID(required=True)
+
+
 PAYLOADS[(VISIT_PLAN, 1)] = VisitPlanChange

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import date
+from datetime import date, timedelta
 
 import click
 from sqlalchemy import delete, func, insert, select
@@ -49,8 +49,24 @@ def seed_register(session, cfg) -> str:
     started = time.perf_counter()
     households, residents = build(cfg["PHONE_DIGEST_KEY"], ext.clock().now().astimezone(SHANGHAI).year)
     _insert(session, households, residents)
+    plans = _visit_plans(session, ext.clock().now().astimezone(SHANGHAI).date())
     seconds = time.perf_counter() - started
-    return f"demo register: {len(households)} households, {len(residents)} residents in {seconds:.2f} s"
+    return (f"demo register: {len(households)} households, {len(residents)} residents, {plans} visit plans "
+            f"in {seconds:.2f} s")
+
+
+def _visit_plans(session, today: date) -> int:
+    """Weekly visits for everyone over 80 who lives alone, a quarter of them
+    by their hallway leader; the first ones come due over the next week, so
+    that the demo's queue gets a few each day rather than all at once."""
+    ids = session.scalars(select(Resident.id).where(Resident.lives_alone.is_(True),
+                                                    Resident.birth_year <= today.year - 80)
+                          .order_by(Resident.id)).all()
+    if ids:
+        session.execute(insert(VisitPlan), [
+            {"resident_id": rid, "rhythm": "weekly", "visitor": "hallway_leader" if i % 4 == 0 else "any_volunteer",
+             "next_due": today + timedelta(days=1 + i % 7), "created_by": "demo"} for i, rid in enumerate(ids)])
+    return len(ids)
 
 
 def build(phone_key: str, year: int, seed: int = 1984) -> tuple[list[dict], list[dict]]:

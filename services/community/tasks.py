@@ -42,9 +42,9 @@ def handle_visit_plan(session, data, env) -> None:
     change_id = str(data["change_id"])
     if session.get(RegisterChange, change_id) is not None:
         return  # the same change handed over again
-    _plan, errors = visits(session).set_plan(data, data["actor"])
+    _plan, errors = visits(session).set_plan(data, register.claims_of(data))
     session.add(RegisterChange(change_id=change_id, kind="visit_plan", outcome="refused" if errors else "applied",
-                               detail=errors))
+                               detail=errors, actor=data["actor"], resident_id=data["resident_id"]))
 
 
 @shared_task(name=contract.VISITS_DUE)

@@ -22,9 +22,11 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import exists, select
 
 from services.common import contract
+from services.common.auth import StaffClaims
 from services.common.clock import SHANGHAI, utcnow
 
 from .models import RHYTHMS, CheckIn, Household, Resident, Visit, VisitPlan
+from .register import allows
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,15 @@ class Visits:
 
     # --- plans ---
 
-    def set_plan(self, data: dict, actor: str) -> tuple[VisitPlan | None, dict | None]:
-        """Create or change a resident's plan: (plan, None) or (None, errors)."""
+    def set_plan(self, data: dict, acting: StaffClaims) -> tuple[VisitPlan | None, dict | None]:
+        """Create or change a resident's plan: (plan, None) or (None, errors),
+        within the asker's scope."""
+        actor = acting.actor
         resident = self.session.get(Resident, data["resident_id"])
         if resident is None or resident.closed_at is not None:
             return None, {"resident_id": ["No such resident in the register."]}
+        if not allows(acting, resident.household):
+            return None, {"resident_id": ["This resident is outside your area."]}
         plan = self.session.scalar(select(VisitPlan).where(VisitPlan.resident_id == resident.id))
         if plan is None:
             # The first visit is due today: a new plan means someone should go now.

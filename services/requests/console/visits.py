@@ -136,7 +136,8 @@ def visit_plan_save(resident_id: int):
         link_token = secrets.token_urlsafe(16) if data["checkin_daily"] and data.pop("new_link") else None
         change = contract.VisitPlanChange().load({
             **{k: v for k, v in data.items() if k != "new_link"}, "resident_id": resident_id,
-            "change_id": str(uuid.uuid4()), "actor": g.actor,
+            "change_id": str(uuid.uuid4()), "actor": g.actor, "role": g.scope.role, "grid": g.scope.grid,
+            "stairwells": list(g.scope.stairwells),
             "checkin_token_digest": contract.link_digest(link_token) if link_token else None})
     except ValidationError as exc:
         return _plan_page(resident_id, errors=exc.messages, values=form, status=422)
