@@ -714,3 +714,75 @@ def test_the_register_list_and_an_import_with_an_error_row(system, browser, widt
     assert "半失能" in page.inner_text("#residents")
     screenshot_axe_clean(page, f"register-household-{width}")
     context.close()
+
+
+# --- visits (探访) and the daily check-in (报平安) ---
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_the_office_plans_visits_with_a_check_in_and_works_through_them(system, browser, width):
+    """A resident imported into the register gets a weekly plan with the
+    daily check-in from their page; the link is shown once and opens the
+    one-tap page (elder mode); the visit comes due through the community
+    service's worker and is recorded on the Visits page."""
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    page = sign_in_staff(context, system)
+    room = "501" if width == 1280 else "502"
+    name = "孙秀珍" if width == 1280 else "周桂芳"
+    page.goto(f"{system.urls['requests']}/staff/register/import")
+    register = ("楼幢,单元,楼层,室号,户电话,姓名,性别,出生年份,与户主关系,独居\n"
+                f"3,1,5,{room},1390001{width:04d},{name},女,1938,户主,是\n").encode()
+    page.set_input_files("#file", files=[{"name": "台账.csv", "mimeType": "text/csv", "buffer": register}])
+    page.click("#register-form button[type=submit]")
+    page.click("text=查看导入何时生效")
+    for _ in range(30):
+        if page.get_attribute("#change-status", "data-state") == "applied":
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    page.goto(f"{system.urls['requests']}/staff/register?search={room}")
+    page.click(f"text=3幢1单元{room}室")
+    page.click(f"#residents >> text={name}")
+    page.click("#visit-plan-link")
+    page.select_option("#rhythm", "weekly")
+    page.select_option("#visitor", "hallway_leader")
+    page.check("input[name=checkin_daily]")
+    page.click("form.stack button[type=submit]")
+    link = page.get_attribute("#checkin-link a", "href")
+    assert link.startswith(system.urls["community"] + "/checkin/")
+    screenshot_axe_clean(page, f"visit-plan-{width}")
+    if width == 375:
+        assert not layout_problems(page, elder=False)
+
+    # The resident's one-tap page, in elder mode whatever the phone says.
+    resident = browser.new_context(viewport={"width": 375, "height": 700}).new_page()
+    resident.goto(link)
+    for _ in range(20):  # the plan reaches the community service's worker
+        if resident.locator("button.big").count():
+            break
+        resident.wait_for_timeout(500)
+        resident.goto(link)
+    assert float(resident.evaluate("getComputedStyle(document.body).fontSize")[:-2]) >= 20
+    assert name not in resident.content()
+    screenshot_axe_clean(resident, f"checkin-{width}")
+    assert not layout_problems(resident, elder=True)
+    resident.click("button.big")
+    assert "谢谢" in resident.inner_text("main")
+
+    # The visit comes due (beat, then the worker) and is recorded on the Visits page.
+    for _ in range(30):
+        page.goto(f"{system.urls['requests']}/staff/visits")
+        row = page.locator("#visits tbody tr", has_text=name)
+        if row.count() and row.locator("select[name=outcome]").count():
+            break
+        page.wait_for_timeout(1000)
+    assert "今日已报平安" in row.inner_text()
+    screenshot_axe_clean(page, f"visits-{width}")
+    if width == 375:
+        assert not layout_problems(page, elder=False)
+    else:
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    row.locator("select[name=outcome]").select_option("done")
+    row.locator("button[type=submit]").click()
+    assert page.is_visible("#visit-recorded")
+    context.close()
