@@ -443,3 +443,31 @@ def test_the_inbox_and_the_delivery_log_come_in_pages(app, client):
     assert len(page.json) == 2 and json.loads(page.headers["X-Pagination"])["total"] == 3
     assert client.get("/api/v1/inbox/volunteer:8?page_size=1000", headers=auth).status_code == 422
     assert client.get("/api/v1/deliveries?page_size=1000", headers=STAFF).status_code == 422
+
+
+def test_the_office_tries_a_dead_delivery_again_by_task_once(app):
+    """notify.retry_delivery, as the console sends it: a dead delivery is
+    reopened and tried at once; the same message again, or a delivery that
+    is not dead, changes nothing."""
+    with WebhookReceiver() as hook:
+        hook.status = 500
+        send(app, "resident:abc", [hook.url("/r")])
+        for _ in range(delivery.ATTEMPTS_PER_CHANNEL - 1):
+            retry_sweep(app)
+        [row] = deliveries(app)
+        assert row.status == "dead"
+        hook.status = 200
+        message = contract.envelope(contract.DELIVERY_RETRY, {"delivery_id": row.id, "actor": "staff:1"},
+                                    source="requests")
+        with app.app_context():
+            assert notify_tasks.retry_delivery.apply(args=[message]).get() == "done"
+            assert notify_tasks.retry_delivery.apply(args=[message]).get() == "duplicate"
+        [row] = deliveries(app)
+        assert (row.status, row.attempts) == ("sent", 1)
+        assert len([r for r in hook.received if r["path"] == "/r"]) == delivery.ATTEMPTS_PER_CHANNEL + 1
+        again = contract.envelope(contract.DELIVERY_RETRY, {"delivery_id": row.id, "actor": "staff:1"},
+                                  source="requests")
+        with app.app_context():
+            assert notify_tasks.retry_delivery.apply(args=[again]).get() == "done"
+        assert [d.status for d in deliveries(app)] == ["sent"]
+        assert len([r for r in hook.received if r["path"] == "/r"]) == delivery.ATTEMPTS_PER_CHANNEL + 1

@@ -954,3 +954,16 @@ class VisitPlanChange(VisitPlanIn, StaffScope):
 
 
 PAYLOADS[(VISIT_PLAN, 1)] = VisitPlanChange
+
+
+# --- The office tries a dead delivery again (the console's request page) ---
+
+DELIVERY_RETRY = "notify.retry_delivery"
+
+
+class DeliveryRetry(Schema):
+    delivery_id = Id(required=True)
+    actor = fields.String(required=True, validate=validate.Length(1, 64))
+
+
+PAYLOADS[(DELIVERY_RETRY, 1)] = DeliveryRetry

@@ -99,3 +99,13 @@ def due(db, limit: int = 50) -> list[int]:
             .order_by(Delivery.next_attempt_at).limit(limit)
         ))
 
+
+
+def reopen(row: Delivery) -> bool:
+    """A dead delivery tried again by hand, from the recipient's first
+    channel (the caller commits, then attempts); False if it is not dead."""
+    if row.status != "dead":
+        return False
+    row.status, row.channel_index, row.attempts = "queued", 0, 0
+    row.next_attempt_at = utcnow()
+    return True

@@ -3,6 +3,8 @@ services; and from beat, the sweep that retries due deliveries (and
 releases those that waited out quiet hours) and the outbox relay."""
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from flask import current_app
 from sqlalchemy import select, update
@@ -13,6 +15,8 @@ from services.common.inbox import consume
 
 from . import delivery, messages
 from .models import DeadMessage, Delivery, Notification, ProcessedMessage, Recipient
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name=contract.NOTIFY_SEND, bind=True)
@@ -66,6 +70,24 @@ def handle_inbox_read(session, data, env) -> None:
     session.execute(update(Notification).where(
         Notification.recipient_key == data["recipient"], Notification.id <= data["up_to_id"],
         Notification.read_at.is_(None)).values(read_at=delivery.utcnow()))
+
+
+@shared_task(name=contract.DELIVERY_RETRY, bind=True)
+def retry_delivery(self, message):
+    """The office asked, in the console, to try a dead delivery again."""
+    db = ext.database()
+    reopened = []
+
+    def handle(session, data, env):
+        row = session.get(Delivery, data["delivery_id"])
+        if row is not None and delivery.reopen(row):
+            reopened.append(row.id)
+            log.info("delivery reopened by hand", extra={"delivery_id": row.id, "actor": data["actor"]})
+
+    outcome = consume(self, message, handle, db=db, processed=ProcessedMessage, dead=DeadMessage)
+    for delivery_id in reopened:
+        delivery.attempt(db, ext.outbox(), current_app.config, delivery_id)
+    return outcome
 
 
 @shared_task(name=contract.RETRY_DELIVERIES)

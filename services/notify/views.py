@@ -141,10 +141,8 @@ class DeliveryRetry(MethodView):
         row = ext.db_session().get(Delivery, delivery_id)
         if row is None:
             abort(404, message="no such delivery")
-        if row.status != "dead":
+        if not delivery.reopen(row):
             abort(409, message="only a dead delivery is retried by hand")
-        row.status, row.channel_index, row.attempts = "queued", 0, 0
-        row.next_attempt_at = delivery.utcnow()
         ext.db_session().commit()
         delivery.attempt(ext.database(), ext.outbox(), current_app.config, row.id)
         ext.db_session().expire_all()

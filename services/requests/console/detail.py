@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode
 
-from flask import g, redirect, render_template, request, url_for
+from flask import abort, g, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 
@@ -48,6 +48,7 @@ DONE = {
     "cancelled": _l("The request is cancelled."),
     "follow_up": _l("The follow-up is recorded."),
     "visit": _l("The visit is recorded and sent to the community service."),
+    "retry": _l("The message will be tried again; its state below changes when it has gone."),
 }
 
 
@@ -239,3 +240,21 @@ def follow_up(request_id):
         ok = operations.give_feedback(ext.db_session(), ext.outbox(), req, d, actor=g.actor)
         return "follow_up" if ok else _refused(_l("A follow-up is recorded once, after completion."))
     return _act(request_id, FeedbackIn, apply, "follow_up")
+
+
+@console.post("/requests/<uuid:request_id>/deliveries/<id:delivery_id>/retry")
+@staff_required
+def retry_delivery(request_id, delivery_id):
+    """A message that could not be delivered (every channel failed), tried
+    again by the office: only one of this request's, asked of notify by task."""
+    req = scoped_request(request_id)
+    mine = {d["id"]: d for d in _deliveries(req, _matching(req))}
+    if delivery_id not in mine:
+        abort(404)
+    if mine[delivery_id]["status"] != "dead":
+        return redirect(url_for("console.detail", request_id=req.id), 303)
+    ext.outbox().emit(ext.db_session(), contract.DELIVERY_RETRY, {"delivery_id": delivery_id, "actor": g.actor})
+    ext.db_session().commit()
+    log.info("delivery retry sent", extra={"service_request_id": req.id, "delivery_id": delivery_id,
+                                           "actor": g.actor})
+    return redirect(url_for("console.detail", request_id=req.id, done="retry"), 303)
