@@ -314,7 +314,7 @@ def test_a_visit_plan_reaches_a_volunteer_and_what_they_found_reaches_the_grid_l
                           capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     resp = requests.post(f"{urls['volunteers']}/api/v1/volunteers", headers=system.admin(), timeout=5, json={
-        "name": "周志强", "phone": "13900003333", "building": "3", "unit": "1", "skills": ["visit"],
+        "name": "周志强", "phone": "13900007373", "building": "3", "unit": "1", "skills": ["visit"],
         "capacity": 2, "channels": [system.hook.url("/zhou")]})
     assert resp.status_code == 201, resp.text
     resident_id = _add_resident(system, "钱桂英", "13811112222")
