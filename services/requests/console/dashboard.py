@@ -3,6 +3,7 @@ grid, the three rates (响应率, 解决率, 满意率) and volunteers' confirme
 hours, each table downloadable."""
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
@@ -10,7 +11,7 @@ from flask import abort, g, render_template, request
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from services.common import contract, tables
+from services.common import contract, tables, workdays
 from services.common import extensions as ext
 from services.common.clock import SHANGHAI, utcnow
 from services.common.web import read_service
@@ -18,6 +19,8 @@ from services.common.web import read_service
 from .. import hotline
 from ..models import FINAL, ServiceRequest
 from .blueprint import console, staff_required
+
+log = logging.getLogger(__name__)
 
 
 def _week_start(dt: datetime) -> str:
@@ -114,5 +117,9 @@ def dashboard():
             abort(404)
         return tables.download(tables.table(data[name]["header"], data[name]["rows"], fmt), f"{name}.{fmt}", fmt)
     alerts = [row for t in ("rates_by_grid", "rates_by_category") for row in data[t]["rows"] if row[-1]]
+    # A year without a holiday schedule counts Monday to Friday: said here, not left to be found out at 春节.
+    missing_years = workdays.calendar().missing_years(workdays.years_ahead(now))
+    if missing_years:
+        log.warning("working calendar: no holiday schedule for %s; timers count Monday to Friday", missing_years)
     return render_template("console_dashboard.html", data=data, alerts=alerts, labels=HEADER_LABELS,
-                           categories=contract.CATEGORY_BY_CODE)
+                           categories=contract.CATEGORY_BY_CODE, missing_years=missing_years)
