@@ -203,6 +203,13 @@ def community_file() -> str:
     return text("LINLI_COMMUNITY_FILE", str(REPO / "data" / "community.json"))
 
 
+def office_phone() -> str | None:
+    """The community office's number (the community file's community.office.phone),
+    shown wherever a page says "call the community office"."""
+    with open(community_file(), encoding="utf-8") as fh:
+        return ((json.load(fh).get("community") or {}).get("office") or {}).get("phone") or None
+
+
 def _quiet_hours() -> tuple:
     try:
         return clock.quiet_hours(text("LINLI_QUIET_HOURS", "21:00-07:00"))
@@ -284,6 +291,7 @@ def base_config(service: str) -> dict:
         **{f"{name.upper()}_API_URL": text(f"LINLI_{name.upper()}_API_URL", _public_url(name)).rstrip("/")
            for name in PORTS},
         "COMMUNITY_FILE": community_file(),
+        "OFFICE_PHONE": office_phone(),
         "API_TITLE": f"Linli {service}",
         "API_VERSION": "v1",
         "API_SPEC_OPTIONS": {"info": {"description": (

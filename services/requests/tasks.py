@@ -18,7 +18,7 @@ from services.common import extensions as ext
 from services.common.clock import SHANGHAI, utcnow
 from services.common.inbox import Permanent, consume
 
-from . import operations
+from . import calls, operations
 from .models import RESIDENT_CHANNELS, DeadMessage, ProcessedMessage, ServiceRequest
 from .operations import anonymise_expired, resend_unanswered
 
@@ -148,8 +148,10 @@ def follow_up():
 
 @shared_task(name=contract.RETENTION)
 def retention():
-    """Anonymise residents' data of requests finished RETENTION_DAYS ago."""
+    """Anonymise residents' data of requests finished RETENTION_DAYS ago,
+    and callers' numbers and names in the call log as old."""
     days = current_app.config["RETENTION_DAYS"]
     count = _periodic(lambda session: anonymise_expired(session, days, utcnow()))
-    log.info("retention run", extra={"anonymised": count, "days": days})
+    call_count = _periodic(lambda session: calls.anonymise_expired(session, days, utcnow()))
+    log.info("retention run", extra={"anonymised": count, "calls_anonymised": call_count, "days": days})
     return {"anonymised": count}
