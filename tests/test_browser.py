@@ -786,3 +786,41 @@ def test_the_office_plans_visits_with_a_check_in_and_works_through_them(system, 
     row.locator("button[type=submit]").click()
     assert page.is_visible("#visit-recorded")
     context.close()
+
+
+# --- the call log (来电登记) ---
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_the_call_log_records_a_call_with_errors_at_their_fields(system, browser, width):
+    phone = f"136000037{width % 100:02d}"
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    page = sign_in_staff(context, system)
+    page.click("nav.console >> text=来电登记")
+    page.wait_for_url(re.compile(r"/staff/calls$"))
+    page.click("#record-call button[type=submit]")  # nothing filled in: said at each field, nothing saved
+    assert page.get_attribute("#caller_phone", "aria-invalid") == "true" and page.is_visible("#caller_phone-error")
+    assert page.get_attribute("#topic", "aria-describedby") == "topic-error"
+    assert page.get_attribute("#outcome", "aria-invalid") == "true"
+    screenshot_axe_clean(page, f"calls-errors-{width}")
+    if width == 375:
+        assert not layout_problems(page, elder=False), layout_problems(page, elder=False)
+    page.fill("#caller_phone", phone)
+    page.fill("#caller_name", "李大爷")
+    page.select_option("#building", "3")
+    page.fill("#unit", "1")
+    page.select_option("#topic", "other")
+    page.fill("#note", "问社区食堂几点开门")
+    page.select_option("#outcome", "answered")
+    page.click("#record-call button[type=submit]")
+    page.wait_for_url(re.compile(r"/staff/calls/\d+\?done=recorded"))
+    assert phone not in page.url and phone in page.inner_text("#caller-phone")
+    assert "当场答复" in page.inner_text("#call-outcome")
+    screenshot_axe_clean(page, f"call-{width}")
+    page.goto(f"{system.urls['requests']}/staff/calls")
+    row = page.locator("#calls tbody tr").first
+    assert f"{phone[:3]}****{phone[-4:]}" in row.inner_text() and phone not in page.content()
+    if width == 375:
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
+    screenshot_axe_clean(page, f"calls-{width}")
+    context.close()

@@ -412,9 +412,12 @@ def test_follow_up_reopens_when_the_resident_is_unhappy(app):
     assert len(reopen) == 1 and reopen[0]["request_id"] == unhappy and reopen[0]["level"] == 2
 
 
-def test_follow_up_job_asks_the_resident_the_day_after(app):
+def test_follow_up_job_asks_the_resident_the_day_after(make_app):
+    from services.common.clock import SetClock
     from services.requests.tasks import follow_up
 
+    # A plain Tuesday: the day after is a working day (tests/test_workdays.py has the holidays).
+    app = make_app("requests", setup=add_staff, clock=SetClock(datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)))
     rid = submit(app, G1_BUILDING)
     complete(app, rid)
     with app.app_context():

@@ -18,6 +18,7 @@ from .queueing import celery_init_app
 from .ratelimit import init_limiter
 from .settings import check_secrets
 from .web import init_web
+from .workdays import WorkingCalendar
 
 
 def service_app(import_name: str, config: dict, test_config: dict | None, outbox_model=None) -> Flask:
@@ -34,6 +35,7 @@ def service_app(import_name: str, config: dict, test_config: dict | None, outbox
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.extensions["clock"] = Clock()
+    app.extensions["workdays"] = WorkingCalendar(app.config.get("WORKDAY_OVERRIDES"))
     db = Database(app.config["DATABASE_URL"])
     db.init_app(app)
     init_web(app)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -181,9 +182,32 @@ def text(name: str, default: str | None = None) -> str | None:
     return _raw(name) or default
 
 
+def workday_overrides() -> dict[str, str]:
+    """The office's corrections to the State Council schedule
+    (services.common.workdays): LINLI_WORKDAY_OVERRIDES='{"2027-02-06":
+    "workday", "2027-02-10": "holiday"}'. A bad date or word stops start-up."""
+    example = '{"2027-02-06": "workday", "2027-02-10": "holiday"}'
+    parsed = json_object("LINLI_WORKDAY_OVERRIDES", example)
+    for day, kind in parsed.items():
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise ConfigError(f"LINLI_WORKDAY_OVERRIDES: {day!r} is not a date like 2027-02-06") from None
+        if kind not in ("workday", "holiday"):
+            raise ConfigError(f"LINLI_WORKDAY_OVERRIDES: {day} must be \"workday\" or \"holiday\", not {kind!r}")
+    return parsed
+
+
 def community_file() -> str:
     """The community's buildings, categories and (for the demo) volunteers."""
     return text("LINLI_COMMUNITY_FILE", str(REPO / "data" / "community.json"))
+
+
+def office_phone() -> str | None:
+    """The community office's number (the community file's community.office.phone),
+    shown wherever a page says "call the community office"."""
+    with open(community_file(), encoding="utf-8") as fh:
+        return ((json.load(fh).get("community") or {}).get("office") or {}).get("phone") or None
 
 
 def _quiet_hours() -> tuple:
@@ -267,6 +291,7 @@ def base_config(service: str) -> dict:
         **{f"{name.upper()}_API_URL": text(f"LINLI_{name.upper()}_API_URL", _public_url(name)).rstrip("/")
            for name in PORTS},
         "COMMUNITY_FILE": community_file(),
+        "OFFICE_PHONE": office_phone(),
         "API_TITLE": f"Linli {service}",
         "API_VERSION": "v1",
         "API_SPEC_OPTIONS": {"info": {"description": (
@@ -285,6 +310,9 @@ def base_config(service: str) -> dict:
         # Notify holds non-urgent messages through them; matching's
         # non-urgent deadlines stand still during them (services.common.clock).
         "QUIET_HOURS": _quiet_hours(),
+        # Holidays and make-up working days (调休) the office adds to or
+        # corrects in the published schedule (services.common.workdays).
+        "WORKDAY_OVERRIDES": workday_overrides(),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # Secure by default when the service's public address is https.

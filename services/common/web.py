@@ -236,7 +236,8 @@ def init_web(app) -> None:
     app.register_blueprint(common)
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(Path(__file__).with_name("translations")))
     Babel(app, locale_selector=select_locale)
-    app.jinja_env.globals.update(current_lang=current_lang, elder_mode=elder_mode)
+    app.jinja_env.globals.update(current_lang=current_lang, elder_mode=elder_mode,
+                                 office_phone=app.config.get("OFFICE_PHONE"))
     app.jinja_env.filters["local_time"] = local_time
     log = logging.getLogger("linli.http")
 

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from services.common import clock
-from services.common.clock import SHANGHAI
+from services.common.clock import SHANGHAI  # noqa: F401 (callers read hotline.SHANGHAI)
 from services.common.contract import CATEGORIES
+from services.common.workdays import calendar
 
-# Working days are Monday to Friday in Hangzhou. Public holidays and the
-# swapped weekend days are not modelled: the office extends by hand then.
+# Working days follow the State Council's schedule with the office's
+# corrections (services.common.workdays): holidays are not working days,
+# the make-up Saturdays and Sundays (调休) are.
 DAY_START, DAY_END = time(8, 0), time(20, 0)  # the "daytime" the 2-hour take timer counts in
 MAX_EXTENSION_WORKING_DAYS = 10
 HANDBACK_LIMIT = 3  # after three hand-backs the grid leader decides
@@ -34,7 +36,9 @@ class Timer:
         if self.complete_days is not None:
             return start + timedelta(days=self.complete_days)
         due = add_working_days(start, self.complete_working_days or 5)
-        return min(due, start + timedelta(days=self.max_days))
+        # The 7-day ceiling is a week with its weekend: a public holiday
+        # (春节, 国庆) does not use it up.
+        return min(due, calendar().add_days_outside_holidays(start, self.max_days))
 
 
 def timers(overrides: dict) -> dict[str, Timer]:
@@ -57,12 +61,8 @@ def timers(overrides: dict) -> dict[str, Timer]:
 
 
 def add_working_days(start: datetime, days: int) -> datetime:
-    local = start.astimezone(SHANGHAI)
-    while days > 0:
-        local += timedelta(days=1)
-        if local.weekday() < 5:
-            days -= 1
-    return local.astimezone(start.tzinfo)
+    """`days` working days after `start`, by the current app's calendar."""
+    return calendar().add_working_days(start, days)
 
 
 def add_daytime_hours(start: datetime, hours: int) -> datetime:

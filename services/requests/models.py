@@ -318,3 +318,37 @@ class ProcessedMessage(ProcessedMessageMixin, Base):
 
 class DeadMessage(DeadMessageMixin, Base):
     __tablename__ = "dead_message"
+
+
+class PhoneCall(Base):
+    """A phone call the office or a hallway leader took (来电登记): who
+    called, about what, and what came of it — a request (linked), an answer
+    on the spot, or a referral elsewhere (12345, the property company, the
+    police). Enquiries that never became a request count for the 街道."""
+
+    __tablename__ = "phone_call"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    called_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # Shown masked in lists and downloads; in full only on the call's own page.
+    caller_phone: Mapped[str] = mapped_column(String(20))
+    caller_name: Mapped[str] = mapped_column(String(64), default="")
+    # Where the caller lives, when they said: who may see the call (staff.Scope).
+    building_code: Mapped[str | None] = mapped_column(ForeignKey("building.code"), nullable=True, index=True)
+    unit: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    topic: Mapped[str] = mapped_column(String(32))  # a category code, or "other"
+    note: Mapped[str] = mapped_column(String(200), default="")
+    outcome: Mapped[str] = mapped_column(String(16), index=True)  # calls.OUTCOMES
+    referred_to: Mapped[str | None] = mapped_column(String(16), nullable=True)  # calls.REFERRALS
+    service_request_id: Mapped[str | None] = mapped_column(ForeignKey("service_request.id"), nullable=True,
+                                                           index=True)
+    taken_by: Mapped[str] = mapped_column(String(64), index=True)  # staff:<id>
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when retention blanks the caller's number and name.
+    anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    building: Mapped[Building | None] = relationship()
+    service_request: Mapped[ServiceRequest | None] = relationship()
+
+    @property
+    def masked_phone(self) -> str:
+        return contract.mask_phone(self.caller_phone) if self.caller_phone else ""

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from services.common import community, contract
 from services.common import extensions as ext
-from services.common.clock import SHANGHAI
+from services.common.clock import SHANGHAI, utcnow
 from services.common.i18n import N_
 
 from .models import Building
@@ -379,3 +379,58 @@ class KeyNameIn(Schema):
     name = fields.String(required=True, validate=validate.Length(
         1, 64, error=N_("Say who the key is for (up to 64 characters).")),
         error_messages={"required": N_("Say who the key is for (up to 64 characters).")})
+
+
+class PhoneCallIn(Schema):
+    """A call for the console's call log (来电登记). Errors are shown at
+    their field; the phone number is posted, never put in a URL."""
+
+    caller_phone = fields.String(required=True, validate=validate.Regexp(
+        PHONE, error=N_("Enter an 11-digit mobile number or a landline with area code.")),
+        error_messages={"required": N_("Enter the number the caller rang from.")})
+    caller_name = fields.String(load_default="", validate=validate.Length(
+        max=64, error=N_("A name is at most 64 characters.")))
+    called_at = LocalDateTime(load_default=None, allow_none=True,
+                              error_messages={"invalid": N_("Enter the date and time of the call.")})
+    building = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 16))
+    unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 8))
+    topic = fields.String(required=True, validate=validate.OneOf(
+        [c.code for c in contract.RESIDENT_CATEGORIES] + ["other"], error=N_("Choose what the call was about.")),
+        error_messages={"required": N_("Choose what the call was about.")})
+    note = fields.String(load_default="", validate=validate.Length(
+        max=200, error=N_("A note is at most 200 characters.")))
+    outcome = fields.String(required=True, validate=validate.OneOf(
+        ("request", "answered", "referred"), error=N_("Choose what came of the call.")),
+        error_messages={"required": N_("Choose what came of the call.")})
+    referred_to = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(
+        ("12345", "property", "police", "other"), error=N_("Choose where the caller was referred.")))
+
+    @pre_load
+    def _clean(self, data, **kwargs):
+        if not isinstance(data, Mapping):
+            return data
+        data = {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()}
+        data = {k: v for k, v in data.items() if v != ""}
+        if isinstance(data.get("caller_phone"), str):
+            data["caller_phone"] = data["caller_phone"].replace(" ", "")
+        return data
+
+    @validates_schema(skip_on_field_errors=False)
+    def _cross_field(self, data, **kwargs):
+        errors: dict[str, list[str]] = {}
+        if data.get("building"):
+            building = ext.db_session().get(Building, data["building"])
+            if building is None:
+                errors["building"] = [N_("Choose a building from the list.")]
+            elif data.get("unit") and data["unit"] not in building.units:
+                errors["unit"] = [N_("That building has no such stairwell (unit).")]
+        elif data.get("unit"):
+            errors["building"] = [N_("Choose the building of that stairwell.")]
+        if data.get("topic") == "other" and len(data.get("note", "")) < 2:
+            errors["note"] = [N_("Say in a few words what the call was about.")]
+        if data.get("outcome") == "referred" and not data.get("referred_to"):
+            errors["referred_to"] = [N_("Choose where the caller was referred.")]
+        if data.get("called_at") and data["called_at"] > utcnow() + timedelta(minutes=5):
+            errors["called_at"] = [N_("The call cannot be in the future.")]
+        if errors:
+            raise ValidationError(errors)

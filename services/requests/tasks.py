@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from itertools import takewhile
 
 from babel.dates import format_datetime
 from celery import shared_task
 from flask import current_app
 from sqlalchemy import select
 
-from services.common import contract
+from services.common import contract, workdays
 from services.common import extensions as ext
 from services.common.clock import SHANGHAI, utcnow
 from services.common.inbox import Permanent, consume
 
-from . import operations
+from . import calls, operations
 from .models import RESIDENT_CHANNELS, DeadMessage, ProcessedMessage, ServiceRequest
 from .operations import anonymise_expired, resend_unanswered
 
@@ -119,14 +120,19 @@ def _periodic(job):
 @shared_task(name=contract.FOLLOW_UP)
 def follow_up():
     """The day after completion the resident is asked to confirm and rate
-    (回访); the console lists the same requests for a phone call."""
+    (回访); the console lists the same requests for a phone call. A
+    follow-up that would fall on a holiday or a weekend waits for the next
+    working day (services.common.workdays)."""
     def job(session):
-        cutoff = utcnow() - timedelta(hours=current_app.config["FOLLOW_UP_AFTER_HOURS"])
-        due = session.scalars(select(ServiceRequest).where(
-            ServiceRequest.status.in_(("completed", "closed")), ServiceRequest.completed_at <= cutoff,
+        now, after = utcnow(), timedelta(hours=current_app.config["FOLLOW_UP_AFTER_HOURS"])
+        cal = workdays.calendar()
+        candidates = session.scalars(select(ServiceRequest).where(
+            ServiceRequest.status.in_(("completed", "closed")), ServiceRequest.completed_at <= now - after,
             ServiceRequest.follow_up_sent_at.is_(None), ServiceRequest.anonymised_at.is_(None),
             # A programme's visit is followed up by the programme, not by asking the resident to rate it.
-            ServiceRequest.channel.in_(RESIDENT_CHANNELS)).limit(200)).all()
+            ServiceRequest.channel.in_(RESIDENT_CHANNELS)).order_by(ServiceRequest.completed_at).limit(200)).all()
+        # Due times grow with completion times, so the due ones come first.
+        due = list(takewhile(lambda req: cal.on_working_day(req.completed_at + after) <= now, candidates))
         for req in due:
             req.follow_up_sent_at = utcnow()
             if req.feedback is not None:
@@ -142,8 +148,10 @@ def follow_up():
 
 @shared_task(name=contract.RETENTION)
 def retention():
-    """Anonymise residents' data of requests finished RETENTION_DAYS ago."""
+    """Anonymise residents' data of requests finished RETENTION_DAYS ago,
+    and callers' numbers and names in the call log as old."""
     days = current_app.config["RETENTION_DAYS"]
     count = _periodic(lambda session: anonymise_expired(session, days, utcnow()))
-    log.info("retention run", extra={"anonymised": count, "days": days})
+    call_count = _periodic(lambda session: calls.anonymise_expired(session, days, utcnow()))
+    log.info("retention run", extra={"anonymised": count, "calls_anonymised": call_count, "days": days})
     return {"anonymised": count}

@@ -11,6 +11,7 @@ from . import (  # noqa: F401
     access,
     accounts,
     auth,
+    calls,
     coins,
     dashboard,
     detail,

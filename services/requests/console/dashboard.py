@@ -3,6 +3,7 @@ grid, the three rates (响应率, 解决率, 满意率) and volunteers' confirme
 hours, each table downloadable."""
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
@@ -10,14 +11,16 @@ from flask import abort, g, render_template, request
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from services.common import contract, tables
+from services.common import contract, tables, workdays
 from services.common import extensions as ext
 from services.common.clock import SHANGHAI, utcnow
 from services.common.web import read_service
 
-from .. import hotline
-from ..models import FINAL, ServiceRequest
+from .. import calls, hotline
+from ..models import FINAL, PhoneCall, ServiceRequest
 from .blueprint import console, staff_required
+
+log = logging.getLogger(__name__)
 
 
 def _week_start(dt: datetime) -> str:
@@ -37,6 +40,11 @@ def _months(now: datetime, count: int) -> list[str]:
         out.append(f"{year:04d}-{month:02d}")
         year, month = (year - 1, 12) if month == 1 else (year, month - 1)
     return out[::-1]
+
+
+def _month_start(month: str) -> datetime:
+    """The start of a month (YYYY-MM) in Hangzhou, as an aware time."""
+    return datetime.strptime(month, "%Y-%m").replace(tzinfo=SHANGHAI)
 
 
 def _pct(value: float | None) -> str:
@@ -80,6 +88,12 @@ def dashboard_tables(now: datetime) -> dict[str, dict]:
                      "rows": [[k, r.requests, _pct(r.response), _pct(r.resolution), _pct(r.satisfaction), r.rated,
                                "satisfaction < 85%" if r.alert else ""] for k, r in sorted(rates.items())]}
 
+    # Phone calls per outcome per month (the 街道 counts enquiries that never became a request too).
+    months = _months(now, 6)
+    call_rows = ext.db_session().scalars(select(PhoneCall).where(
+        calls.visible(g.scope, g.actor), PhoneCall.called_at >= _month_start(months[0]))).all()
+    out["calls_by_month"] = {"header": calls.STATS_HEADER, "rows": calls.monthly(call_rows)}
+
     hours, ranking = [], []
     for month in _months(now, 6):  # oldest first: the loop ends on this month's ranking
         ranking = read_service("VOLUNTEERS_API_URL", f"/api/v1/hours/ranking?month={month}") or []
@@ -100,6 +114,8 @@ HEADER_LABELS = {
     "month": _l("Month"), "confirmed_hours": _l("Confirmed hours"), "volunteers": _l("Volunteers"),
     "rank": _l("Rank"), "name": _l("Name"), "hours": _l("Hours"), "tasks": _l("Tasks"),
     "satisfaction < 85%": _l("⚠ satisfaction below 85%"),
+    "calls": _l("Calls"), "became_request": _l("Became a request"), "answered": _l("Answered on the spot"),
+    "referred": _l("Referred elsewhere"), "no_request": _l("Enquiries without a request"),
 }
 
 
@@ -114,5 +130,9 @@ def dashboard():
             abort(404)
         return tables.download(tables.table(data[name]["header"], data[name]["rows"], fmt), f"{name}.{fmt}", fmt)
     alerts = [row for t in ("rates_by_grid", "rates_by_category") for row in data[t]["rows"] if row[-1]]
+    # A year without a holiday schedule counts Monday to Friday: said here, not left to be found out at 春节.
+    missing_years = workdays.calendar().missing_years(workdays.years_ahead(now))
+    if missing_years:
+        log.warning("working calendar: no holiday schedule for %s; timers count Monday to Friday", missing_years)
     return render_template("console_dashboard.html", data=data, alerts=alerts, labels=HEADER_LABELS,
-                           categories=contract.CATEGORY_BY_CODE)
+                           categories=contract.CATEGORY_BY_CODE, missing_years=missing_years)
