@@ -12,20 +12,21 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flask import abort, current_app, g, redirect, render_template, request, url_for
+from flask import abort, g, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 from sqlalchemy import select
 
-from services.common import contract, tables
 from services.common import extensions as ext
+from services.common import tables
 from services.common.clock import SHANGHAI, utcnow
 
-from .. import calls, operations
-from ..models import Building, PhoneCall, StaffMember
+from .. import calls
+from ..models import PhoneCall, StaffMember
 from ..queries import sorted_buildings
-from ..schemas import PhoneCallIn, ProxyRequestIn
+from ..schemas import PhoneCallIn
 from .blueprint import console, staff_required
+from .proxy import enter_for_resident, proxy_form
 from .words import category_name, grid_name
 
 log = logging.getLogger(__name__)
@@ -147,12 +148,6 @@ def call_detail(call_id: int):
                            grid=grid_name(call.building.grid) if call.building else "")
 
 
-def _intake_form(call: PhoneCall, values: dict, errors: dict, status: int = 200):
-    buildings = [b for b in sorted_buildings() if any(g.scope.allows_place(b, u) for u in b.units)]
-    return render_template("request_form.html", categories=contract.RESIDENT_CATEGORIES, buildings=buildings,
-                           max_units=max((len(b.units) for b in buildings), default=1), values=values,
-                           errors=errors, proxy=True,
-                           form_action=url_for("console.call_request_post", call_id=call.id)), status
 
 
 @console.get("/calls/<id:call_id>/request")
@@ -166,7 +161,7 @@ def call_request(call_id: int):
               "contact_name": call.caller_name, "building": call.building_code or "", "unit": call.unit or "",
               "category": call.topic if call.topic != calls.OTHER_TOPIC else "", "description": call.note,
               "consent_method": "phone"}
-    return _intake_form(call, values, {})
+    return proxy_form(values, {}, form_action=url_for("console.call_request_post", call_id=call.id))
 
 
 @console.post("/calls/<id:call_id>/request")
@@ -176,16 +171,9 @@ def call_request_post(call_id: int):
     if call.service_request_id:
         return redirect(url_for("console.detail", request_id=call.service_request_id), 303)
     values = {k: v for k, v in request.form.items() if k != "csrf_token"}
-    try:
-        data = ProxyRequestIn().load(values)
-    except ValidationError as exc:
-        return _intake_form(call, values, exc.messages, 422)
-    building = ext.db_session().get(Building, data["building"])
-    if not g.scope.allows_place(building, data.get("unit")):
-        return _intake_form(call, values, {"unit": [_l("This stairwell is outside your area.")]}, 403)
-    req = operations.submit(ext.db_session(), ext.outbox(), data, channel="staff",
-                            language=data["language"], digest_key=current_app.config["PHONE_DIGEST_KEY"],
-                            timer=operations.timer_for(data["category"]), entered_by=g.actor)
+    req, refused = enter_for_resident(values, url_for("console.call_request_post", call_id=call.id))
+    if refused is not None:
+        return refused
     call.service_request_id, call.outcome, call.referred_to = req.id, "request", None
     ext.db_session().commit()
     log.info("request entered from a phone call", extra={"service_request_id": req.id, "phone_call_id": call.id,

@@ -22,12 +22,31 @@ from .blueprint import console, staff_required
 log = logging.getLogger(__name__)
 
 
-def _proxy_form(values: dict, errors: dict, status: int = 200, lookup: dict | None = None):
+def proxy_form(values: dict, errors: dict, status: int = 200, lookup: dict | None = None,
+               form_action: str | None = None):
+    """The resident form as staff fill it in for a resident (here, or from a phone call)."""
     buildings = [b for b in sorted_buildings() if any(g.scope.allows_place(b, u) for u in b.units)]
     return render_template("request_form.html", categories=contract.RESIDENT_CATEGORIES, buildings=buildings,
                            max_units=max((len(b.units) for b in buildings), default=1), values=values,
-                           errors=errors, proxy=True, form_action=url_for("console.proxy_post"),
+                           errors=errors, proxy=True, form_action=form_action or url_for("console.proxy_post"),
                            lookup=lookup or {}), status
+
+
+def enter_for_resident(values: dict, form_action: str):
+    """Check the form and submit the request within the member's scope:
+    (request, None), or (None, the form again with what is wrong). The caller commits."""
+    try:
+        data = ProxyRequestIn().load(values)
+    except ValidationError as exc:
+        return None, proxy_form(values, exc.messages, 422, form_action=form_action)
+    building = ext.db_session().get(Building, data["building"])
+    if not g.scope.allows_place(building, data.get("unit")):
+        return None, proxy_form(values, {"unit": [_l("This stairwell is outside your area.")]}, 403,
+                                form_action=form_action)
+    req = operations.submit(ext.db_session(), ext.outbox(), data, channel="staff",
+                            language=data["language"], digest_key=current_app.config["PHONE_DIGEST_KEY"],
+                            timer=operations.timer_for(data["category"]), entered_by=g.actor)
+    return req, None
 
 
 # --- looking the resident up in the register (the community service's) ---
@@ -70,8 +89,8 @@ def proxy():
         found = read_service("COMMUNITY_API_URL", f"/api/v1/residents/{request.args['resident']}")
         if found:
             values = _filled({**found, "phone": found.get("phone")}, values)
-            return _proxy_form(values, {}, lookup={"filled": found["name"]})
-    return _proxy_form(values, {})
+            return proxy_form(values, {}, lookup={"filled": found["name"]})
+    return proxy_form(values, {})
 
 
 @console.post("/new/lookup")
@@ -84,24 +103,17 @@ def proxy_lookup():
     if len(matches) == 1:
         values = _filled(matches[0], values)
         lookup["filled"] = matches[0]["name"]
-    return _proxy_form(values, {}, lookup=lookup)
+    return proxy_form(values, {}, lookup=lookup)
 
 
 @console.post("/new")
 @staff_required
 def proxy_post():
     values = {k: v for k, v in request.form.items() if k != "csrf_token"}
-    try:
-        data = ProxyRequestIn().load(values)
-    except ValidationError as exc:
-        return _proxy_form(values, exc.messages, 422)
-    building = ext.db_session().get(Building, data["building"])
-    if not g.scope.allows_place(building, data.get("unit")):
-        return _proxy_form(values, {"unit": [_l("This stairwell is outside your area.")]}, 403)
-    req = operations.submit(ext.db_session(), ext.outbox(), data, channel="staff",
-                            language=data["language"], digest_key=current_app.config["PHONE_DIGEST_KEY"],
-                            timer=operations.timer_for(data["category"]), entered_by=g.actor)
+    req, refused = enter_for_resident(values, url_for("console.proxy_post"))
+    if refused is not None:
+        return refused
     ext.db_session().commit()
     log.info("request entered for a resident", extra={"service_request_id": req.id, "actor": g.actor,
-                                                      "consent_method": data["consent_method"]})
+                                                      "consent_method": req.consent_method})
     return redirect(url_for("console.detail", request_id=req.id, done="created"), 303)
