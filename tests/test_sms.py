@@ -21,6 +21,8 @@ from services.notify import delivery, gateways
 from services.notify import tasks as notify_tasks
 from services.notify.models import Delivery, OutboxMessage
 from tests.conftest import ADMIN_TOKEN, REQUESTS_TOKEN, SECRETS
+from tests.factories import add_staff
+from tests.factories import staff_signed_in as signed_in
 from tests.receivers import AliyunReceiver, TencentReceiver
 from tests.test_notify import LATE, NOON
 
@@ -293,10 +295,14 @@ def test_without_a_configured_gateway_or_template_only_the_inbox_has_it(make_not
 # --- fallback to the inbox, and intake hears ---
 
 
-def test_a_dead_sms_stays_in_the_inbox_and_intake_is_told(make_notify, aliyun):
+def test_a_dead_sms_stays_in_the_inbox_and_intake_shows_the_grid_leader(make_notify, make_app, aliyun):
     aliyun.code = "isv.MOBILE_NUMBER_ILLEGAL"
+    intake = make_app("requests", setup=add_staff)
+    resp = intake.test_client().post("/api/v1/requests", json={
+        "category": "haircut", "description": "想在家理个发", "building": "3", "unit": "1", "room": "302",
+        "contact_name": "张桂兰", "contact_phone": PHONE, "mode": "home", "urgency": "normal", "consent": True})
+    request_id = resp.get_json()["id"]
     app = make_notify(sms=aliyun_settings(aliyun))
-    request_id = str(uuid.uuid4())
     send(app, f"resident:{request_id}", [f"sms://{PHONE}"], template="completed")
     assert deliveries(app)[0].status == "dead"
     inbox = app.test_client().get(f"/api/v1/inbox/resident:{request_id}",
@@ -305,6 +311,14 @@ def test_a_dead_sms_stays_in_the_inbox_and_intake_is_told(make_notify, aliyun):
     [event] = [e for e in outbox(app) if e["type"] == contract.RESIDENT_UNREACHABLE]
     assert event["data"] == {"request_id": request_id, "template": "completed", "channel": "sms",
                              "error": deliveries(app)[0].last_error}
+    # Intake consumes the very envelope notify wrote.
+    from services.requests import tasks as intake_tasks
+    consumer = intake.extensions["celery"].tasks[contract.RESIDENT_UNREACHABLE]  # runs in intake's app
+    assert intake_tasks.resident_unreachable.name == consumer.name
+    assert consumer.apply(args=[event]).get() == "done"
+    assert consumer.apply(args=[event]).get() != "done"  # once per envelope
+    page = signed_in(intake, "g1").get(f"/staff/requests/{request_id}")
+    assert 'id="unreachable"' in page.text and page.text.count('id="unreachable"') == 1
 
 
 def test_a_dead_delivery_to_a_volunteer_is_not_reported_as_a_resident(make_notify, aliyun):
