@@ -23,7 +23,7 @@ from services.notify.models import Delivery, OutboxMessage
 from tests.conftest import ADMIN_TOKEN, REQUESTS_TOKEN, SECRETS
 from tests.factories import add_staff
 from tests.factories import staff_signed_in as signed_in
-from tests.receivers import AliyunReceiver, TencentReceiver
+from tests.receivers import AliyunReceiver, TencentReceiver, free_port
 from tests.test_notify import LATE, NOON
 
 ALIYUN_ID, ALIYUN_SECRET = "LTAI5tExampleKeyId00001", "aliyun-secret-0123456789abcdefg"  # 30 characters
@@ -242,7 +242,8 @@ def test_refusals_are_not_retried_transient_errors_are(make_notify, aliyun, tenc
 
 
 def test_an_unreachable_gateway_is_retried(make_notify):
-    app = make_notify(sms={**aliyun_settings(AliyunReceiver(ALIYUN_ID, ALIYUN_SECRET))})  # never started
+    nobody = type("Nobody", (), {"base": f"http://127.0.0.1:{free_port()}"})  # nothing listens there
+    app = make_notify(sms=aliyun_settings(nobody))
     send(app, resident(), [f"sms://{PHONE}"])
     [d] = deliveries(app)
     assert d.status == "failed" and d.last_error.startswith("unreachable")
