@@ -42,6 +42,9 @@ CONTEXTS = {
     "digest": {"leader_name": "宋德明", "grid_name": "第1网格", "open": 3, "overdue": 1, "escalated": 1,
                "items": ["3幢 停车（escalated）"]},
     "follow_up": {"category": "haircut", "tracking_code": "ABCD", "tracking_url": "http://x/track/ABCD"},
+    "extended": {"category": "lift_retrofit", "tracking_code": "ABCD", "tracking_url": "http://x/track/ABCD",
+                 "days": 10, "due": "12月18日", "why": "等待施工队进场"},
+    "closed": {"category": "parking", "tracking_code": "ABCD", "tracking_url": "http://x/track/ABCD"},
 }
 # 22:30 and 07:01 in Hangzhou.
 LATE = datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc)
@@ -219,7 +222,7 @@ def test_quiet_hours_are_a_preference(app, client, clock):
                             "channels": ["wecombot://SECRET"]})
     assert resp.status_code == 200
     assert resp.json == {"key": "volunteer:9", "language": "en", "quiet_start": "12:00", "quiet_end": "13:00",
-                         "channels": ["wecombot://****"]}
+                         "channels": ["wecombot://****"], "sms_opt_out": False}
     assert client.put("/api/v1/recipients/volunteer:9/preferences", headers=STAFF,
                       json={"quiet_start": "12:00"}).status_code == 422
     clock.at = NOON.replace(hour=4, minute=30)  # 12:30 in Hangzhou

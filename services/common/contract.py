@@ -125,7 +125,9 @@ LEADER_LEVELS = ("hallway", "grid", "office")
 MODES = ("home", "station")
 LANGUAGES = ("zh-CN", "en")
 TEMPLATES = ("offer", "offer_withdrawn", "assigned", "reminder", "completed", "escalation", "magic_link", "thanks",
-             "digest", "follow_up")
+             "digest", "follow_up",
+             # To residents when staff extend a deadline or close a request.
+             "extended", "closed")
 
 
 # --- Envelope and payloads ---
@@ -220,7 +222,9 @@ class StatusChanged(Schema):
 # webhooks (JSON or form: SMS gateways and the office's own systems). Any
 # other Apprise scheme is refused where a channel URL is accepted, so that a
 # stolen token cannot point a recipient's messages at an arbitrary service.
-CHANNEL_SCHEMES = ("wecombot", "dingtalk", "feishu", "lark", "mailto", "mailtos", "json", "jsons", "form", "forms")
+CHANNEL_SCHEMES = ("wecombot", "dingtalk", "feishu", "lark", "mailto", "mailtos", "json", "jsons", "form", "forms",
+                   # A resident's phone, through the office's SMS or voice gateway (notify.gateways).
+                   "sms", "voice")
 
 
 # Validator of a channel URL's scheme (any case), with something after it.
@@ -967,3 +971,22 @@ class DeliveryRetry(Schema):
 
 
 PAYLOADS[(DELIVERY_RETRY, 1)] = DeliveryRetry
+
+
+# --- Residents notify could not reach (SMS, calls) ---
+#
+# A resident's notification whose every channel failed for good (a dead SMS
+# or call): the message stays in their in-app inbox, and intake records it
+# on the request so that the grid leader sees it in the console.
+
+RESIDENT_UNREACHABLE = "requests.resident_unreachable"
+
+
+class ResidentUnreachable(Schema):
+    request_id = fields.UUID(required=True)
+    template = fields.String(required=True, validate=validate.OneOf(TEMPLATES))
+    channel = fields.String(required=True, validate=validate.Length(1, 16))  # the last one tried: sms, voice, …
+    error = fields.String(load_default="", validate=validate.Length(0, 300))
+
+
+PAYLOADS[(RESIDENT_UNREACHABLE, 1)] = ResidentUnreachable

@@ -25,9 +25,13 @@ import urllib.parse
 import apprise
 import requests
 
+from . import gateways
+
 log = logging.getLogger(__name__)
 # Apprise logs target URLs at INFO and DEBUG; channel URLs are secrets.
 logging.getLogger("apprise").setLevel(logging.WARNING)
+# Tencent's SDK can log requests (phone numbers) at DEBUG.
+logging.getLogger("tencentcloud_sdk_common").setLevel(logging.WARNING)
 
 OWN_SCHEMES = ("wecombot", "dingtalk", "feishu", "lark")
 
@@ -40,6 +44,8 @@ BASE_URLS = {"WECOM": "https://qyapi.weixin.qq.com", "DINGTALK": "https://oapi.d
 
 def valid(url: str) -> bool:
     scheme, sep, rest = url.partition("://")
+    if scheme.lower() in gateways.SCHEMES:
+        return gateways.valid(url)
     if scheme in OWN_SCHEMES:
         return bool(sep and rest.strip("/"))
     return apprise.Apprise.instantiate(url) is not None
@@ -50,6 +56,9 @@ def send(config, url: str, title: str, body: str, dedupe_key: str = "") -> str |
     `config` is notify's configuration (CHANNEL_BASE_URLS, CHANNEL_TIMEOUT)."""
     scheme, _, rest = url.partition("://")
     bases, timeout = config["CHANNEL_BASE_URLS"], config["CHANNEL_TIMEOUT"]
+    if scheme.lower() in gateways.SCHEMES:
+        # Chinese SMS and voice calls carry approved templates, never free text (gateways.send).
+        return "an SMS or a call carries an approved template only"
     try:
         if scheme == "wecombot":
             return _wecom_bot(bases["WECOM"], timeout, rest, body)

@@ -6,6 +6,7 @@ hours. The in-app inbox copy exists regardless."""
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -14,7 +15,7 @@ from services.common import clock, contract
 from services.common.clock import utcnow
 from services.common.inbox import backoff
 
-from . import channels
+from . import channels, gateways
 from .models import Delivery, Recipient
 
 log = logging.getLogger(__name__)
@@ -59,21 +60,32 @@ def attempt(db, outbox, config, delivery_id: int) -> str | None:
             body = delivery.keyed_full or note.full_body
         else:
             body = delivery.keyed_short or note.short_body
-        error = channels.send(config, url, note.title, body, dedupe_key=note.dedupe_key)
-        delivery.attempts += 1
+        # 退订 after the message was queued (held by quiet hours, or waiting
+        # for a retry): nothing more goes to the phone.
+        opted_out = gateways.is_gateway(url) and session.get(Recipient, note.recipient_key).sms_opt_out
+        if opted_out:
+            error = gateways.Refusal("not sent: the recipient opted out of SMS and calls")
+        elif gateways.is_gateway(url):
+            error = gateways.send(config, url, note.template, delivery.gateway_params or [])
+        else:
+            error = channels.send(config, url, note.title, body, dedupe_key=note.dedupe_key)
+        if not opted_out:
+            delivery.attempts += 1
+            delivery.channel_tries += 1
         if error is None:
             delivery.status, delivery.sent_at, delivery.last_error = "sent", utcnow(), None
         else:
             delivery.last_error = error
-            tries_here = delivery.attempts - delivery.channel_index * ATTEMPTS_PER_CHANNEL
-            if tries_here >= ATTEMPTS_PER_CHANNEL:
+            tries_here = delivery.channel_tries
+            # A gateway's refusal (rate limit, invalid or blacklisted number,
+            # wrong key) is not mended by trying again: the next channel.
+            if tries_here >= ATTEMPTS_PER_CHANNEL or getattr(error, "permanent", False):
                 delivery.channel_index += 1
+                delivery.channel_tries = 0
             if delivery.channel_index >= len(delivery.channels):
                 delivery.status = "dead"
-                if note.reply_to:
-                    outbox.emit(session, contract.DELIVERY_FAILED, {
-                        "dedupe_key": note.dedupe_key, "recipient": note.recipient_key, "template": note.template,
-                        "error": error})
+                if not opted_out:
+                    _report_dead(session, outbox, note, url, error)
             else:
                 delivery.status = "failed"
                 retry_in = backoff(tries_here % ATTEMPTS_PER_CHANNEL, RETRY_BASE_SECONDS, RETRY_CAP_SECONDS)
@@ -91,6 +103,26 @@ def attempt(db, outbox, config, delivery_id: int) -> str | None:
         session.close()
 
 
+def _report_dead(session, outbox, note, url: str, error: str) -> None:
+    """Tell whoever must act: the service that asked (reply_to), and for a
+    resident, intake — their grid leader sees that they could not be
+    reached (the message stays in their inbox)."""
+    if note.reply_to:
+        outbox.emit(session, contract.DELIVERY_FAILED, {
+            "dedupe_key": note.dedupe_key, "recipient": note.recipient_key, "template": note.template,
+            "error": error})
+    kind, _, request_id = note.recipient_key.partition(":")
+    if kind == "resident":
+        try:
+            uuid.UUID(request_id)
+        except ValueError:
+            log.warning("dead delivery to a resident without a request id", extra={"recipient": note.recipient_key})
+            return
+        outbox.emit(session, contract.RESIDENT_UNREACHABLE, {
+            "request_id": request_id, "template": note.template, "channel": url.partition("://")[0].lower(),
+            "error": str(error)[:300]})
+
+
 def due(db, limit: int = 50) -> list[int]:
     with db.Session.session_factory() as session:
         return list(session.scalars(
@@ -106,6 +138,6 @@ def reopen(row: Delivery) -> bool:
     channel (the caller commits, then attempts); False if it is not dead."""
     if row.status != "dead":
         return False
-    row.status, row.channel_index, row.attempts = "queued", 0, 0
+    row.status, row.channel_index, row.attempts, row.channel_tries = "queued", 0, 0, 0
     row.next_attempt_at = utcnow()
     return True

@@ -95,6 +95,19 @@ TEMPLATES = {
            "Please confirm it is solved and rate the service; if it is not solved, the community "
            "reopens it.\n\n{{ tracking_url }}\n\n— Linli"),
     ),
+    "extended": (
+        N_("Linli: more time for your {{ category_name }}"),
+        N_("[Linli] Your {{ category_name }} request needs more time: {{ days }} more working days, "
+           "by {{ due }}. {{ why }} Track: {{ tracking_url }}"),
+        N_("Hello,\n\nYour {{ category_name }} request (tracking code {{ tracking_code }}) needs more time: "
+           "{{ days }} more working days, to be done by {{ due }}.\n{{ why }}\n\n{{ tracking_url }}\n\n— Linli"),
+    ),
+    "closed": (
+        N_("Linli: your {{ category_name }} request is closed"),
+        N_("[Linli] Your {{ category_name }} request is closed. Not solved? Tell us: {{ tracking_url }}"),
+        N_("Hello,\n\nYour {{ category_name }} request (tracking code {{ tracking_code }}) is closed.\n"
+           "If it is not solved, tell us on its page:\n{{ tracking_url }}\n\n— Linli"),
+    ),
 }
 
 REASONS = contract.REASONS

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, Time
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, Time, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.common.clock import utcnow
@@ -28,6 +28,8 @@ class Recipient(Base):
     # Non-urgent messages wait out these hours (Asia/Shanghai); see new().
     quiet_start: Mapped[time] = mapped_column(Time)
     quiet_end: Mapped[time] = mapped_column(Time)
+    # 退订: no SMS and no calls, only the in-app inbox (gateways.SCHEMES).
+    sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     @classmethod
@@ -77,6 +79,11 @@ class Delivery(Base):
     # (the inbox copy) never holds it.
     keyed_short: Mapped[str | None] = mapped_column(Text, nullable=True)
     keyed_full: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # SMS and voice: the event's parameters ([[name, value], …], gateways.params_for),
+    # each gateway's template code and limits applied when sending.
+    gateway_params: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # Tries on the current channel (3, or fewer when a gateway refuses for good).
+    channel_tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     notification: Mapped[Notification] = relationship(back_populates="deliveries", lazy="joined")
 

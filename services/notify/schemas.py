@@ -54,7 +54,8 @@ class PreviewOut(Schema):
     short_length = fields.Integer()
 
 
-UNDERSTOOD = "Not a channel URL Linli understands (wecombot://, dingtalk://, feishu://, mailto://, json://, …)."
+UNDERSTOOD = ("Not a channel URL Linli understands (wecombot://, dingtalk://, feishu://, mailto://, json://, "
+              "sms://<mobile>, voice://<mobile>, …).")
 QUIET = "Give both ends of the quiet hours."
 
 
@@ -80,6 +81,9 @@ class PreferencesIn(Schema):
     quiet_start = contract.ClockTime(metadata={"description": QUIET})
     quiet_end = contract.ClockTime(metadata={"description": QUIET})
     channels = fields.List(Channel(), validate=validate.Length(0, 5))
+    sms_opt_out = fields.Boolean(metadata={"description": (
+        "退订: true stops SMS and calls (sms://, voice://) to this recipient; the in-app inbox still has "
+        "every message.")})
 
     @validates_schema
     def _both_ends(self, data, **kwargs):
@@ -93,3 +97,4 @@ class PreferencesOut(Schema):
     quiet_start = fields.Time(format="%H:%M")
     quiet_end = fields.Time(format="%H:%M")
     channels = fields.Function(lambda r: [contract.mask_url(u) for u in r.channels])
+    sms_opt_out = fields.Boolean()

@@ -13,7 +13,7 @@ from services.common import contract
 from services.common import extensions as ext
 from services.common.inbox import consume
 
-from . import delivery, messages
+from . import delivery, gateways, messages
 from .models import DeadMessage, Delivery, Notification, ProcessedMessage, Recipient
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,27 @@ def handle_send(session, data, env) -> None:
                         language=data["language"], title=title, short_body=short, full_body=full,
                         urgent=data["urgent"], reply_to=data["reply_to"])
     session.add(note)
-    if recipient.channels:
-        row = Delivery(notification=note, channels=list(recipient.channels),
+    outside = reachable_channels(recipient, data["template"])
+    if outside:
+        # Quiet hours hold SMS and calls as they hold every channel (urgent excepted).
+        row = Delivery(notification=note, channels=outside,
                        next_attempt_at=delivery.first_attempt_at(recipient, data["urgent"], delivery.utcnow()))
+        if any(gateways.is_gateway(url) for url in outside):
+            row.gateway_params = gateways.params_for(data["template"], data["language"], data["context"])
         if messages.carries_key(data["template"]):
             # The text with its link, for the channel only, until the delivery is over.
             _, row.keyed_short, row.keyed_full = messages.render(data["template"], data["language"],
                                                                  data["context"])
         session.add(row)
+
+
+def reachable_channels(recipient: Recipient, template: str) -> list[str]:
+    """The recipient's channels that carry this event: an SMS or a call only
+    where the event has an approved template, and never to a recipient who
+    opted out (退订); with none left, the inbox alone has the message."""
+    return [url for url in recipient.channels
+            if not gateways.is_gateway(url)
+            or (not recipient.sms_opt_out and gateways.applies(current_app.config, url, template))]
 
 
 @shared_task(name=contract.INBOX_READ, bind=True)

@@ -100,7 +100,8 @@ class Preferences(MethodView):
     @api.arguments(PreferencesIn)
     @api.response(200, PreferencesOut)
     def put(self, data, recipient):
-        """Set language, quiet hours (non-urgent messages wait), channels in order (admin token)."""
+        """Set language, quiet hours (non-urgent messages wait), channels in order, and the
+        SMS/call opt-out (退订) (admin token)."""
         if not contract.RECIPIENT_KEY.match(recipient):
             abort(422, errors={"path": {"recipient": ["Not a recipient key (kind:id)."]}})
         row = ext.db_session().get(Recipient, recipient) or Recipient.new(recipient, current_app.config["QUIET_HOURS"])

@@ -106,6 +106,22 @@ def record_refusal(session, data, env) -> None:
     req.record(f"{data['action']}_refused", data["actor"], note=data["reason"])
 
 
+@shared_task(name=contract.RESIDENT_UNREACHABLE, bind=True)
+def resident_unreachable(self, message):
+    return consume(self, message, record_unreachable, db=ext.database(),
+                   processed=ProcessedMessage, dead=DeadMessage)
+
+
+def record_unreachable(session, data, env) -> None:
+    """Notify could not reach the resident (a dead SMS or call; the message
+    is in their inbox on the tracking page): the timeline says so, and the
+    console's request page shows it to the grid leader, who may phone."""
+    req = session.get(ServiceRequest, str(data["request_id"]))
+    if req is None:
+        raise Permanent("no such request")
+    req.record("resident_unreachable", "notify", note=f"{data['template']} ({data['channel']}): {data['error']}"[:500])
+
+
 def _periodic(job):
     db = ext.database()
     session = db.Session()

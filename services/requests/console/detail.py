@@ -33,6 +33,7 @@ EVENT_LABELS = {
     "assign_refused": _l("Reassignment refused"),
     "escalate_refused": _l("Escalation refused"),
     "close_refused": _l("Closing refused"),
+    "resident_unreachable": _l("The resident could not be reached by SMS or call"),
 }
 REFUSALS = {"full": _l("the volunteer has no free capacity"), "inactive": _l("the volunteer is not active"),
             "closed": _l("the request is closed")}
