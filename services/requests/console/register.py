@@ -18,12 +18,12 @@ from services.common import contract, tables
 from services.common import extensions as ext
 from services.common.community import load as load_community
 from services.common.register_file import COLUMNS, HEADERS, validate_rows
-from services.common.roster import RosterTooLarge, limits, read_rows
 from services.common.web import read_download, read_page, read_service
 
 from ..models import Building
 from ..queries import sorted_buildings
 from .blueprint import console, staff_required
+from .uploads import FileRefused, read_upload, upload_mode
 from .volunteers import flat, when
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,7 @@ REFUSALS = {
     "closed": _l("This household or resident is closed (moved out or deceased)."),
 }
 NO_FILE = _l("Choose a .csv or .xlsx register file.")
-TOO_LARGE = _l("The file is too large (at most %(rows)s rows, %(columns)s columns, %(mb)s MB); split it into "
-               "smaller files.")
 UNREADABLE = _l("This file cannot be read as a register: save it as .xlsx or as UTF-8 .csv with a header row.")
-MODES = ("all", "valid")
 
 
 def _claims() -> dict:
@@ -339,24 +336,12 @@ def register_import():
     """Check every row at once (the report is on the page), flag duplicates,
     and send the good rows when the file is clean or "valid rows only"."""
     _may_import()
-    mode = request.form.get("mode") if request.form.get("mode") in MODES else "all"
-    upload = request.files.get("file")
-    if upload is None or not upload.filename or not upload.filename.lower().endswith((".csv", ".xlsx")):
-        return _import_page(422, mode=mode, file_error=NO_FILE)
-    cfg = current_app.config
-    too_large = TOO_LARGE.format(rows=cfg["ROSTER_MAX_ROWS"], columns=cfg["ROSTER_MAX_COLUMNS"],
-                                 mb=cfg["ROSTER_MAX_BYTES"] // (1024 * 1024))
-    data = upload.read(cfg["ROSTER_MAX_BYTES"] + 1)
-    if len(data) > cfg["ROSTER_MAX_BYTES"]:
-        return _import_page(413, mode=mode, file_error=too_large)
+    mode = upload_mode()
     try:
         # A register is one row a resident: bounded by the import task, not the roster's rows.
-        rows = read_rows(upload.filename, data, **{**limits(cfg), "max_rows": contract.REGISTER_TASK_ROWS})
-    except RosterTooLarge:
-        return _import_page(413, mode=mode, file_error=too_large)
-    except Exception as exc:  # not a CSV/XLSX at all
-        log.info("register file unreadable", extra={"error": type(exc).__name__, "actor": g.actor})
-        return _import_page(422, mode=mode, file_error=UNREADABLE)
+        rows = read_upload(NO_FILE, UNREADABLE, max_rows=contract.REGISTER_TASK_ROWS)
+    except FileRefused as exc:
+        return _import_page(exc.status, mode=mode, file_error=exc.message)
     good, bad, duplicates = validate_rows(rows)
     buildings = {b.code: b for b in ext.db_session().query(Building)}
     outside = [n for n, d in good

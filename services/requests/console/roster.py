@@ -8,24 +8,22 @@ from __future__ import annotations
 import logging
 import uuid
 
-from flask import current_app, g, render_template, request, url_for
+from flask import g, render_template, url_for
 from flask_babel import lazy_gettext as _l
 
 from services.common import contract
 from services.common import extensions as ext
-from services.common.roster import COLUMNS, RosterTooLarge, limits, read_rows, validate_rows
+from services.common.roster import COLUMNS, validate_rows
 
 from ..models import Building
 from .blueprint import console, staff_required
+from .uploads import FileRefused, read_upload, upload_mode
 from .volunteers import OUTSIDE_GRID, flat, may_change
 
 log = logging.getLogger(__name__)
 
 NO_FILE = _l("Choose a .csv or .xlsx roster file.")
-TOO_LARGE = _l("The file is too large (at most %(rows)s rows, %(columns)s columns, %(mb)s MB); split it into "
-               "smaller files.")
 UNREADABLE = _l("This file cannot be read as a roster: save it as .xlsx or as UTF-8 .csv with a header row.")
-MODES = ("all", "valid")  # all or nothing; the valid rows only
 
 
 def _page(status: int = 200, **context):
@@ -50,23 +48,11 @@ def roster_import():
     """Check every row at once; send the good ones when the file is clean or
     the office asked for the valid rows only."""
     may_change()
-    mode = request.form.get("mode") if request.form.get("mode") in MODES else "all"
-    upload = request.files.get("file")
-    if upload is None or not upload.filename or not upload.filename.lower().endswith((".csv", ".xlsx")):
-        return _page(422, mode=mode, file_error=NO_FILE)
-    cfg = current_app.config
-    too_large = TOO_LARGE.format(rows=cfg["ROSTER_MAX_ROWS"], columns=cfg["ROSTER_MAX_COLUMNS"],
-                                 mb=cfg["ROSTER_MAX_BYTES"] // (1024 * 1024))
-    data = upload.read(cfg["ROSTER_MAX_BYTES"] + 1)
-    if len(data) > cfg["ROSTER_MAX_BYTES"]:
-        return _page(413, mode=mode, file_error=too_large)
+    mode = upload_mode()
     try:
-        rows = read_rows(upload.filename, data, **limits(cfg))
-    except RosterTooLarge:
-        return _page(413, mode=mode, file_error=too_large)
-    except Exception as exc:  # not a CSV/XLSX at all
-        log.info("roster unreadable", extra={"error": type(exc).__name__, "actor": g.actor})
-        return _page(422, mode=mode, file_error=UNREADABLE)
+        rows = read_upload(NO_FILE, UNREADABLE)
+    except FileRefused as exc:
+        return _page(exc.status, mode=mode, file_error=exc.message)
     good, bad = validate_rows(rows)
     if g.scope.role == "grid_leader":
         grids = {b.code: b.grid for b in ext.db_session().query(Building)}
