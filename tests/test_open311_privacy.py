@@ -58,7 +58,8 @@ def with_timeline(app, public_id) -> ServiceRequest:
         req = stored(app, public_id)
         assert req.move_to("matching", actor="matching", note=STATUS_NOTE)
         req.record("handed_back", "staff:1", note=INTERNAL_NOTE)
-        assert operations.extend(req, "staff:1", 3, EXTENSION_REASON)
+        assert operations.extend(app.extensions["db"].Session, app.extensions["outbox"], req, "staff:1", 3,
+                                 EXTENSION_REASON)
         app.extensions["db"].Session.commit()
         return req
 

@@ -122,6 +122,8 @@ STATUSES = (
 )
 URGENCIES = ("normal", "urgent")
 LEADER_LEVELS = ("hallway", "grid", "office")
+# How a resident chose to hear back about their request (intake's opt-in).
+RESIDENT_MESSAGES = ("none", "text", "call")
 MODES = ("home", "station")
 LANGUAGES = ("zh-CN", "en")
 TEMPLATES = ("offer", "offer_withdrawn", "assigned", "reminder", "completed", "escalation", "magic_link", "thanks",

@@ -115,6 +115,10 @@ class ServiceRequest(Base):
     programme_ref: Mapped[str | None] = mapped_column(String(48), nullable=True)
     preferred_volunteer_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     first_to: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # How the resident asked to hear back (their own opt-in: the privacy
+    # consent is not consent to be messaged): none, text (SMS) or call; set
+    # back to none when they stop messages (退订).
+    messages: Mapped[str] = mapped_column(String(8), default="none")
     language: Mapped[str] = mapped_column(String(8), default="zh-CN")  # for messages to the resident
     status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)
     volunteer_name: Mapped[str | None] = mapped_column(String(64), nullable=True)

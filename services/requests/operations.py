@@ -11,11 +11,11 @@ from flask import current_app
 from sqlalchemy import and_, or_, select
 
 from services.common import contract
-from services.common.clock import utcnow
+from services.common.clock import SHANGHAI, utcnow
 from services.common.i18n import N_, translate
 
 from . import hotline
-from .models import FINAL, Feedback, ServiceRequest, StatusChange, new_public_id
+from .models import FINAL, RESIDENT_CHANNELS, Feedback, ServiceRequest, StatusChange, new_public_id
 
 
 def timer_for(category: str) -> hotline.Timer:
@@ -47,6 +47,7 @@ def submit(session, outbox, data: dict, channel: str, language: str, digest_key:
         disability=data["disability"],
         consent_at=now,
         consent_method=data.get("consent_method"),
+        messages=data.get("messages", "none"),
         entered_by=entered_by,
         channel=channel,
         language=language,
@@ -198,13 +199,17 @@ def take(req: ServiceRequest, actor: str) -> bool:
     return True
 
 
-def extend(req: ServiceRequest, actor: str, working_days: int, reason: str) -> bool:
-    """One extension of at most ten working days; the resident sees the reason."""
+def extend(session, outbox, req: ServiceRequest, actor: str, working_days: int, reason: str) -> bool:
+    """One extension of at most ten working days; the resident sees the
+    reason, and is told (inbox, and SMS or call if they opted in)."""
     if req.status in FINAL or req.extension_days or req.due_at is None:
         return False
     req.due_at = hotline.add_working_days(req.due_at, working_days)
     req.extension_days, req.extension_reason = working_days, reason
     req.record("extended", actor, note=reason)
+    if req.channel in RESIDENT_CHANNELS:
+        tell_resident(session, outbox, req, "extended", f"extended:{req.id}", days=working_days, why=reason,
+                      due=req.due_at.astimezone(SHANGHAI).strftime("%Y-%m-%d"))
     return True
 
 
@@ -231,6 +236,8 @@ def close(session, outbox, req: ServiceRequest, actor: str, note: str) -> bool:
     if req.status in ("assigned", "in_progress") or not req.move_to("closed", actor=actor, note=note):
         return False
     staff_action(session, outbox, req, "close", actor, note=note)
+    if req.channel in RESIDENT_CHANNELS:
+        tell_resident(session, outbox, req, "closed", f"closed:{req.id}")
     return True
 
 
@@ -243,3 +250,35 @@ def anonymise_expired(session, days: int, now: datetime, batch: int = 500) -> in
     for req in rows:
         req.anonymise()
     return len(rows)
+
+
+def resident_channels(req: ServiceRequest) -> list[str]:
+    """Where the resident asked to hear back: SMS to a mobile, a voice call
+    (then SMS for what a call does not carry), or nowhere but the tracking
+    page's inbox. Nothing once they stopped messages or their data is gone."""
+    digits = "".join(ch for ch in req.contact_phone or "" if ch.isdigit())
+    if req.anonymised_at or not digits or req.messages == "none":
+        return []
+    mobile = len(digits) == 11 and digits.startswith("1")
+    sms = [f"sms://{digits}"] if mobile else []
+    return [f"voice://{digits}", *sms] if req.messages == "call" else sms
+
+
+def tell_resident(session, outbox, req: ServiceRequest, template: str, dedupe_key: str, **context) -> None:
+    """A message to the resident: always in their in-app inbox (the tracking
+    page), and by SMS or call when they opted in (notify picks the template
+    each gateway has approved)."""
+    outbox.emit(session, contract.NOTIFY_SEND, {
+        "dedupe_key": dedupe_key, "recipient": f"resident:{req.id}", "language": req.language,
+        "template": template, "channels": resident_channels(req),
+        "context": {"tracking_code": req.tracking_code, "category": req.category,
+                    "tracking_url": req.tracking_url(current_app.config["REQUESTS_URL"]), **context}})
+
+
+def stop_messages(req: ServiceRequest) -> bool:
+    """退订: the resident stops messages (the inbox stays)."""
+    if req.messages == "none":
+        return False
+    req.messages = "none"
+    req.record("messages_stopped", "resident")
+    return True

@@ -65,6 +65,10 @@ class ServiceRequestIn(Schema):
     urgency = fields.String(load_default="normal", validate=validate.OneOf(contract.URGENCIES))
     elderly = fields.Boolean(load_default=False)  # over 80
     disability = fields.Boolean(load_default=False)
+    messages = fields.String(load_default="none", validate=validate.OneOf(
+        contract.RESIDENT_MESSAGES, error=N_("Choose how we may tell you about your request.")), metadata={
+            "description": "The resident's own opt-in to hear back: none (the tracking page only), text (SMS) "
+                           "or call (a voice call for what matters, SMS for the rest)."})
     consent = fields.Boolean(required=True, validate=validate.Equal(
         True, error=N_("Please agree to the privacy notice so we can pass your request on.")),
         error_messages={"required": N_("Please agree to the privacy notice so we can pass your request on.")})

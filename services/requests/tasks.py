@@ -56,21 +56,10 @@ def apply_status_change(session, data, env) -> None:
     if data["appointment_at"]:
         req.appointment_at, req.place = data["appointment_at"], data["place"]
     template = RESIDENT_TEMPLATES.get(data["status"])
-    if template:
-        ext.outbox().emit(session, contract.NOTIFY_SEND, {
-            "dedupe_key": f"{template}:{req.id}:{env['id']}",
-            "recipient": f"resident:{req.id}",
-            "language": req.language,
-            "template": template,
-            "context": {
-                "tracking_code": req.tracking_code,
-                "category": req.category,
-                "volunteer_name": req.volunteer_name or "",
-                "tracking_url": req.tracking_url(current_app.config["REQUESTS_URL"]),
-                "appointment": appointment_text(req),
-                "place": req.place or "",
-            },
-        })
+    if template and req.channel in RESIDENT_CHANNELS:
+        operations.tell_resident(session, ext.outbox(), req, template, f"{template}:{req.id}:{env['id']}",
+                                 volunteer_name=req.volunteer_name or "", appointment=appointment_text(req),
+                                 place=req.place or "")
 
 
 @shared_task(name=contract.PROGRAMME_REQUEST, bind=True)
@@ -153,11 +142,7 @@ def follow_up():
             req.follow_up_sent_at = utcnow()
             if req.feedback is not None:
                 continue  # the resident rated already
-            ext.outbox().emit(session, contract.NOTIFY_SEND, {
-                "dedupe_key": f"follow_up:{req.id}", "recipient": f"resident:{req.id}", "language": req.language,
-                "template": "follow_up", "context": {
-                    "tracking_code": req.tracking_code, "category": req.category,
-                    "tracking_url": req.tracking_url(current_app.config["REQUESTS_URL"])}})
+            operations.tell_resident(session, ext.outbox(), req, "follow_up", f"follow_up:{req.id}")
         return len(due)
     return {"follow_ups": _periodic(job)}
 

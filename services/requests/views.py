@@ -110,6 +110,7 @@ def track(code: str):
 NOTICES = {
     "cancelled": _l("Your request is cancelled. Your phone number and room are no longer shown to anyone."),
     "feedback": _l("Thank you for your feedback! It reaches the volunteer."),
+    "stopped": _l("No more text messages or calls about this request. This page still shows what happens."),
 }
 
 
@@ -160,6 +161,18 @@ def cancel_form(code: str):
         return _tracking_page(req, status=409)
     ext.db_session().commit()
     return redirect(url_for("web.track", code=req.tracking_code, done="cancelled"), 303)
+
+
+@web.post("/track/<code>/stop-messages")
+@public
+def stop_messages(code: str):
+    """退订: the resident stops text messages and calls about this request."""
+    req = _find(code)
+    if req is None:
+        return render_template("not_found.html"), 404
+    operations.stop_messages(req)
+    ext.db_session().commit()
+    return redirect(url_for("web.track", code=req.tracking_code, done="stopped"), 303)
 
 
 @web.post("/track/<code>/feedback")

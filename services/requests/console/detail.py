@@ -34,6 +34,7 @@ EVENT_LABELS = {
     "escalate_refused": _l("Escalation refused"),
     "close_refused": _l("Closing refused"),
     "resident_unreachable": _l("The resident could not be reached by SMS or call"),
+    "messages_stopped": _l("The resident stopped messages"),
 }
 REFUSALS = {"full": _l("the volunteer has no free capacity"), "inactive": _l("the volunteer is not active"),
             "closed": _l("the request is closed")}
@@ -169,7 +170,7 @@ def take(request_id):
 @staff_required
 def extend(request_id):
     def apply(req, d):
-        if operations.extend(req, g.actor, d["working_days"], d["note"]):
+        if operations.extend(ext.db_session(), ext.outbox(), req, g.actor, d["working_days"], d["note"]):
             return "extended"
         return _refused(_l("A request is extended once, and only while it is open."))
     return _act(request_id, ExtendIn, apply, "extend")
