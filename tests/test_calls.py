@@ -236,3 +236,28 @@ def test_retention_removes_the_callers_number_and_name_and_keeps_the_figures(app
         assert (gone.caller_phone, gone.caller_name) == ("", "") and gone.anonymised_at is not None
         assert kept.caller_phone == PHONE and kept.outcome == "answered"
     assert "保存期满后已删除" in admin.get(f"/staff/calls/{old}").text
+
+
+def test_the_caller_is_looked_up_in_the_register_by_the_numbers_digest(app, make_app, monkeypatch):
+    """The call's page says who the number belongs to in the register (the
+    community service's lookup, by the keyed digest: the number never
+    travels), within the member's area."""
+    from services.common import contract
+    from services.community.models import Resident
+    from tests.factories import service_reads
+    from tests.test_community_visits import add_resident
+
+    community = make_app("community")
+    service_reads(monkeypatch, app, community=community)
+    rid = add_resident(community, building="3", unit="1", room="302", name="王秀英", phone=PHONE)
+    with community.app_context():
+        s = community.extensions["db"].Session
+        s.get(Resident, rid).phone_digest = contract.phone_digest(PHONE, app.config["PHONE_DIGEST_KEY"])
+        s.commit()
+    office = signed_in(app, "admin")
+    known = call_id(record(office))
+    unknown = call_id(record(office, caller_phone=OTHER_PHONE))
+    page = office.get(f"/staff/calls/{known}").text
+    assert "王秀英" in re.search(r'id="caller-registered">(.*?)</dd>', page).group(1)
+    assert "302" in re.search(r'id="caller-registered">(.*?)</dd>', page).group(1)
+    assert "王秀英" not in office.get(f"/staff/calls/{unknown}").text

@@ -26,7 +26,7 @@ from ..models import PhoneCall, StaffMember
 from ..queries import sorted_buildings
 from ..schemas import PhoneCallIn
 from .blueprint import console, staff_required
-from .proxy import enter_for_resident, proxy_form
+from .proxy import caller_in_register, enter_for_resident, proxy_form
 from .words import category_name, grid_name
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,9 @@ def scoped_call(call_id: int) -> PhoneCall:
 @staff_required
 def call_detail(call_id: int):
     call = scoped_call(call_id)
-    return render_template("console_call.html", call=call, takers=_takers([call]), topic_name=topic_name,
+    registered = caller_in_register(call.caller_phone) if call.caller_phone else []
+    return render_template("console_call.html", call=call, registered=registered, takers=_takers([call]),
+                           topic_name=topic_name,
                            outcomes=OUTCOME_LABELS, referrals=REFERRAL_LABELS,
                            done=request.args.get("done") in ("recorded", "linked"),
                            grid=grid_name(call.building.grid) if call.building else "")

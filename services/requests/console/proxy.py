@@ -56,6 +56,19 @@ REGISTER_DOWN = _l("The register cannot be read just now: enter the details.")
 LOOKUP_HOW = _l("Give the building, unit and room, or the phone number.")
 
 
+def register_lookup(query: dict) -> list | None:
+    """Residents the register knows (building, unit and room, or phone_digest),
+    in the member's area and logged by the community service; None when it
+    cannot answer."""
+    return read_service("COMMUNITY_API_URL", f"/api/v1/residents/lookup?{urlencode(query)}")
+
+
+def caller_in_register(phone: str) -> list | None:
+    """Who a phone number belongs to in the register: only its keyed digest travels."""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return register_lookup({"phone_digest": contract.phone_digest(digits, current_app.config["PHONE_DIGEST_KEY"])})
+
+
 def _lookup(args) -> dict:
     """Residents the register knows by room or by phone, within the member's
     area. The phone goes to the community service only as its keyed digest."""
@@ -69,7 +82,7 @@ def _lookup(args) -> dict:
     found = {"asked": {"building": building, "unit": unit, "room": room}}
     if not query:
         return found | {"message": LOOKUP_HOW}
-    answer = read_service("COMMUNITY_API_URL", f"/api/v1/residents/lookup?{urlencode(query)}")
+    answer = register_lookup(query)
     if answer is None:
         return found | {"message": REGISTER_DOWN}
     return found | {"matches": answer, "message": None if answer else NOT_IN_REGISTER}
