@@ -62,6 +62,12 @@ def test_a_grid_leader_works_through_overdue_visits_and_records_one(intake, comm
     mine = next(v for v in visits(community) if v.due_on.isoformat() == "2026-12-02" and v.plan_id == 1)
     theirs = next(v for v in visits(community) if v.plan_id == 2)
 
+    # The office works through one grid at a time.
+    office, _ = staff_sign_in(intake, "admin")
+    g2 = office.get("/staff/visits?overdue=1&grid=G2").text
+    assert "二网格的" in g2 and "王秀英" not in g2
+    assert 'option value="G1"' in g2 and 'option value="G1"' not in page.text  # a grid leader has one grid
+
     # Another grid's visit: not found, nothing sent.
     token = csrf_token(page.text)
     assert client.post(f"/staff/visits/{theirs.id}/outcome", data={"outcome": "done", "csrf_token": token}

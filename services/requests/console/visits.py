@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
+from urllib.parse import urlencode
 
 from flask import abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import lazy_gettext as _l
@@ -19,6 +20,7 @@ from services.common.i18n import N_
 from services.common.web import read_all_pages, read_service
 
 from .. import operations
+from ..queries import sorted_buildings
 from .blueprint import console, scoped_request, staff_required
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,12 @@ def _outcome_labels() -> dict:
 @staff_required
 def visits():
     overdue = request.args.get("overdue") == "1"
-    plans = read_all_pages("COMMUNITY_API_URL", "/api/v1/visit-plans" + ("?overdue=true" if overdue else ""))
-    return render_template("console_visits.html", plans=plans, overdue=overdue, rhythms=RHYTHM_LABELS,
+    grids = g.scope.grids(sorted({b.grid for b in sorted_buildings()}))
+    grid = request.args.get("grid") if request.args.get("grid") in grids else None
+    query = urlencode({**({"overdue": "true"} if overdue else {}), **({"grid": grid} if grid else {})})
+    plans = read_all_pages("COMMUNITY_API_URL", "/api/v1/visit-plans" + (f"?{query}" if query else ""))
+    return render_template("console_visits.html", plans=plans, overdue=overdue, grids=grids, grid=grid,
+                           rhythms=RHYTHM_LABELS,
                            visitors=VISITOR_LABELS, outcomes=_outcome_labels(), reasons=REASON_LABELS,
                            recorded="recorded" in request.args, errors={})
 
@@ -55,7 +61,8 @@ def _record(visit_ref: str, back: str, visit_request=None):
         data = OutcomeForm().load({k: request.form.get(k, "").strip() for k in ("outcome", "note")
                                    if request.form.get(k, "").strip()})
     except ValidationError as exc:
-        return render_template("console_visits.html", plans=None, overdue=False, rhythms=RHYTHM_LABELS,
+        return render_template("console_visits.html", plans=None, overdue=False, grids=[], grid=None,
+                               rhythms=RHYTHM_LABELS,
                                visitors=VISITOR_LABELS, outcomes=_outcome_labels(), reasons=REASON_LABELS,
                                recorded=False, errors=exc.messages), 422
     ext.outbox().emit(ext.db_session(), contract.VISIT_OUTCOME, {
