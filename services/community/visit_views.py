@@ -42,6 +42,13 @@ def _annotate(plans: list[VisitPlan], today) -> list[VisitPlan]:
     return plans
 
 
+def _in_scope(stmt):
+    """Visit plans (or visits joined with their plan) of residents in the
+    acting staff member's part of the register."""
+    return (stmt.join(Resident, Resident.id == VisitPlan.resident_id)
+            .join(Household, Household.id == Resident.household_id).where(in_scope(g.acting)))
+
+
 @api.route("/visit-plans")
 class VisitPlans(MethodView):
     @staff
@@ -55,8 +62,7 @@ class VisitPlans(MethodView):
         today = local_today(utcnow())
         overdue_since = (select(func.min(Visit.due_on)).where(
             Visit.plan_id == VisitPlan.id, Visit.outcome.is_(None), Visit.due_on < today).scalar_subquery())
-        stmt = (select(VisitPlan).join(Resident, Resident.id == VisitPlan.resident_id)
-                .join(Household, Household.id == Resident.household_id).where(in_scope(g.acting))
+        stmt = (_in_scope(select(VisitPlan))
                 .order_by(overdue_since.is_(None), overdue_since, Household.grid, Household.building,
                           Household.unit, Household.room, VisitPlan.id))
         if "grid" in query:
@@ -80,8 +86,7 @@ class PlanVisits(MethodView):
     def get(self, plan_id, pagination_parameters):
         """A plan's visits, newest first."""
         plan = ext.db_session().scalar(
-            select(VisitPlan).join(Resident, Resident.id == VisitPlan.resident_id)
-            .join(Household, Household.id == Resident.household_id).where(VisitPlan.id == plan_id, in_scope(g.acting)))
+            _in_scope(select(VisitPlan)).where(VisitPlan.id == plan_id))
         if plan is None:
             abort(404, message="no such visit plan in your area")
         visits = page_of(ext.db_session(), select(Visit).where(Visit.plan_id == plan.id).order_by(Visit.id.desc()),
@@ -99,9 +104,7 @@ class OneVisit(MethodView):
         """A visit, if the resident is in the staff member's scope (the
         console checks before it records an outcome for them)."""
         visit = ext.db_session().scalar(
-            select(Visit).join(VisitPlan, VisitPlan.id == Visit.plan_id)
-            .join(Resident, Resident.id == VisitPlan.resident_id)
-            .join(Household, Household.id == Resident.household_id).where(Visit.id == visit_id, in_scope(g.acting)))
+            _in_scope(select(Visit).join(VisitPlan, VisitPlan.id == Visit.plan_id)).where(Visit.id == visit_id))
         if visit is None:
             abort(404, message="no such visit in your area")
         return visit
