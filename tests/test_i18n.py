@@ -34,7 +34,7 @@ def test_messages_and_category_names_come_in_chinese_from_the_catalogue():
                "volunteer_name": "王师傅", "tracking_url": "t", "tracking_code": "c", "due": "d", "portal_url": "p",
                "grid_name": "一网格", "open": 1, "overdue": 0, "escalated": 0, "leader_name": "李", "items": [],
                "reason": "not_taken", "login_url": "l", "minutes": 30, "rating": 5, "thanks": True, "comment": "",
-               "unit": "1", "days": 10, "why": "w"}
+               "unit": "1", "days": 10, "why": "w", "office_phone": "0571-88001234"}
     for template in messages.TEMPLATES:
         zh, en = messages.render(template, "zh-CN", context), messages.render(template, "en", context)
         assert all(han.search(part) for part in zh), template

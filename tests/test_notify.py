@@ -45,6 +45,7 @@ CONTEXTS = {
     "extended": {"category": "lift_retrofit", "tracking_code": "ABCD", "tracking_url": "http://x/track/ABCD",
                  "days": 10, "due": "12月18日", "why": "等待施工队进场"},
     "closed": {"category": "parking", "tracking_code": "ABCD", "tracking_url": "http://x/track/ABCD"},
+    "checkin": {"office_phone": "0571-88001234"},
 }
 # 22:30 and 07:01 in Hangzhou.
 LATE = datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc)

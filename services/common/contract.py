@@ -129,7 +129,9 @@ LANGUAGES = ("zh-CN", "en")
 TEMPLATES = ("offer", "offer_withdrawn", "assigned", "reminder", "completed", "escalation", "magic_link", "thanks",
              "digest", "follow_up",
              # To residents when staff extend a deadline or close a request.
-             "extended", "closed")
+             "extended", "closed",
+             # The morning text to a resident who checks in daily (报平安 by reply).
+             "checkin")
 
 
 # --- Envelope and payloads ---
@@ -992,3 +994,35 @@ class ResidentUnreachable(Schema):
 
 
 PAYLOADS[(RESIDENT_UNREACHABLE, 1)] = ResidentUnreachable
+
+
+# --- Residents' SMS replies (上行), which notify receives from the gateway ---
+#
+# Notify knows which message a number last had that asks for a reply (the
+# 回访 follow-up, the morning check-in text) and tells its owner what the
+# resident answered; the text itself never travels (it is whatever the
+# resident typed). A "TD"/退订 reply stops SMS and calls to that number at
+# notify, and intake records it on the resident's requests.
+
+RESIDENT_REPLIED = "requests.resident_replied"
+REPLY_ANSWERS = ("satisfied", "not_solved", "stop")
+
+
+class ResidentReplied(Schema):
+    request_id = fields.UUID(required=True)
+    answer = fields.String(required=True, validate=validate.OneOf(REPLY_ANSWERS))
+
+
+PAYLOADS[(RESIDENT_REPLIED, 1)] = ResidentReplied
+
+CHECKIN_REPLIED = "community.checkin_replied"
+
+
+class CheckinReplied(Schema):
+    """The resident answered the morning text: I'm fine today."""
+
+    plan_id = Id(required=True)
+    on = fields.Date(required=True)  # the day it counts for (Asia/Shanghai)
+
+
+PAYLOADS[(CHECKIN_REPLIED, 1)] = CheckinReplied

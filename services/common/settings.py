@@ -118,7 +118,9 @@ SECRETS = {"SECRET_KEY": ("LINLI_SECRET_KEY", True), "PHONE_DIGEST_KEY": ("LINLI
 # Secrets one service alone holds, checked where its configuration has them.
 OWN_SECRETS = {"REGISTER_KEY": "LINLI_REGISTER_KEY",
                # The SMS and voice gateways' keys (notify), when a gateway is configured.
-               "ALIYUN_SECRET": "LINLI_ALIYUN_ACCESS_KEY_SECRET", "TENCENT_SECRET": "LINLI_TENCENT_SECRET_KEY"}
+               "ALIYUN_SECRET": "LINLI_ALIYUN_ACCESS_KEY_SECRET", "TENCENT_SECRET": "LINLI_TENCENT_SECRET_KEY",
+               # The key in the address the gateway pushes residents' replies to.
+               "SMS_REPLY_KEY": "LINLI_SMS_REPLY_KEY"}
 # Secrets issued by someone else, with their own length: an Alibaba Cloud
 # AccessKey secret has 30 characters.
 SECRET_MINIMUMS = {"LINLI_ALIYUN_ACCESS_KEY_SECRET": 30}

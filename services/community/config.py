@@ -16,6 +16,9 @@ def load() -> dict:
     # 报平安: a resident who chose the daily check-in and has not checked in
     # by this hour (Asia/Shanghai) gets a visitor sent.
     cfg["CHECKIN_DEADLINE_HOUR"] = integer("LINLI_CHECKIN_DEADLINE_HOUR", 10, minimum=0)
+    # From this hour, those of them the register reaches by text get the
+    # morning text ("reply 1"), once a day, when notify has an SMS gateway.
+    cfg["CHECKIN_TEXT_HOUR"] = integer("LINLI_CHECKIN_TEXT_HOUR", 8, minimum=0)
     # Whom a visitor calls when a resident has no phone of their own.
     cfg["OFFICE_PHONE"] = community.load(cfg["COMMUNITY_FILE"])["community"]["office"]["phone"]
     # A register file is bounded like the volunteer roster.

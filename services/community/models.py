@@ -163,6 +163,8 @@ class VisitPlan(Base):
     checkin_daily: Mapped[bool] = mapped_column(Boolean, default=False)  # 报平安 chosen
     # The resident's check-in link is /checkin/<token>; only its digest is kept.
     checkin_token_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    # The last day (Asia/Shanghai) the morning check-in text was asked for.
+    checkin_texted_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

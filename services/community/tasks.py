@@ -33,6 +33,13 @@ def visit_outcome(self, message):
         int(data["visit_ref"].split(":", 1)[1]), data["outcome"], data["note"], data["actor"]))
 
 
+@shared_task(name=contract.CHECKIN_REPLIED, bind=True)
+def checkin_replied(self, message):
+    """报平安 by SMS reply (notify read it)."""
+    return _consume(self, message, lambda session, data, env: visits(session).check_in_by_reply(
+        data["plan_id"], data["on"]))
+
+
 @shared_task(name=contract.VISIT_PLAN, bind=True)
 def visit_plan(self, message):
     return _consume(self, message, handle_visit_plan)
@@ -49,13 +56,13 @@ def handle_visit_plan(session, data, env) -> None:
 
 @shared_task(name=contract.VISITS_DUE)
 def visits_due():
-    """One tick: visits coming due, then missed check-ins, then overdue
-    visits, each committed on its own so that one failing step does not
+    """One tick: the morning check-in texts, visits coming due, then missed
+    check-ins, then overdue visits, each committed on its own so that one failing step does not
     hold back the others."""
     db = ext.database()
     counts = {}
     try:
-        for step in ("come_due", "missed_checkins", "escalate_overdue"):
+        for step in ("morning_texts", "come_due", "missed_checkins", "escalate_overdue"):
             session = db.Session()
             counts[step] = getattr(visits(session), step)()
             session.commit()

@@ -128,16 +128,64 @@ class Visits:
     # --- the daily check-in ---
 
     def check_in(self, token: str) -> VisitPlan | None:
+        """报平安 on the resident's page (its link's token)."""
         plan = self.session.scalar(select(VisitPlan).where(
             VisitPlan.checkin_token_digest == contract.link_digest(token), VisitPlan.active.is_(True),
             VisitPlan.checkin_daily.is_(True)))
+        return self._check_in(plan, self.today)
+
+    def check_in_by_reply(self, plan_id: int, on: date) -> VisitPlan | None:
+        """报平安 by answering the morning text (notify read the reply); it
+        counts for the day of the text. A reply that comes after a visitor
+        was sent for that day still counts: the visit goes ahead."""
+        plan = self.session.get(VisitPlan, plan_id)
+        if plan is None or not (plan.active and plan.checkin_daily):
+            return None
+        return self._check_in(plan, on)
+
+    def _check_in(self, plan: VisitPlan | None, on: date) -> VisitPlan | None:
         if plan is None:
             return None
-        if self.session.scalar(select(CheckIn.id).where(CheckIn.plan_id == plan.id,
-                                                        CheckIn.on == self.today)) is None:
-            self.session.add(CheckIn(plan_id=plan.id, on=self.today, at=self.now))
+        if self.session.scalar(select(CheckIn.id).where(CheckIn.plan_id == plan.id, CheckIn.on == on)) is None:
+            self.session.add(CheckIn(plan_id=plan.id, on=on, at=self.now))
             self.session.flush()
         return plan
+
+    def morning_texts(self) -> int:
+        """From the text hour to the deadline: the morning text ("reply 1")
+        to each resident who chose the daily check-in, whom the register
+        reaches by text and who has a mobile number, once a day. Notify
+        sends it by SMS where the office has a gateway and an approved
+        template, and reads the reply (its recipient is the plan)."""
+        hour = self.now.astimezone(SHANGHAI).hour
+        if not self.cfg["CHECKIN_TEXT_HOUR"] <= hour < self.cfg["CHECKIN_DEADLINE_HOUR"]:
+            return 0
+        checked = exists().where(CheckIn.plan_id == VisitPlan.id, CheckIn.on == self.today)
+        plans = self.session.scalars(
+            select(VisitPlan).join(Resident).where(
+                VisitPlan.active.is_(True), VisitPlan.checkin_daily.is_(True), Resident.reach_by == "text",
+                Resident.closed_at.is_(None), ~checked,
+                (VisitPlan.checkin_texted_on.is_(None)) | (VisitPlan.checkin_texted_on < self.today))
+            .limit(BATCH)).all()
+        for plan in plans:
+            plan.checkin_texted_on = self.today
+            mobile = self.mobile_of(plan.resident)
+            if mobile is None:
+                continue
+            self.outbox.emit(self.session, contract.NOTIFY_SEND, {
+                "dedupe_key": f"checkin:{plan.id}:{self.today.isoformat()}", "recipient": f"checkin:{plan.id}",
+                "channels": [f"sms://{mobile}"], "language": "zh-CN", "template": "checkin",
+                "context": {"office_phone": self.cfg["OFFICE_PHONE"]}})
+        return len(plans)
+
+    @staticmethod
+    def mobile_of(resident: Resident) -> str | None:
+        """The resident's own mobile, else the household's first."""
+        for phone in (resident.phone, *(p.phone for p in resident.household.phones)):
+            digits = "".join(ch for ch in phone or "" if ch.isdigit())
+            if contract.MOBILE.match(digits):
+                return digits
+        return None
 
     def checked_in_today(self, plan: VisitPlan) -> bool:
         return self.session.scalar(select(CheckIn.id).where(CheckIn.plan_id == plan.id,

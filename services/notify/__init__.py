@@ -24,6 +24,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     register_api(app, views.api)
     app.register_blueprint(views.web)
+    app.extensions["csrf"].exempt(views.gateway_web)  # authorised by the key in its address
+    app.register_blueprint(views.gateway_web)
     register_db_commands(app, Base.metadata, VERSIONS, seed)
     return app
 

@@ -64,6 +64,9 @@ def gateway_config() -> dict:
                           region=text("LINLI_TENCENT_REGION", "ap-guangzhou"),
                           endpoint=text("LINLI_TENCENT_SMS_URL", ENDPOINTS["tencent"]),
                           param_limit=integer("LINLI_TENCENT_SMS_PARAM_LIMIT", gateways.TENCENT_PARAM_LIMIT))
+    # Residents' replies (上行) reach /sms/replies/<gateway>?key=…: off without a key.
+    if reply_key := text("LINLI_SMS_REPLY_KEY", ""):
+        cfg["SMS_REPLY_KEY"] = reply_key
     if sms and not cfg["SMS"].get("sign_name"):
         raise ConfigError("LINLI_SMS_SIGN_NAME is not set: the approved signature (签名) SMS go out with")
     return cfg

@@ -80,6 +80,8 @@ EVENT_PARAMS = {
     "follow_up": ("service", "code"),
     "extended": ("service", "days", "due"),
     "closed": ("service", "code"),
+    # The morning check-in text (报平安): fixed text, "reply 1 if all is well".
+    "checkin": (),
 }
 # The messages that matter enough for a call.
 VOICE_EVENTS = ("assigned", "follow_up")

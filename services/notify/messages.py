@@ -102,6 +102,13 @@ TEMPLATES = {
         N_("Hello,\n\nYour {{ category_name }} request (tracking code {{ tracking_code }}) needs more time: "
            "{{ days }} more working days, to be done by {{ due }}.\n{{ why }}\n\n{{ tracking_url }}\n\n— Linli"),
     ),
+    "checkin": (
+        N_("Linli: good morning — all well today?"),
+        N_("[Linli] Good morning! All well today? Reply 1 to check in. Need help? Call the community "
+           "office: {{ office_phone }}. Reply TD to stop these messages."),
+        N_("Good morning,\n\nIs all well today? Reply 1 to this message to check in, or open your "
+           "check-in page.\nIf you need help, call the community office: {{ office_phone }}.\n\n— Linli"),
+    ),
     "closed": (
         N_("Linli: your {{ category_name }} request is closed"),
         N_("[Linli] Your {{ category_name }} request is closed. Not solved? Tell us: {{ tracking_url }}"),

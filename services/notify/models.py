@@ -84,6 +84,9 @@ class Delivery(Base):
     gateway_params: Mapped[list | None] = mapped_column(JSON, nullable=True)
     # Tries on the current channel (3, or fewer when a gateway refuses for good).
     channel_tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The keyed digest of the phone an SMS or call went to: a resident's reply
+    # (上行) finds the message it answers by it (replies.py); no number is kept here.
+    phone_digest: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
 
     notification: Mapped[Notification] = relationship(back_populates="deliveries", lazy="joined")
 

@@ -13,7 +13,7 @@ from services.common import contract
 from services.common import extensions as ext
 from services.common.inbox import consume
 
-from . import delivery, gateways, messages
+from . import delivery, gateways, messages, replies
 from .models import DeadMessage, Delivery, Notification, ProcessedMessage, Recipient
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,10 @@ def handle_send(session, data, env) -> None:
         # Quiet hours hold SMS and calls as they hold every channel (urgent excepted).
         row = Delivery(notification=note, channels=outside,
                        next_attempt_at=delivery.first_attempt_at(recipient, data["urgent"], delivery.utcnow()))
-        if any(gateways.is_gateway(url) for url in outside):
+        phones = [gateways.phone_of(url) for url in outside if gateways.is_gateway(url)]
+        if phones:
             row.gateway_params = gateways.params_for(data["template"], data["language"], data["context"])
+            row.phone_digest = replies.digest(current_app.config, phones[0])
         if messages.carries_key(data["template"]):
             # The text with its link, for the channel only, until the delivery is over.
             _, row.keyed_short, row.keyed_full = messages.render(data["template"], data["language"],

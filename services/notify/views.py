@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint as WebBlueprint
-from flask import current_app, render_template
+from flask import current_app, jsonify, render_template, request
 from flask.views import MethodView
 from flask_smorest import abort
 from jinja2 import TemplateError
@@ -19,7 +19,7 @@ from services.common.auth import callers, public, require_caller, staff
 from services.common.factory import ApiBlueprint, page_of
 from services.common.i18n import N_, translate
 
-from . import channels, delivery, messages
+from . import channels, delivery, messages, replies
 from .models import Delivery, Notification, Recipient
 from .schemas import (
     DeliveryOut,
@@ -178,3 +178,31 @@ class TestMessage(MethodView):
         error = channels.send(current_app.config, data["channel"], "Linli", text)
         log.info("test message", extra={"channel": contract.mask_url(data["channel"]), "error": error})
         return {"sent": error is None, "error": error, "channel": contract.mask_url(data["channel"])}
+
+
+# The gateways' pushes: no cookie credentials, so no CSRF (the key stands in).
+gateway_web = WebBlueprint("gateway", __name__)
+
+
+@gateway_web.post("/sms/replies/<any(aliyun, tencent):gateway>")
+@public  # the gateway's push; the key in its address stands for the signature it lacks
+def sms_replies(gateway):
+    """Residents' SMS replies as the gateway pushes them (replies.py). A
+    wrong or missing key is a 404, as if replies were off; a body that is
+    not the provider's shape gets its field errors in the provider's
+    answer format, and nothing changes."""
+    provider = replies.PROVIDERS[gateway]
+    if not replies.key_ok(current_app.config, request.args.get("key")):
+        abort(404)
+    payload = request.get_json(silent=True)
+    errors = {"json": ["A JSON body is required."]} if payload is None else provider["schema"].validate(payload)
+    if errors:
+        return jsonify(provider["bad"](errors)), 422
+    body = provider["schema"].load(payload)
+    session = ext.db_session()
+    taken = [replies.receive(session, ext.outbox(), current_app.config, reply[provider["phone"]],
+                             reply[provider["text"]])
+             for reply in (body if isinstance(body, list) else [body])]
+    session.commit()
+    log.info("sms replies received", extra={"gateway": gateway, "taken_as": taken})
+    return jsonify(provider["ok"])

@@ -156,3 +156,28 @@ def retention():
     call_count = _periodic(lambda session: calls.anonymise_expired(session, days, utcnow()))
     log.info("retention run", extra={"anonymised": count, "calls_anonymised": call_count, "days": days})
     return {"anonymised": count}
+
+
+@shared_task(name=contract.RESIDENT_REPLIED, bind=True)
+def resident_replied(self, message):
+    return consume(self, message, apply_reply, db=ext.database(), processed=ProcessedMessage, dead=DeadMessage)
+
+
+# A reply to the 回访 text is the follow-up itself: "1" is 满意 (the top of
+# the office's three-level scale, 5/5), "2" is not solved (reopens, as on the
+# tracking page; 3/5, since it says nothing against the volunteer).
+REPLY_FEEDBACK = {"satisfied": {"rating": 5, "resolved": True}, "not_solved": {"rating": 3, "resolved": False}}
+
+
+def apply_reply(session, data, env) -> None:
+    """What the resident answered by SMS (notify read it; the text itself
+    never travels): the follow-up, or 退订."""
+    req = session.get(ServiceRequest, str(data["request_id"]))
+    if req is None:
+        raise Permanent("no such request")
+    if data["answer"] == "stop":
+        operations.stop_messages(req)
+        return
+    if operations.give_feedback(session, ext.outbox(), req, {**REPLY_FEEDBACK[data["answer"]], "thanks": False,
+                                                             "comment": ""}):
+        req.record(f"sms_reply_{data['answer']}", "resident")

@@ -35,6 +35,8 @@ EVENT_LABELS = {
     "close_refused": _l("Closing refused"),
     "resident_unreachable": _l("The resident could not be reached by SMS or call"),
     "messages_stopped": _l("The resident stopped messages"),
+    "sms_reply_satisfied": _l("The resident replied to the follow-up by SMS: satisfied"),
+    "sms_reply_not_solved": _l("The resident replied to the follow-up by SMS: not solved"),
 }
 REFUSALS = {"full": _l("the volunteer has no free capacity"), "inactive": _l("the volunteer is not active"),
             "closed": _l("the request is closed")}
