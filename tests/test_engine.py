@@ -61,22 +61,6 @@ def test_credentials_windows_days_off_and_the_requester():
     assert engine.rank(req(requester_digest="abc"), [me], NOW) == []
 
 
-def test_priority_goes_first_when_volunteers_are_scarce():
-    index = engine.VolunteerIndex.build([vol(1)])
-    plain, urgent, elderly = req(), req(urgent=True), req(vulnerable=True)
-    urgent_elderly = req(urgent=True, vulnerable=True)
-    assert engine.assign_batch([plain, urgent], index, NOW) == [None, 1]
-    assert engine.assign_batch([plain, elderly], index, NOW) == [None, 1]
-    assert engine.assign_batch([urgent, elderly, urgent_elderly], index, NOW) == [None, None, 1]
-    assert engine.assign_batch([elderly, urgent], index, NOW) == [1, None]  # equal: first come
-
-
-def test_the_batch_never_books_anyone_over_capacity():
-    index = engine.VolunteerIndex.build([vol(1, capacity=2), vol(2, capacity=1, place=Place("4", "1", "G1"))])
-    result = engine.assign_batch([req() for _ in range(5)], index, NOW)
-    assert result.count(1) == 2 and result.count(2) == 1 and result.count(None) == 2
-
-
 # --- properties ---
 
 SKILLS = ("haircut", "sharpening", "health_check")
@@ -129,13 +113,6 @@ def test_ranking_is_stable_under_any_input_order(request, crowd, rnd):
     shuffled = list(crowd)
     rnd.shuffle(shuffled)
     assert engine.rank(request, crowd, NOW) == engine.rank(request, shuffled, NOW)
-
-
-@settings(max_examples=100, deadline=None)
-@given(requests(), crowds, st.integers(1, 5))
-def test_the_index_gives_the_same_top_as_a_full_scan(request, crowd, limit):
-    index = engine.VolunteerIndex.build(crowd)
-    assert engine.rank_indexed(request, index, NOW, limit=limit) == engine.rank(request, crowd, NOW, limit=limit)
 
 
 @settings(max_examples=100, deadline=None)

@@ -20,6 +20,7 @@ from services.volunteers import tasks as matching_tasks
 from services.volunteers.models import (
     Assignment,
     Booking,
+    Building,
     CoinEntry,
     Escalation,
     HoursEntry,
@@ -239,6 +240,79 @@ def test_the_requests_grid_answers_first_and_the_community_when_the_grid_runs_sh
                for b in ("4", "6", "60", "61")]
     check = world.receive(submitted(category="health_check"))
     assert sorted(o.volunteer_id for o in world.offers(check.id)) == doctors[:3]
+
+
+def full_scan(d, facts, asked, want):
+    """The ranking as matching made it before it read candidates tier by
+    tier in the database: every active volunteer with the skill, busy as
+    their tasks and unanswered offers say, ranked by the engine."""
+    from services.volunteers import engine
+
+    volunteers = d.volunteers_for(facts.category)
+    pending = dict(d.session.execute(select(Offer.volunteer_id, func.count()).where(Offer.status == "open")
+                                     .group_by(Offer.volunteer_id)).all())
+    tasks = {v.id: v.active_tasks + pending.get(v.id, 0) for v in volunteers}
+    return engine.rank(facts, volunteers, d.now, d.weights, exclude=asked, limit=want, tasks=tasks)
+
+
+@pytest.mark.parametrize("size", [150, 1500])
+def test_candidates_read_tier_by_tier_rank_as_the_full_scan_did(world, size):
+    # A random roster (bench.matching's: skills, room, windows, days off all
+    # over the community), some of it holding offers already; random
+    # requests, some with a window, a requester who volunteers too,
+    # volunteers already asked.
+    import random
+
+    from bench.matching import request_messages, roster
+
+    rng = random.Random(size)
+    roster(world.session, size, rng)
+    homes = [(b.code, u) for b in world.session.scalars(select(Building)) for u in b.units]
+    messages = request_messages(120, homes, rng)
+    for message in messages[:40]:
+        world.receive(message)
+    assert world.count(Offer) > 0
+    d = world.at(NOW)
+    digests = world.session.scalars(select(Volunteer.phone_digest).limit(50)).all()
+    compared = 0
+    for message in messages[40:]:
+        _, data = contract.open_envelope(contract.REQUEST_SUBMITTED, message)
+        data["requester_digest"] = rng.choice([data["requester_digest"], *digests])
+        req = ServiceRequest(id=str(data["request_id"]), category=data["category"], building=data["building"],
+                             unit=rng.choice([data["unit"], None]), window_start=data["window_start"],
+                             window_end=data["window_end"], urgency=data["urgency"], elderly=data["elderly"],
+                             disability=data["disability"], requester_digest=data["requester_digest"])
+        req.home = world.session.get(Building, req.building)
+        facts = d.request_facts(req)
+        asked = frozenset(rng.sample(range(1, size + 1), rng.choice((0, 0, 3, 30))))
+        for want in (1, 3):
+            assert d.best_free(facts, asked, want) == full_scan(d, facts, asked, want), (data, asked, want)
+            compared += 1
+    assert compared == 160
+
+
+def test_a_named_volunteer_is_offered_first_only_with_room(world):
+    paired = register(world.app, building="40", capacity=1)
+    near = register(world.app, building="3", unit="1")
+    first = world.receive(submitted(preferred_volunteer_id=paired))
+    assert [o.volunteer_id for o in world.offers(first.id)] == [paired]
+    # The paired volunteer's one place is held by that offer: the usual ranking.
+    second = world.receive(submitted(preferred_volunteer_id=paired))
+    assert [o.volunteer_id for o in world.offers(second.id)] == [near]
+
+
+def test_a_freed_volunteer_goes_to_the_most_urgent_waiting_request(world):
+    # The sweep serves urgent requests and residents over 80 or with a
+    # disability first when volunteers are scarce, then the earliest.
+    only = register(world.app, capacity=1)
+    first = world.receive(submitted())
+    plain = world.receive(submitted(), moment=NOW + timedelta(minutes=1))
+    elderly = world.receive(submitted(elderly=True), moment=NOW + timedelta(minutes=2))
+    urgent_elderly = world.receive(submitted(urgency="urgent", elderly=True), moment=NOW + timedelta(minutes=3))
+    assert [len(world.offers(r.id)) for r in (first, plain, elderly, urgent_elderly)] == [1, 0, 0, 0]
+    world.sweep(NOW + timedelta(hours=1))  # the first offer expired: the volunteer has room again
+    assert [o.volunteer_id for o in world.offers(urgent_elderly.id)] == [only]
+    assert world.offers(plain.id) == world.offers(elderly.id) == []
 
 
 def test_no_candidate_climbs_the_escalation_chain(world):

@@ -19,7 +19,7 @@ read-then-write."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from flask import current_app
 from sqlalchemy import func, or_, select, update
@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common import clock, contract
 from services.common import extensions as ext
-from services.common.clock import utcnow
+from services.common.clock import SHANGHAI, utcnow
 
 from . import config, engine, registry, stations
 from .escalation import LEVELS, escalate
@@ -106,10 +106,10 @@ class Dispatcher:
     def offer_to(self, req: ServiceRequest, volunteer_id: int) -> Offer | None:
         """Offer to one named volunteer first (a visit's paired volunteer,
         结对) when they qualify and have room; otherwise the usual ranking."""
-        volunteers = self.volunteers_for(req.category, Volunteer.id == volunteer_id)
+        facts = self.request_facts(req)
+        volunteers, tasks = self.free_volunteers(facts, frozenset(), (Volunteer.id == volunteer_id,))
         pol = config.policy(self.cfg, req.category)
-        found = engine.rank(self.request_facts(req), volunteers, self.now, self.weights, limit=1,
-                            tasks=self.load_with_open_offers(volunteers))
+        found = engine.rank(facts, volunteers, self.now, self.weights, limit=1, tasks=tasks)
         return self.make_offer(req, found[0], pol) if found else None
 
     def deadline(self, req: ServiceRequest, start: datetime, delta: timedelta) -> datetime:
@@ -142,30 +142,41 @@ class Dispatcher:
             credential_required=contract.CATEGORY_BY_CODE[req.category].credential,
         )
 
+    FACT_COLUMNS = (Volunteer.id, Volunteer.capacity, Volunteer.active_tasks, Volunteer.building, Volunteer.unit,
+                    Building.grid, Volunteer.last_task_at, Volunteer.offers_count, Volunteer.accepts_count,
+                    Volunteer.rating_sum, Volunteer.rating_count, Volunteer.phone_digest, VolunteerSkill.verified)
+
     def volunteers_for(self, category: str, where=None) -> list[engine.VolunteerFacts]:
-        """Only volunteers with the skill (and meeting `where`, if given)
-        are loaded (the skill index does the first filter, the engine the
-        rest), as plain rows: this runs for every request, and ORM objects
-        with their collections cost far more (bench/stages.py measures it)."""
+        """Every active volunteer with the skill (and meeting `where`, if
+        given), busy or not, as plain rows with their windows and days off:
+        for a named volunteer, and to tell "nobody could" from "everybody
+        is busy" when nobody is free."""
         stmt = (
-            select(Volunteer.id, Volunteer.capacity, Volunteer.active_tasks, Volunteer.building, Volunteer.unit,
-                   Building.grid, Volunteer.last_task_at, Volunteer.offers_count, Volunteer.accepts_count,
-                   Volunteer.rating_sum, Volunteer.rating_count, Volunteer.phone_digest, VolunteerSkill.verified)
+            select(*self.FACT_COLUMNS)
             .join(VolunteerSkill, VolunteerSkill.volunteer_id == Volunteer.id)
             .join(Building, Building.code == Volunteer.building)
             .where(VolunteerSkill.category == category, Volunteer.active.is_(True))
         )
-        rows = self.session.execute(stmt if where is None else stmt.where(where)).all()
+        return self._facts(category, self.session.execute(stmt if where is None else stmt.where(where)).all())
+
+    def _facts(self, category: str, rows, span: tuple[date, date] | None = None,
+               calendar: bool = True) -> list[engine.VolunteerFacts]:
+        """Rows of FACT_COLUMNS as the engine's VolunteerFacts, with their
+        weekly windows and days off (`calendar`; of the days off only those
+        from span[0] to span[1], the only days the engine looks at, when a
+        span is given)."""
         ids = [r.id for r in rows]
         windows: dict[int, list[engine.Window]] = {}
         days_off: dict[int, set] = {}
-        if ids:
+        if ids and calendar:
             for vid, weekday, start, end in self.session.execute(
                     select(AvailabilityWindow.volunteer_id, AvailabilityWindow.weekday, AvailabilityWindow.start_time,
                            AvailabilityWindow.end_time).where(AvailabilityWindow.volunteer_id.in_(ids))):
                 windows.setdefault(vid, []).append(engine.Window(weekday, start, end))
-            for vid, day in self.session.execute(
-                    select(DayOff.volunteer_id, DayOff.day).where(DayOff.volunteer_id.in_(ids))):
+            off = select(DayOff.volunteer_id, DayOff.day).where(DayOff.volunteer_id.in_(ids))
+            if span is not None:
+                off = off.where(DayOff.day.between(*span))
+            for vid, day in self.session.execute(off):
                 days_off.setdefault(vid, set()).add(day)
         skill = frozenset({category})
         return [engine.VolunteerFacts(
@@ -176,6 +187,72 @@ class Dispatcher:
             rating=r.rating_sum / r.rating_count if r.rating_count else None, phone_digest=r.phone_digest,
         ) for r in rows]
 
+    def tiers(self, place: engine.Place) -> list[tuple]:
+        """Where to look, nearest first (the engine's nearness): the
+        request's stairwell, the rest of its building, the rest of its
+        grid, the rest of the community. Each is a list of conditions."""
+        rest_of_building = [Volunteer.building == place.building]
+        tiers = []
+        if place.unit:
+            tiers.append((Volunteer.building == place.building, Volunteer.unit == place.unit))
+            rest_of_building.append(or_(Volunteer.unit.is_(None), Volunteer.unit != place.unit))
+        return tiers + [tuple(rest_of_building), (Building.grid == place.grid, Volunteer.building != place.building),
+                        (Building.grid != place.grid,)]
+
+    def free_volunteers(self, facts: engine.RequestFacts, asked: frozenset[int], where=()) \
+            -> tuple[list[engine.VolunteerFacts], dict[int, int]]:
+        """Volunteers the database can already tell might take the request
+        now — the skill (verified where it needs a credential), active, not
+        the requester, not asked yet, and room for one more counting their
+        unanswered offers (an unanswered offer holds a place) — meeting
+        `where`; and how busy each is. The engine checks the rest
+        (availability) and ranks them."""
+        pending = (select(func.count()).where(Offer.volunteer_id == Volunteer.id, Offer.status == "open")
+                   .scalar_subquery())
+        busy = Volunteer.active_tasks + pending
+        stmt = (
+            select(*self.FACT_COLUMNS, busy.label("busy"))
+            .join(VolunteerSkill, VolunteerSkill.volunteer_id == Volunteer.id)
+            .join(Building, Building.code == Volunteer.building)
+            .where(VolunteerSkill.category == facts.category, Volunteer.active.is_(True), busy < Volunteer.capacity,
+                   *where)
+        )
+        if facts.credential_required:
+            stmt = stmt.where(VolunteerSkill.verified.is_(True))
+        if facts.requester_digest:
+            stmt = stmt.where(or_(Volunteer.phone_digest.is_(None), Volunteer.phone_digest != facts.requester_digest))
+        if asked:
+            stmt = stmt.where(Volunteer.id.not_in(asked))
+        rows = self.session.execute(stmt).all()
+        span = None
+        if facts.window_start is not None or facts.window_end is not None:
+            start = (facts.window_start or facts.window_end - timedelta(hours=1)).astimezone(SHANGHAI)
+            end = (facts.window_end or start + timedelta(hours=1)).astimezone(SHANGHAI)
+            span = (start.date(), end.date())
+        # Without a requested window the engine reads neither windows nor days off.
+        return self._facts(facts.category, rows, span, calendar=span is not None), {r.id: r.busy for r in rows}
+
+    def best_free(self, facts: engine.RequestFacts, asked: frozenset[int], want: int) -> list[engine.Candidate]:
+        """The best `want` volunteers not yet asked who can take the request
+        now. When nearness decides (anyone nearer outranks everyone
+        farther), tier by tier, nearest first, stopping at the first tier
+        by which `want` are found: a request reads its stairwell's
+        volunteers, not the community's (matching was the costliest step of
+        a request, and reading every volunteer with the skill most of it)."""
+        found: list[engine.VolunteerFacts] = []
+        tasks: dict[int, int] = {}
+        candidates: list[engine.Candidate] = []
+        for where in self.tiers(facts.place) if self.weights.nearness_decides else [()]:
+            more, busy = self.free_volunteers(facts, asked, where)
+            if not more:
+                continue
+            found += more
+            tasks |= busy
+            candidates = engine.rank(facts, found, self.now, self.weights, exclude=asked, limit=want, tasks=tasks)
+            if len(candidates) == want:
+                break
+        return candidates
+
     def dispatch(self, req: ServiceRequest) -> list[Offer]:
         """Offer to the best candidates not yet asked (one, or the top K for
         broadcast). Nobody qualified: escalate. Qualified but all busy: wait
@@ -184,25 +261,9 @@ class Dispatcher:
         facts = self.request_facts(req)
         asked = frozenset(o.volunteer_id for o in req.offers)
         want = pol["broadcast_k"] if pol["policy"] == "broadcast" else 1
-        if self.weights.nearness_decides:
-            # Anyone in the request's grid outranks everyone outside it, so
-            # when the grid has enough candidates the answer is theirs: load
-            # a sixth of the community instead of all of it (matching was
-            # the costliest step of a request, and this load half of it).
-            volunteers = self.volunteers_for(req.category, Building.grid == facts.place.grid)
-            tasks = self.load_with_open_offers(volunteers)
-            candidates = engine.rank(facts, volunteers, self.now, self.weights, exclude=asked, limit=want,
-                                     tasks=tasks)
-            if len(candidates) == want:
-                return [self.make_offer(req, c, pol) for c in candidates]
-            rest = self.volunteers_for(req.category, Building.grid != facts.place.grid)
-            volunteers, tasks = volunteers + rest, tasks | self.load_with_open_offers(rest)
-        else:
-            volunteers = self.volunteers_for(req.category)
-            tasks = self.load_with_open_offers(volunteers)
-        candidates = engine.rank(facts, volunteers, self.now, self.weights, exclude=asked, limit=want, tasks=tasks)
+        candidates = self.best_free(facts, asked, want)
         if not candidates:
-            qualified = [v for v in volunteers if engine.qualified(facts, v)]
+            qualified = [v for v in self.volunteers_for(req.category) if engine.qualified(facts, v)]
             if not qualified:
                 escalate(self, req, "no_candidate")
             elif all(v.id in asked for v in qualified):
@@ -211,17 +272,6 @@ class Dispatcher:
                 req.status = "matching"  # the sweep offers it when someone has room
             return []
         return [self.make_offer(req, c, pol) for c in candidates]
-
-    def load_with_open_offers(self, volunteers: list[engine.VolunteerFacts]) -> dict[int, int]:
-        """An unanswered offer holds a place: nobody is offered more than
-        they could accept, so when volunteers are scarce the sweep's
-        priority order decides who gets them."""
-        pending = dict(self.session.execute(
-            select(Offer.volunteer_id, func.count())
-            .where(Offer.status == "open", Offer.volunteer_id.in_([v.id for v in volunteers]))
-            .group_by(Offer.volunteer_id)
-        ).all()) if volunteers else {}
-        return {v.id: v.active_tasks + pending.get(v.id, 0) for v in volunteers}
 
     def make_offer(self, req: ServiceRequest, cand: engine.Candidate, pol: dict) -> Offer:
         # Two columns and a counter, not the whole volunteer: loading one

@@ -12,16 +12,16 @@ with the reasons for its score.
   rate), rating; weights in configuration.
 - Ties are broken by volunteer id: the same input gives the same ranking.
 
-A VolunteerIndex buckets volunteers by skill, grid, building and stairwell,
-so that a request looks only at volunteers with the skill, nearest first,
-and stops early once nearness alone decides the top `limit`.
+Which volunteers it is given is the caller's choice: matching's dispatch
+reads only those the database can tell might take the request, nearest
+first (dispatch.Dispatcher.best_free).
 """
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from services.common.clock import SHANGHAI
 
@@ -185,107 +185,10 @@ def _best(req, scored: list[tuple[float, int, VolunteerFacts, int]], now, weight
 def rank(req: RequestFacts, volunteers: Iterable[VolunteerFacts], now: datetime, weights: Weights = Weights(),
          exclude: frozenset[int] = frozenset(), limit: int | None = None,
          tasks: dict[int, int] | None = None) -> list[Candidate]:
-    """Rank every eligible volunteer (the reference: scans them all)."""
+    """Rank every eligible volunteer given, best first (the best `limit`)."""
     scored = []
     for v in volunteers:
         busy = tasks.get(v.id, v.active_tasks) if tasks else v.active_tasks
         if v.id not in exclude and eligible(req, v, busy):
             scored.append((_parts(req, v, now, weights, busy)[0], v.id, v, busy))
     return _best(req, scored, now, weights, limit)
-
-
-def static_part(vol: VolunteerFacts, weights: Weights) -> float:
-    """The part of the score that does not change from request to request."""
-    reliability = (vol.accepts + 1) / (vol.offers + 2)
-    rating = ((vol.rating if vol.rating is not None else 4.0) - 1.0) / 4.0
-    return weights.reliability * reliability + weights.rating * rating
-
-
-@dataclass
-class VolunteerIndex:
-    """Volunteers bucketed by skill → grid → building → stairwell, and per
-    skill in order of the static part of their score (for the far tier)."""
-
-    weights: Weights = field(default_factory=Weights)
-    volunteers: dict[int, VolunteerFacts] = field(default_factory=dict)
-    buckets: dict[str, dict[str, dict[str, dict[str | None, list[VolunteerFacts]]]]] = field(default_factory=dict)
-    by_static: dict[str, list[tuple[float, VolunteerFacts]]] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, volunteers: Iterable[VolunteerFacts], weights: Weights = Weights()) -> VolunteerIndex:
-        index = cls(weights=weights)
-        for v in sorted(volunteers, key=lambda v: v.id):
-            if not v.active:
-                continue
-            index.volunteers[v.id] = v
-            for skill in v.skills:
-                (index.buckets.setdefault(skill, {}).setdefault(v.place.grid, {})
-                 .setdefault(v.place.building, {}).setdefault(v.place.unit, []).append(v))
-                index.by_static.setdefault(skill, []).append((static_part(v, weights), v))
-        for ranked in index.by_static.values():
-            ranked.sort(key=lambda pair: (-pair[0], pair[1].id))
-        return index
-
-    def tiers(self, skill: str, place: Place) -> Iterator[Iterable[VolunteerFacts]]:
-        """Volunteers with the skill, nearest tier first (lazily: a tier
-        that is never reached costs nothing)."""
-        grids = self.buckets.get(skill, {})
-        buildings = grids.get(place.grid, {})
-        units = buildings.get(place.building, {})
-        yield units.get(place.unit, []) if place.unit else []
-        yield (v for unit, vols in units.items() if not (place.unit and unit == place.unit) for v in vols)
-        yield (v for b, us in buildings.items() if b != place.building for vols in us.values() for v in vols)
-        yield (v for g, bs in grids.items() if g != place.grid for us in bs.values() for vols in us.values()
-               for v in vols)
-
-
-def rank_indexed(req: RequestFacts, index: VolunteerIndex, now: datetime, weights: Weights = Weights(),
-                 exclude: frozenset[int] = frozenset(), limit: int | None = None,
-                 tasks: dict[int, int] | None = None) -> list[Candidate]:
-    """Same answer as rank() over the index's volunteers, without looking at
-    farther tiers once nearness alone decides the top `limit`."""
-    def consider(v):
-        busy = tasks.get(v.id, v.active_tasks) if tasks is not None else v.active_tasks
-        if v.id not in exclude and eligible(req, v, busy):
-            scored.append((_parts(req, v, now, weights, busy)[0], v.id, v, busy))
-
-    scored: list = []
-    bounded = limit is not None and weights.nearness_decides and weights == index.weights
-    tiers = list(index.tiers(req.category, req.place))
-    for tier in tiers[:3]:
-        for v in tier:
-            consider(v)
-        if bounded and len(scored) >= limit:
-            return _best(req, scored, now, weights, limit)
-    if not bounded:
-        for v in tiers[3]:
-            consider(v)
-        return _best(req, scored, now, weights, limit)
-    # The rest of the community, best static part first: stop once even a
-    # free, long-idle volunteer further down could not enter the top `limit`.
-    headroom = weights.load + weights.fairness
-    for static, v in index.by_static.get(req.category, ()):
-        if v.place.grid == req.place.grid:
-            continue
-        if len(scored) >= limit:
-            kth = heapq.nsmallest(limit, scored, key=_order)[-1][0]
-            if static + headroom < kth:
-                break
-        consider(v)
-    return _best(req, scored, now, weights, limit)
-
-
-def assign_batch(requests: list[RequestFacts], index: VolunteerIndex, now: datetime,
-                 weights: Weights = Weights()) -> list[int | None]:
-    """Greedy batch dispatch when volunteers are scarce: urgent requests and
-    vulnerable residents first (then in the order given), each to the best
-    volunteer who still has room. Returns a volunteer id (or None) per request."""
-    tasks = {vid: v.active_tasks for vid, v in index.volunteers.items()}
-    result: list[int | None] = [None] * len(requests)
-    for i in sorted(range(len(requests)), key=lambda i: -requests[i].priority):
-        best = rank_indexed(requests[i], index, now, weights, limit=1, tasks=tasks)
-        if best:
-            vid = best[0].volunteer_id
-            tasks[vid] += 1
-            result[i] = vid
-    return result

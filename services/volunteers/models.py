@@ -75,12 +75,14 @@ class Volunteer(Base):
     __table_args__ = (
         # The database itself refuses over-booking, whatever the code does.
         CheckConstraint("active_tasks >= 0 AND active_tasks <= capacity", name="within_capacity"),
+        # Matching reads a request's stairwell first, then its building (dispatch.Dispatcher.best_free).
+        Index("ix_volunteer_building_unit", "building", "unit"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str] = mapped_column(String(64))  # what residents see
     phone: Mapped[str] = mapped_column(String(20), unique=True)  # how a volunteer signs in
-    building: Mapped[str] = mapped_column(ForeignKey("building.code"), index=True)
+    building: Mapped[str] = mapped_column(ForeignKey("building.code"))
     unit: Mapped[str | None] = mapped_column(String(8), nullable=True)
     capacity: Mapped[int] = mapped_column(Integer, default=1)
     active_tasks: Mapped[int] = mapped_column(Integer, default=0)
