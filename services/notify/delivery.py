@@ -95,9 +95,11 @@ def attempt(db, outbox, config, delivery_id: int) -> str | None:
             # (a dead one, retried by hand, goes out without it).
             delivery.keyed_short = delivery.keyed_full = None
         session.commit()
-        log.info("delivery attempt", extra={"delivery_id": delivery.id, "status": delivery.status,
-                                            "attempts": delivery.attempts, "channel_index": delivery.channel_index,
-                                            "error": error})
+        # A delivery sent is recorded in its row (sent_at); the line is for
+        # debugging. One that failed or died stays in the log.
+        log.log(logging.DEBUG if delivery.status == "sent" else logging.INFO, "delivery attempt",
+                extra={"delivery_id": delivery.id, "status": delivery.status, "attempts": delivery.attempts,
+                       "channel_index": delivery.channel_index, "error": error})
         return delivery.status
     finally:
         session.close()
