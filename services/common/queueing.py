@@ -20,8 +20,10 @@ Why each setting:
 """
 from __future__ import annotations
 
+import logging
+
 import redis
-from celery import Celery, Task
+from celery import Celery, Task, signals
 from kombu import Queue
 
 from . import contract
@@ -87,6 +89,17 @@ def celery_settings(config, queue: str | None) -> dict:
         "enable_utc": True,
         "timezone": "UTC",
     }
+
+
+@signals.after_setup_logger.connect
+def quiet_task_received(loglevel=None, **kwargs) -> None:
+    """One INFO line a task, not two: Celery's "Task … succeeded/failed/retry"
+    line (task id, name, outcome and run time) stays; its "Task … received"
+    line, the same id and name again, shows only when the worker logs at
+    DEBUG. Set on the logger itself, Celery then skips building the line
+    (its strategy reads the level once), a JSON line a task less (py-spy)."""
+    strategy = logging.getLogger("celery.worker.strategy")
+    strategy.setLevel(logging.NOTSET if (loglevel or logging.INFO) <= logging.DEBUG else logging.WARNING)
 
 
 def celery_init_app(app, queue: str) -> Celery:

@@ -43,16 +43,18 @@ def _claim(session, delivery_id: int, now: datetime, lease: timedelta) -> bool:
     ).rowcount)
 
 
-def attempt(db, outbox, config, delivery_id: int) -> str | None:
+def attempt(db, outbox, config, delivery_id: int, claimed: bool = False) -> str | None:
     """Try a due delivery once; returns its new status (None if not due).
-    `config` is notify's configuration (the channels' settings, the lease)."""
+    `config` is notify's configuration (the channels' settings, the lease).
+    `claimed`: the caller committed the claim already (tasks.handle_send)."""
     now = utcnow()
     session = db.Session.session_factory()  # the outbox's after-commit publish applies
     try:
-        if not _claim(session, delivery_id, now, timedelta(seconds=config["DELIVERY_LEASE_SECONDS"])):
-            session.rollback()
-            return None
-        session.commit()
+        if not claimed:
+            if not _claim(session, delivery_id, now, timedelta(seconds=config["DELIVERY_LEASE_SECONDS"])):
+                session.rollback()
+                return None
+            session.commit()
         delivery = session.get(Delivery, delivery_id)
         note = delivery.notification
         url = delivery.channels[delivery.channel_index]
@@ -95,9 +97,11 @@ def attempt(db, outbox, config, delivery_id: int) -> str | None:
             # (a dead one, retried by hand, goes out without it).
             delivery.keyed_short = delivery.keyed_full = None
         session.commit()
-        log.info("delivery attempt", extra={"delivery_id": delivery.id, "status": delivery.status,
-                                            "attempts": delivery.attempts, "channel_index": delivery.channel_index,
-                                            "error": error})
+        # A delivery sent is recorded in its row (sent_at); the line is for
+        # debugging. One that failed or died stays in the log.
+        log.log(logging.DEBUG if delivery.status == "sent" else logging.INFO, "delivery attempt",
+                extra={"delivery_id": delivery.id, "status": delivery.status, "attempts": delivery.attempts,
+                       "channel_index": delivery.channel_index, "error": error})
         return delivery.status
     finally:
         session.close()
