@@ -519,29 +519,32 @@ def capacity(system: System, hook: WebhookReceiver, estimate: float | None, hold
             if rate in (good, bad):
                 break
         elif good is not None:
-            rate = round_rate(good * 1.25)
+            rate = max(good + 5, round_rate(good * 1.25))
+        elif bad <= 1:
+            break
         else:
-            rate = round_rate(bad * 0.8)
-            if rate == bad:
-                break
+            rate = min(bad - 1, round_rate(bad * 0.8))
     at = next((s for s in steps if s["held"] and s["rate"] == good), None)
     return {"capacity_rps": good, "lowest_not_held_rps": bad, "hold_seconds": hold, "steps": steps,
             "e2e_at_capacity": {k: at[k] for k in ("rate", "p50_ms", "p99_ms", "submit_p99_ms")} if at else None}
 
 
-@contextlib.contextmanager
-def workers_stopped(system: System):
-    """Stop the Celery workers and beat (SIGSTOP) for a while: the web tier
-    alone on the cores, as in the first minutes of a burst, while Redis holds
-    the events."""
+def stop_workers(system: System) -> list[str]:
+    """Stop the Celery workers and beat for good (SIGTERM: each finishes its
+    task and lets go of its database), leaving the web tier alone on the
+    cores, as in the first minutes of a burst while Redis holds the events.
+    (SIGSTOP, as before, froze a worker inside a SQLite write and intake with
+    it.) The last measurement of a run."""
     names = [n for n in system.procs if n.endswith("-worker") or n == "beat"]
     for name in names:
-        os.killpg(system.procs[name].pid, signal.SIGSTOP)
-    try:
-        yield names
-    finally:
-        for name in names:
-            os.killpg(system.procs[name].pid, signal.SIGCONT)
+        os.killpg(system.procs[name].pid, signal.SIGTERM)
+    for name in names:
+        try:
+            system.procs[name].wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(system.procs[name].pid, signal.SIGKILL)
+            system.procs[name].wait()
+    return names
 
 
 def cpu_per_request(system: System, hook: WebhookReceiver, n: int, idle: float) -> dict:
@@ -574,21 +577,23 @@ def system_run(backend: str, quick: bool) -> dict:
     with WebhookReceiver() as hook:
         system = start_system(Path(tempfile.mkdtemp(prefix="linli-bench-")), backend, hook)
         try:
+            # Warm up (the first requests import and connect), then a quiet moment.
+            submit_run(system, hook, 10, 3)
             out["idle_busy_cores"] = idle_busy(3 if quick else 5)
             out["e2e_10rps"] = {k: v for k, v in submit_run(system, hook, 10, 10 if quick else 30).items()
                                 if k not in ("latencies", "depth_by_second")}
             out["cpu"] = cpu_per_request(system, hook, n=100 if quick else 400, idle=out["idle_busy_cores"])
             print(f"  e2e at 10/s p50 {out['e2e_10rps']['p50_ms']} ms; CPU {out['cpu']['ms']} ms/request", flush=True)
             out["capacity"] = capacity(system, hook, out["cpu"]["capacity_estimate_rps"], hold=15 if quick else 60,
-                                       max_steps=2 if quick else 5, budget_s=120 if quick else 480)
+                                       max_steps=2 if quick else 5, budget_s=120 if quick else 400)
             complaints = post_json(f"{system.urls['requests']}/api/v1/requests", category="complaint")
             out["intake_open_loop"] = [open_loop(complaints, rate, 5 if quick else 10) for rate in (50, 100)]
             out["peak_rss_mib"] = peak_rss(system.procs)
             seconds = 5 if quick else 15
             intake_url = f"{system.urls['requests']}/api/v1/requests"
             out["intake_wrk"] = wrk_saturation(intake_url, seconds)
-            with workers_stopped(system) as names:
-                out["intake_alone_wrk"] = wrk(intake_url, seconds) | {"stopped": names}
+            names = stop_workers(system)
+            out["intake_alone_wrk"] = wrk_saturation(intake_url, seconds) | {"stopped": names}
         finally:
             system.stop()
     return out
@@ -599,7 +604,10 @@ def match_path(backend: str, quick: bool) -> dict:
     if fn is None:
         return {"skipped": "bench.matching.match_path does not exist yet (the product path's matching "
                            "benchmark, issue #19); match_path_p50_ms is not measured"}
-    return fn(backend, sizes=(1000,) if quick else (1000, 10000, 50000))
+    try:
+        return fn(backend, sizes=(1000,) if quick else (1000, 10000, 50000))
+    except Exception as exc:  # the rest of the run's figures are kept
+        return {"skipped": f"bench.matching.match_path failed: {exc!r}"}
 
 
 # --- the report ---
@@ -646,7 +654,8 @@ def goal_figures(r: dict) -> dict:
 
 def markdown(r: dict) -> str:
     lines = [f"# Linli benchmark ({r['backend']}{', quick' if r['quick'] else ''})", "",
-             f"Machine: {r['machine']}; load generators on the same machine. Took {r['took_s']} s. "
+             f"Machine: {r['machine']}; load generators on the same machine. Took {r['took_s']} s ("
+             + ", ".join(f"{k} {v} s" for k, v in r["phases_s"].items()) + "). "
              f"Busy cores before the run with nothing sent: {r['system']['idle_busy_cores']} "
              "(other work on the machine counts in the CPU figures).", "",
              "## Goals (issue #19)", "", "| key | meaning | goal | figure |", "|---|---|---|---|"]
@@ -729,12 +738,16 @@ def main() -> None:
     report: dict = {"backend": args.backend, "quick": args.quick,
                     "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
                     "load_generator": "same machine: wrk at saturation, an open-loop Python generator at fixed rates"}
+    phases = report["phases_s"] = {}
     print("baselines: echo (wrk), 3-hop chain at 10/s, CPU floor at 20/s", flush=True)
     report["baselines"] = baselines(env, args.quick)
+    phases["baselines"] = round(time.time() - began)
     print(f"system ({args.backend})", flush=True)
     report["system"] = system_run(args.backend, args.quick)
+    phases["system"] = round(time.time() - began) - sum(phases.values())
     print("matching", flush=True)
     report["match_path"] = match_path(args.backend, args.quick)
+    phases["match_path"] = round(time.time() - began) - sum(phases.values())
     try:
         engine = matching.measure()
         report["matching"] = engine["communities"]
@@ -755,6 +768,7 @@ def main() -> None:
     report["capacity_rps"] = s["capacity"]["capacity_rps"]
     if "skipped" not in report["match_path"]:
         report["match_path_p50_ms"] = {str(k): v["p50_ms"] for k, v in report["match_path"].items()}
+    phases["matching_engine"] = round(time.time() - began) - sum(phases.values())
     report["goals"] = goal_figures(report)
     report["took_s"] = round(time.time() - began)
 
