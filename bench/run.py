@@ -633,6 +633,8 @@ CHANGED = [
      "the Python generator, which capped the echo"),
     ("intake_alone_ratio", "now both with wrk; beat and every worker (community too) are stopped"),
     ("baselines.echo_rps", "now wrk's figure for the echo (the Python generator's was its own limit)"),
+    ("baselines.chain", "the bare chain at 10/s (was 100/s), its workers started with the Procfile's worker flags"),
+    ("intake.saturation_rps, intake.alone_rps", "now system.intake_wrk and system.intake_alone_wrk (wrk's figures)"),
     ("cpu", "was each Linli process's CPU plus the rest of the machine only when positive; now the machine's busy "
      "time (steal excluded) minus the load generator, per request sent; the processes' breakdown counts reaped "
      "children too"),
@@ -643,6 +645,8 @@ CHANGED = [
     ("sustained, scale_out", "removed: 60 s at 100/s and 1 vs 2 workers at 100/s measured a growing queue; the "
      "capacity search's steps (capacity.steps) hold rates for 60 s with the queue depth sampled"),
     ("intake.open_loop", "intake latency at 50 and 100/s (no longer 200/s), now intake_open_loop"),
+    ("(the roster)", f"{ROSTER:,} volunteers, not 600: the capacity search needs room for every offer (a volunteer "
+     "takes 10 at most, and nobody answers); every figure of the system is with this roster"),
     ("rank_10k_p50_ms, batch_1000x5000_ms", "unchanged, but they time engine.VolunteerIndex/rank_indexed, which "
      "the product does not call; match_path_p50_ms is the product path"),
 ]
@@ -737,7 +741,8 @@ def main() -> None:
            "LINLI_DATA_DIR": tempfile.mkdtemp(prefix="linli-bench-echo-"), "LINLI_WEB_WORKERS": WEB_WORKERS}
     report: dict = {"backend": args.backend, "quick": args.quick,
                     "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-                    "load_generator": "same machine: wrk at saturation, an open-loop Python generator at fixed rates"}
+                    "load_generator": "same machine: wrk at saturation, an open-loop Python generator at fixed rates",
+                    "roster_volunteers": ROSTER}
     phases = report["phases_s"] = {}
     print("baselines: echo (wrk), 3-hop chain at 10/s, CPU floor at 20/s", flush=True)
     report["baselines"] = baselines(env, args.quick)
@@ -766,6 +771,7 @@ def main() -> None:
     report["cpu_floor_ms"] = b["cpu_floor"]["ms"]
     report["cpu_ratio"] = ratio(s["cpu"]["ms"], b["cpu_floor"]["ms"])
     report["capacity_rps"] = s["capacity"]["capacity_rps"]
+    report["peak_rss_mib"] = s["peak_rss_mib"]  # unchanged meaning
     if "skipped" not in report["match_path"]:
         report["match_path_p50_ms"] = {str(k): v["p50_ms"] for k, v in report["match_path"].items()}
     phases["matching_engine"] = round(time.time() - began) - sum(phases.values())
