@@ -409,6 +409,20 @@ def drained(timeout: float = 300) -> float:
     return round(time.time() - start, 1)
 
 
+def settled(hook: WebhookReceiver, timeout: float = 300) -> float:
+    """Wait until the queues are empty and no webhook has come for 3 s: an
+    overloaded step's backlog is not only in Redis (tasks taken but not done,
+    offers still being sent), and the next step must not start on it."""
+    start = time.time()
+    drained(timeout)
+    seen, quiet_since = len(hook.received), time.time()
+    while time.time() - start < timeout and time.time() - quiet_since < 3:
+        time.sleep(0.5)
+        if len(hook.received) != seen or queue_depth():
+            seen, quiet_since = len(hook.received), time.time()
+    return round(time.time() - start, 1)
+
+
 def first_offers(hook: WebhookReceiver, window_start: float, window_end: float) -> dict:
     """planned send time → when its first offer reached a volunteer's webhook."""
     found = {}
@@ -425,7 +439,7 @@ def submit_run(system: System, hook: WebhookReceiver, rate: float, duration: flo
     its planned send time to its first offer at the webhook; the queues'
     depth each second; with `cpu`, the machine's CPU from the first submit
     until the last first offer is in and the queues are empty."""
-    waited = drained()
+    waited = settled(hook)
     hook.received.clear()
     stop, depths = threading.Event(), []
 
