@@ -6,7 +6,7 @@ export LINLI_DATA_DIR ?= $(CURDIR)/var/data
 # The Procfile's commands (gunicorn, celery, flask) come from the venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run seed remove-demo lint test-prereqs test test-unit bench bench-stages bench-matching chaos openapi translations translations-update clean
+.PHONY: install run seed remove-demo lint test-prereqs test test-unit bench-prereqs bench bench-stages bench-matching chaos openapi translations translations-update clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -63,9 +63,15 @@ test: install lint test-prereqs
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
-# The whole path against its baselines (both databases); prints a summary and
-# writes bench/results/latest.json, a Markdown report and a plot. Asserts nothing.
-bench: install
+# Debian's wrk, the load generator at saturation (deploy/bench-prereqs.sh).
+bench-prereqs:
+	sh deploy/bench-prereqs.sh
+
+# The whole path against its baselines (both databases, under 30 minutes in
+# all); prints a summary and writes bench/results/latest.json, a Markdown
+# report and a plot. Asserts nothing. bench/run.py says what each figure
+# measures; `python -m bench.run --backend sqlite --quick` tries the harness.
+bench: install bench-prereqs
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench.run --backend sqlite
 	$(BIN)/python -m bench.run --backend postgresql

@@ -1,8 +1,11 @@
 """The event path's floor: three no-op Celery hops on the same Redis, with
 the same settings as Linli's workers (acks_late, prefetch 1, JSON), one
 worker per hop's queue. The last hop records when the chain arrived.
+bench/run.py starts each worker with the Procfile's own worker command
+(its flags: pool, concurrency, log level), only the app, queue and name
+changed:
 
-    celery -A bench.chain:app worker -Q hop1|hop2|hop3 --concurrency 2
+    celery -A bench.chain:app worker -Q hop1|hop2|hop3 -n hop1@%h <the Procfile's flags>
 """
 import os
 import time

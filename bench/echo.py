@@ -3,6 +3,9 @@ settings as the services (make bench compares intake against it)."""
 from flask import Flask, jsonify, request
 
 app = Flask(__name__)
+# deploy/gunicorn.conf.py checks each app for demo data before it serves
+# (services.common.factory.check_before_serving); the echo has none.
+app.config["DEMO"] = False
 
 
 @app.post("/echo")
