@@ -220,13 +220,19 @@ class AliyunReceiver(_GatewayReceiver):
 
 
 class TencentReceiver(_GatewayReceiver):
-    """Tencent Cloud SMS (SendSms, 2021-01-11): JSON POST signed with
-    TC3-HMAC-SHA256 (canonical request → string to sign → key derived from
-    "TC3" + secret, date, service, "tc3_request"); a wrong signature gets
-    `AuthFailure.SignatureFailure`; per-number `SendStatusSet[].Code`
-    "Ok" or the error (`code`), or a request-level `error`."""
+    """Tencent Cloud SMS (sms SendSms, 2021-01-11) and voice notification
+    (vms SendTtsVoice, 2020-09-02): JSON POST signed with TC3-HMAC-SHA256
+    (canonical request → string to sign → key derived from "TC3" + secret,
+    date, service, "tc3_request"), the credential scope naming the action's
+    service; a wrong signature gets `AuthFailure.SignatureFailure`. SMS
+    answers per number (`SendStatusSet[].Code` "Ok" or the error, `code`),
+    voice with a `SendStatus.CallId`; either can answer a request-level
+    `error`."""
 
     OK = "Ok"
+    # Action → (service in the credential scope, API version, required fields).
+    ACTIONS = {"SendSms": ("sms", "2021-01-11", ("PhoneNumberSet", "SmsSdkAppId", "SignName", "TemplateId")),
+               "SendTtsVoice": ("vms", "2020-09-02", ("CalledNumber", "VoiceSdkAppid", "TemplateId"))}
 
     def __init__(self, key_id: str, secret: str):
         super().__init__(key_id, secret)
@@ -262,7 +268,8 @@ class TencentReceiver(_GatewayReceiver):
             return error("AuthFailure.SecretIdNotFound", "The SecretId is not found.")
         timestamp = headers.get("X-TC-Timestamp", "")
         signed_list = signed.split(";")
-        if ("host" not in signed_list or "content-type" not in signed_list or service != "sms"
+        action = self.ACTIONS.get(headers.get("X-TC-Action", ""))
+        if ("host" not in signed_list or "content-type" not in signed_list or not action or service != action[0]
                 or not timestamp.isdigit()
                 or time.strftime("%Y-%m-%d", time.gmtime(int(timestamp))) != date
                 or not hmac.compare_digest(signature, self.expected_signature(
@@ -271,13 +278,19 @@ class TencentReceiver(_GatewayReceiver):
             return error("AuthFailure.SignatureFailure",
                          "The provided credentials could not be validated. Please check your signature is correct.")
         payload = json.loads(body)
-        if headers.get("X-TC-Action") != "SendSms" or headers.get("X-TC-Version") != "2021-01-11":
+        if headers.get("X-TC-Version") != action[1]:
             return error("InvalidAction", "The action is not supported.")
+        missing = [name for name in action[2] if not payload.get(name)]
+        if missing:
+            return error("MissingParameter", f"missing {missing}")
         self.received.append(payload)
         if self.status >= 500:
             return self.status, {}
         if self.error:
             return error(self.error, self.error)
+        if service == "vms":
+            return 200, {"Response": {"SendStatus": {"CallId": str(uuid.uuid4()), "SessionContext": ""},
+                                      "RequestId": request_id}}
         return 200, {"Response": {"SendStatusSet": [
             {"SerialNo": "5000:1045710669157053657849499619", "PhoneNumber": phone, "Fee": 1, "SessionContext": "",
              "Code": self.code, "Message": "send success" if self.code == "Ok" else self.code, "IsoCode": "CN"}

@@ -32,6 +32,7 @@ PHONE = "13812345678"
 CODES = {event: f"SMS_{100 + i}" for i, event in enumerate(gateways.EVENT_PARAMS)}
 TENCENT_CODES = {event: str(2000 + i) for i, event in enumerate(gateways.EVENT_PARAMS)}
 VOICE_CODES = {"assigned": "TTS_1", "follow_up": "TTS_2"}
+TENCENT_VOICE_CODES = {"assigned": "3001", "follow_up": "3002"}
 
 CONTEXTS = {
     "assigned": {"category": "appliance_repair", "tracking_code": "ABCD2345EFGH", "volunteer_name": "王师傅",
@@ -83,6 +84,11 @@ def tencent_settings(receiver, secret=TENCENT_SECRET, **over):
     return {"gateway": "tencent", "templates": TENCENT_CODES, "endpoint": receiver.base, "key_id": TENCENT_ID,
             "secret": secret, "app_id": "1400006666", "region": "ap-guangzhou", "sign_name": "翠苑一区",
             "param_limit": 12, **over}
+
+
+def tencent_voice_settings(receiver, secret=TENCENT_SECRET):
+    return {"gateway": "tencent", "templates": TENCENT_VOICE_CODES, "endpoint": receiver.base, "key_id": TENCENT_ID,
+            "secret": secret, "app_id": "1400009999", "region": "ap-guangzhou", "param_limit": 12}
 
 
 @pytest.fixture
@@ -176,15 +182,19 @@ def test_parameters_are_cut_to_each_gateways_limit(make_notify, aliyun, tencent)
 # --- signatures ---
 
 
-@pytest.mark.parametrize("provider", ["aliyun", "tencent"])
+@pytest.mark.parametrize("provider", ["aliyun", "tencent", "tencent voice"])
 def test_a_wrong_secret_gets_the_providers_error_and_is_not_retried(make_notify, aliyun, tencent, provider):
+    channel = f"sms://{PHONE}"
     if provider == "aliyun":
         receiver, error = aliyun, "SignatureDoesNotMatch"
         app = make_notify(sms=aliyun_settings(aliyun, secret="x" * 30))
-    else:
+    elif provider == "tencent":
         receiver, error = tencent, "AuthFailure.SignatureFailure"
         app = make_notify(sms=tencent_settings(tencent, secret="y" * 32))
-    send(app, resident(), [f"sms://{PHONE}"])
+    else:
+        receiver, error, channel = tencent, "AuthFailure.SignatureFailure", f"voice://{PHONE}"
+        app = make_notify(voice=tencent_voice_settings(tencent, secret="y" * 32))
+    send(app, resident(), [channel])
     [d] = deliveries(app)
     assert receiver.received == [] and len(receiver.rejected) == 1
     assert (d.status, d.attempts) == ("dead", 1) and d.last_error.startswith(f"rejected: {error}")
@@ -217,18 +227,27 @@ def test_a_broken_signer_fails(make_notify, aliyun, monkeypatch):
     ("tencent", "FailedOperation.PhoneNumberInBlacklist", "number refused"),
     ("tencent", "error:InternalError.Timeout", None),
     ("tencent", "error:LimitExceeded.AppDailyLimit", "rate limited"),
+    # Tencent voice answers every error at the request's level.
+    ("tencent voice", "error:LimitExceeded.DeliveryFrequencyLimit", "rate limited"),
+    ("tencent voice", "error:InvalidParameterValue.CalledNumberVerifyFail", "number refused"),
+    ("tencent voice", "error:FailedOperation.TemplateIncorrectOrUnapproved", "rejected"),
+    ("tencent voice", "error:FailedOperation.AccessUpstreamTimeout", None),
+    ("tencent voice", "error:InternalError.UpstreamError", None),
 ])
 def test_refusals_are_not_retried_transient_errors_are(make_notify, aliyun, tencent, provider, code, permanent):
     receiver = aliyun if provider == "aliyun" else tencent
-    settings = aliyun_settings(aliyun) if provider == "aliyun" else tencent_settings(tencent)
+    settings = {"sms": aliyun_settings(aliyun) if provider == "aliyun" else tencent_settings(tencent)}
+    channel = f"sms://{PHONE}"
+    if provider == "tencent voice":
+        settings, channel = {"voice": tencent_voice_settings(tencent)}, f"voice://{PHONE}"
     if code == 503:
         receiver.status = 503
     elif code.startswith("error:"):
         receiver.error = code.removeprefix("error:")  # a request-level error (Tencent's Response.Error)
     else:
         receiver.code = code
-    app = make_notify(sms=settings)
-    send(app, resident(), [f"sms://{PHONE}"])
+    app = make_notify(**settings)
+    send(app, resident(), [channel])
     [d] = deliveries(app)
     if permanent:
         assert (d.status, d.attempts) == ("dead", 1) and d.last_error.startswith(permanent)
@@ -284,6 +303,20 @@ def test_a_resident_who_prefers_a_call_is_called_for_the_messages_that_matter(ma
     assert deliveries(app)[1].channels == [f"sms://{PHONE}"]
     send(app, who, None, template="follow_up")
     assert aliyun.received[-1]["TtsCode"] == "TTS_2" and aliyun.received[-1]["TtsParam"]["code"] == "ABCD2345EFGH"
+
+
+def test_tencent_voice_calls_with_its_own_application_and_ordered_parameters(make_notify, tencent):
+    app = make_notify(sms=tencent_settings(tencent), voice=tencent_voice_settings(tencent))
+    who = resident()
+    send(app, who, [f"voice://{PHONE}", f"sms://{PHONE}"], template="assigned")
+    [call] = tencent.received
+    assert (call["CalledNumber"], call["VoiceSdkAppid"], call["TemplateId"], call["PlayTimes"]) == (
+        f"+86{PHONE}", "1400009999", "3001", 2)
+    # Positional, as SMS, cut to the same 12 characters.
+    assert call["TemplateParamSet"] == ["王师傅", "11月28日 周六 0…", "翠邻里服务站"]
+    assert deliveries(app)[0].status == "sent"
+    send(app, who, None, template="completed")  # not worth a call: the SMS carries it
+    assert "SmsSdkAppId" in tencent.received[-1] and tencent.received[-1]["TemplateId"] == TENCENT_CODES["completed"]
 
 
 def test_without_a_configured_gateway_or_template_only_the_inbox_has_it(make_notify, aliyun):
@@ -415,7 +448,8 @@ def test_gateway_keys_are_checked_at_start_up(monkeypatch, secret, problem):
 
 @pytest.mark.parametrize("name, value, problem", [
     ("LINLI_SMS_GATEWAY", "twilio", "must be one of aliyun, tencent"),
-    ("LINLI_VOICE_GATEWAY", "tencent", "must be one of aliyun"),
+    ("LINLI_VOICE_GATEWAY", "twilio", "must be one of aliyun, tencent"),
+    ("LINLI_VOICE_GATEWAY", "tencent", "LINLI_TENCENT_VOICE_APP_ID is not set"),
     ("LINLI_SMS_TEMPLATES", '{"birthday": "SMS_1"}', "no such event"),
     ("LINLI_SMS_SIGN_NAME", "", "LINLI_SMS_SIGN_NAME is not set"),
 ])

@@ -10,7 +10,7 @@ from .channels import BASE_URLS
 # Where each gateway's API lives (LINLI_*_URL moves one: a proxy, or a local
 # receiver in the tests).
 ENDPOINTS = {"aliyun": "https://dysmsapi.aliyuncs.com", "tencent": "https://sms.tencentcloudapi.com",
-             "aliyun_voice": "https://dyvmsapi.aliyuncs.com"}
+             "aliyun_voice": "https://dyvmsapi.aliyuncs.com", "tencent_voice": "https://vms.tencentcloudapi.com"}
 TEMPLATES_EXAMPLE = '{"assigned": "SMS_123456789", "follow_up": "SMS_123456790"}'
 
 
@@ -29,7 +29,7 @@ def load() -> dict:
 
 
 def gateway_config() -> dict:
-    """SMS (Alibaba or Tencent) and voice (Alibaba) to residents: off unless
+    """SMS and voice (each Alibaba or Tencent) to residents: off unless
     LINLI_SMS_GATEWAY / LINLI_VOICE_GATEWAY name one. Their keys join the
     secrets checked at start-up (settings.OWN_SECRETS)."""
     cfg = {"SMS": {"gateway": None, "templates": {}}, "VOICE": {"gateway": None, "templates": {}}}
@@ -57,16 +57,25 @@ def gateway_config() -> dict:
             cfg["VOICE"].update(aliyun, endpoint=text("LINLI_ALIYUN_VOICE_URL", ENDPOINTS["aliyun_voice"]),
                                 # The number residents see calling (a 号码 bought with the voice service).
                                 show_number=text("LINLI_VOICE_SHOW_NUMBER", ""))
-    if sms == "tencent":
+    if "tencent" in (sms, voice):
         cfg["TENCENT_SECRET"] = text("LINLI_TENCENT_SECRET_KEY", "")
-        cfg["SMS"].update(key_id=text("LINLI_TENCENT_SECRET_ID", ""), secret=cfg["TENCENT_SECRET"],
-                          app_id=text("LINLI_TENCENT_SMS_APP_ID", ""), sign_name=text("LINLI_SMS_SIGN_NAME", ""),
-                          region=text("LINLI_TENCENT_REGION", "ap-guangzhou"),
-                          endpoint=text("LINLI_TENCENT_SMS_URL", ENDPOINTS["tencent"]),
-                          param_limit=integer("LINLI_TENCENT_SMS_PARAM_LIMIT", gateways.TENCENT_PARAM_LIMIT))
+        tencent = {"key_id": text("LINLI_TENCENT_SECRET_ID", ""), "secret": cfg["TENCENT_SECRET"],
+                   "region": text("LINLI_TENCENT_REGION", "ap-guangzhou"),
+                   "param_limit": integer("LINLI_TENCENT_SMS_PARAM_LIMIT", gateways.TENCENT_PARAM_LIMIT)}
+        if sms == "tencent":
+            cfg["SMS"].update(tencent, app_id=text("LINLI_TENCENT_SMS_APP_ID", ""),
+                              sign_name=text("LINLI_SMS_SIGN_NAME", ""),
+                              endpoint=text("LINLI_TENCENT_SMS_URL", ENDPOINTS["tencent"]))
+        if voice == "tencent":
+            # Voice is an application of its own at Tencent (VoiceSdkAppid).
+            cfg["VOICE"].update(tencent, app_id=text("LINLI_TENCENT_VOICE_APP_ID", ""),
+                                endpoint=text("LINLI_TENCENT_VOICE_URL", ENDPOINTS["tencent_voice"]))
     # Residents' replies (上行) reach /sms/replies/<gateway>?key=…: off without a key.
     if reply_key := text("LINLI_SMS_REPLY_KEY", ""):
         cfg["SMS_REPLY_KEY"] = reply_key
+    for kind in ("SMS", "VOICE"):
+        if cfg[kind]["gateway"] == "tencent" and not cfg[kind]["app_id"]:
+            raise ConfigError(f"LINLI_TENCENT_{kind}_APP_ID is not set: the application (SdkAppId) it goes out with")
     if sms and not cfg["SMS"].get("sign_name"):
         raise ConfigError("LINLI_SMS_SIGN_NAME is not set: the approved signature (签名) SMS go out with")
     return cfg

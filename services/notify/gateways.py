@@ -1,6 +1,7 @@
 """SMS and voice calls to residents through China's gateways: Alibaba Cloud
-SMS (Dysmsapi SendSms), Tencent Cloud SMS (SendSms 2021-01-11) and Alibaba
-Cloud voice notification (Dyvmsapi SingleCallByTts, 语音通知).
+SMS (Dysmsapi SendSms), Tencent Cloud SMS (SendSms 2021-01-11), and voice
+notification (语音通知) by Alibaba Cloud (Dyvmsapi SingleCallByTts) or
+Tencent Cloud (VMS SendTtsVoice 2020-09-02).
 
 Chinese SMS is template-based: a message is an approved template code and
 its parameters, never free text. Each event maps to a code from the
@@ -11,9 +12,9 @@ without a code is not sent on that channel (the inbox has it).
 A resident's channel is `sms://13812345678` or `voice://13812345678`; the
 office configures which gateway carries it (`LINLI_SMS_GATEWAY`).
 
-Signing: Tencent's official SDK (tencentcloud-sdk-python-sms, 95 KB with
-its common part, needing only `requests`) signs TC3-HMAC-SHA256 and takes
-an endpoint and scheme, so it is used. Alibaba's SDKs
+Signing: Tencent's official SDKs (tencentcloud-sdk-python-sms and -vms,
+about 100 KB with their common part, needing only `requests`) sign
+TC3-HMAC-SHA256 and take an endpoint and scheme, so they are used. Alibaba's SDKs
 (alibabacloud-dysmsapi20170525 + dyvmsapi) pull in darabonba-core, aiohttp,
 APScheduler, alibabacloud-credentials and more (about 10 MB of wheels):
 Linli signs Alibaba's RPC requests itself (signature v1, HMAC-SHA1, the
@@ -38,7 +39,7 @@ from services.common import contract
 from services.common.i18n import N_, translate
 
 SCHEMES = ("sms", "voice")
-GATEWAYS = {"sms": ("aliyun", "tencent"), "voice": ("aliyun",)}
+GATEWAYS = {"sms": ("aliyun", "tencent"), "voice": ("aliyun", "tencent")}
 
 
 class Refusal(str):
@@ -61,6 +62,7 @@ class Refusal(str):
 #   (verification codes 6 digits); enterprise-verified accounts have no
 #   per-variable limit (500 characters in all). Linli assumes the stricter 12
 #   unless LINLI_TENCENT_SMS_PARAM_LIMIT says otherwise (0 = no limit).
+#   Tencent voice (VMS) template variables: the same limit.
 # Links may not be variables on either gateway: the approved template holds
 # the site (e.g. https://linli.example/t/${code}) and Linli passes the code.
 ALIYUN_PARAM_LIMIT = 35
@@ -148,7 +150,8 @@ def send(config: dict, url: str, template: str, params: list[list[str]]) -> str 
     timeout = config["CHANNEL_TIMEOUT"]
     try:
         if kind == "voice":
-            return aliyun_voice(settings, timeout, phone, code, params)
+            sender = tencent_voice if settings["gateway"] == "tencent" else aliyun_voice
+            return sender(settings, timeout, phone, code, params)
         if settings["gateway"] == "tencent":
             return tencent_sms(settings, timeout, phone, code, params)
         return aliyun_sms(settings, timeout, phone, code, params)
@@ -236,12 +239,14 @@ def aliyun_voice(settings: dict, timeout: float, phone: str, code: str, params: 
     return aliyun_verdict(aliyun_call(settings, timeout, settings["endpoint"], "SingleCallByTts", fields))
 
 
-# --- Tencent Cloud: the official SDK signs (TC3-HMAC-SHA256) ---
+# --- Tencent Cloud: the official SDKs sign (TC3-HMAC-SHA256) ---
 
 TENCENT_RATE_LIMITS = ("LimitExceeded", "RequestLimitExceeded")
 TENCENT_BAD_NUMBER = ("InvalidParameterValue.IncorrectPhoneNumber", "FailedOperation.PhoneNumberInBlacklist",
                       "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber",
-                      "FailedOperation.PhoneNumberParseFail")
+                      "FailedOperation.PhoneNumberParseFail", "InvalidParameterValue.CalledNumberVerifyFail")
+# Tencent's own trouble, retried, though voice files a timeout upstream under FailedOperation.
+TENCENT_TRANSIENT = ("InternalError", "FailedOperation.AccessUpstreamTimeout")
 TENCENT_REFUSED = ("AuthFailure", "FailedOperation", "InvalidParameter", "MissingParameter",
                    "UnauthorizedOperation", "UnsupportedOperation", "UnknownParameter")
 
@@ -250,41 +255,75 @@ def tencent_verdict(code: str, message: str) -> str | None:
     if code == "Ok":
         return None
     text = f"{code} {message}".strip()[:200]
+    if code.startswith(TENCENT_TRANSIENT):
+        return f"gateway error: {text}"
     if code.startswith(TENCENT_RATE_LIMITS):
         return Refusal(f"rate limited: {text}")
     if code.startswith(TENCENT_BAD_NUMBER):
         return Refusal(f"number refused: {text}")
     if code.startswith(TENCENT_REFUSED):
         return Refusal(f"rejected: {text}")
-    return f"gateway error: {text}"  # InternalError.*, network errors: retried
+    return f"gateway error: {text}"  # network errors and anything unknown: retried
 
 
-def tencent_sms(settings: dict, timeout: float, phone: str, code: str, params: list) -> str | None:
+def tencent_call(client_class, action: str, request, settings: dict, timeout: float):
+    """(the SDK's response, None) or (None, the verdict on its error)."""
     from tencentcloud.common import credential
     from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
     from tencentcloud.common.profile.client_profile import ClientProfile
     from tencentcloud.common.profile.http_profile import HttpProfile
-    from tencentcloud.sms.v20210111 import models, sms_client
 
     where = urlsplit(settings["endpoint"])
     profile = ClientProfile(httpProfile=HttpProfile(protocol=where.scheme, endpoint=where.netloc,
                                                     reqTimeout=max(1, round(timeout))))
-    client = sms_client.SmsClient(credential.Credential(settings["key_id"], settings["secret"]),
-                                  settings.get("region") or "ap-guangzhou", profile)
+    client = client_class(credential.Credential(settings["key_id"], settings["secret"]),
+                          settings.get("region") or "ap-guangzhou", profile)
+    try:
+        return getattr(client, action)(request), None
+    except TencentCloudSDKException as exc:
+        if exc.get_code() in ("ClientNetworkError", "ServerNetworkError"):
+            return None, f"unreachable: {exc.get_code()}"
+        return None, tencent_verdict(exc.get_code() or "", exc.get_message() or "") or "gateway error"
+
+
+def e164(phone: str) -> str:
+    return phone if phone.startswith("+") else f"+86{phone}"
+
+
+def tencent_sms(settings: dict, timeout: float, phone: str, code: str, params: list) -> str | None:
+    from tencentcloud.sms.v20210111 import models, sms_client
+
     limit = settings.get("param_limit", TENCENT_PARAM_LIMIT)
     request = models.SendSmsRequest()
-    request.PhoneNumberSet = [phone if phone.startswith("+") else f"+86{phone}"]
+    request.PhoneNumberSet = [e164(phone)]
     request.SmsSdkAppId = settings["app_id"]
     request.SignName = settings["sign_name"]
     request.TemplateId = code
     request.TemplateParamSet = [fit(v, limit) for _, v in params]
-    try:
-        response = client.SendSms(request)
-    except TencentCloudSDKException as exc:
-        if exc.get_code() in ("ClientNetworkError", "ServerNetworkError"):
-            return f"unreachable: {exc.get_code()}"
-        return tencent_verdict(exc.get_code() or "", exc.get_message() or "")
+    response, error = tencent_call(sms_client.SmsClient, "SendSms", request, settings, timeout)
+    if error:
+        return error
     statuses = response.SendStatusSet or []
     if not statuses:
         return "gateway error: no SendStatusSet"
     return tencent_verdict(statuses[0].Code or "", statuses[0].Message or "")
+
+
+def tencent_voice(settings: dict, timeout: float, phone: str, code: str, params: list) -> str | None:
+    """Tencent Cloud voice notification (VMS SendTtsVoice 2020-09-02): the
+    call is placed when the answer holds a CallId; errors come as the
+    request's error, classed as for SMS."""
+    from tencentcloud.vms.v20200902 import models, vms_client
+
+    request = models.SendTtsVoiceRequest()
+    request.CalledNumber = e164(phone)
+    request.VoiceSdkAppid = settings["app_id"]
+    request.TemplateId = code
+    request.TemplateParamSet = [fit(v, settings.get("param_limit", TENCENT_PARAM_LIMIT)) for _, v in params]
+    request.PlayTimes = 2
+    response, error = tencent_call(vms_client.VmsClient, "SendTtsVoice", request, settings, timeout)
+    if error:
+        return error
+    if not (response.SendStatus and response.SendStatus.CallId):
+        return "gateway error: no CallId"
+    return None
