@@ -68,7 +68,7 @@ def community(make_app, backend):
     app = make_app("community", backend=backend)
     app.households = {
         "3:1": household(app, "3", "1", "302", [GRAN, person("李明")]),
-        "3:2": household(app, "3", "2", "101", [person("赵强", 1950)], phones=("13900000002",)),
+        "3:2": household(app, "3", "2", "101", [person("赵强", 1950, reach_by="call")], phones=("13900000002",)),
         "13:1": household(app, "13", "1", "501", [person("孙丽", 1990, sex="female")], phones=("13900000003",)),
     }
     return app
@@ -373,15 +373,23 @@ def test_proxy_intake_fills_the_resident_from_the_register_by_room_or_phone(inta
                    page="/staff/new")
     assert by_room.status_code == 200 and 'id="lookup-filled"' in by_room.text
     assert 'value="赵强"' in by_room.text
+    # "Hearing back" follows the register: 赵强 prefers a call, 王桂英 is reached through her hallway leader.
+    assert checked_messages(by_room.text) == "call"
     several = post(console, "/staff/new/lookup", {"lk_phone": "139 0000 0001"}, page="/staff/new")
     assert 'id="lookup-matches"' in several.text and "王桂英" in several.text
     pick = re.search(r'href="(/staff/new\?resident=\d+)"', several.text).group(1)
     picked = console.get(pick)
     assert 'value="王桂英"' in picked.text and 'value="13812340001"' in picked.text
+    assert checked_messages(picked.text) == "none"
     nobody = post(console, "/staff/new/lookup", {"lk_phone": "13700000000"}, page="/staff/new")
     assert 'id="lookup-message"' in nobody.text
     lookups = [a for a in accesses(community) if a.action == "lookup"]
     assert [a.rows for a in lookups] == [1, 2, 0] and all(a.actor.startswith("staff:") for a in lookups)
+
+
+def checked_messages(page: str) -> str:
+    [choice] = re.findall(r'name="messages" value="(\w+)" checked', page)
+    return choice
 
 
 def test_the_lookup_takes_the_phones_keyed_digest_never_the_number(community):

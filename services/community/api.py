@@ -221,7 +221,8 @@ class ResidentLookup(MethodView):
             h = r.household
             found.append({"resident_id": r.id, "household_id": h.id, "name": r.name,
                           "phone": r.phone or (h.phones[0].phone if h.phones else None), "building": h.building,
-                          "unit": h.unit, "room": h.room, "age_band": register.age_band(r.birth_year, year)})
+                          "unit": h.unit, "room": h.room, "age_band": register.age_band(r.birth_year, year),
+                          "reach_by": r.reach_by})
         register.record(session, g.acting, "lookup", rows=len(found))
         session.commit()
         return found

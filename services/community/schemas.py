@@ -125,6 +125,7 @@ class LookupOut(Schema):
     unit = fields.String()
     room = fields.String()
     age_band = fields.String()
+    reach_by = fields.String()
 
 
 class RegisterChangeOut(Schema):

@@ -88,9 +88,16 @@ def _lookup(args) -> dict:
     return found | {"matches": answer, "message": None if answer else NOT_IN_REGISTER}
 
 
+# The register's "prefers to be reached by" is the resident's own answer, so it
+# pre-fills "Hearing back"; the desk checks it with them, as the notice asks.
+# A resident reached through their hallway leader gets no messages of ours.
+MESSAGES_BY_REACH = {"text": "text", "call": "call", "hallway_leader": "none"}
+
+
 def _filled(match: dict, values: dict) -> dict:
     return values | {"contact_name": match["name"], "contact_phone": match.get("phone") or "",
-                     "building": match["building"], "unit": match["unit"], "room": match["room"]}
+                     "building": match["building"], "unit": match["unit"], "room": match["room"],
+                     "messages": MESSAGES_BY_REACH.get(match.get("reach_by"), "none")}
 
 
 @console.get("/new")
