@@ -57,8 +57,11 @@ lint: install
 test-prereqs:
 	sh deploy/test-prereqs.sh
 
+# One test process per core (TEST_PROCESSES=1 for one); a module stays on
+# one process, since the integration modules each own a Redis database.
+TEST_PROCESSES ?= 2
 test: install lint test-prereqs
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)

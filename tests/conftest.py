@@ -17,8 +17,11 @@ import redis
 from services.common.settings import RATE_LIMITS
 
 # Unit tests publish into their own Redis database, so that they never
-# feed the queues that the integration tests' workers read.
-UNIT_REDIS_URL = os.environ.get("LINLI_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# feed the queues that the integration tests' workers read; under
+# pytest-xdist each worker has its own (15, 10, 9, 8: 12–14 are the
+# integration tests', 13 also the benchmark's, 11 bench.stages').
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+UNIT_REDIS_URL = os.environ.get("LINLI_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{(15, 10, 9, 8)[_WORKER]}")
 # A server where the tests may create and drop databases.
 PG_ADMIN_URL = os.environ.get("LINLI_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # Secrets as strong as production demands (settings.check_secrets): the
