@@ -76,7 +76,8 @@ class Dispatcher:
             # Sent again: intake never heard back, so our answer was lost. Say it again.
             self.retell(known)
             return None
-        if self.session.get(Building, data["building"]) is None:
+        home = self.session.get(Building, data["building"])
+        if home is None:
             raise ValueError("unknown building")  # seeding lags behind intake: retried
         pol = config.policy(self.cfg, data["category"])
         req = ServiceRequest(
@@ -85,6 +86,7 @@ class Dispatcher:
             window_start=data["window_start"], window_end=data["window_end"], urgency=data["urgency"],
             elderly=data["elderly"], disability=data["disability"], requester_digest=data["requester_digest"],
             programme_ref=data["programme_ref"], status="matching", received_at=self.now,
+            home=home,  # already read: ranking need not read it again
             offers=[],  # known empty: dispatch need not ask the database who was offered it
         )
         req.accept_by = self.deadline(req, self.now, timedelta(minutes=pol["accept_minutes"]))
