@@ -12,6 +12,7 @@ categories and the request statuses.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -801,10 +802,18 @@ class ContractError(ValueError):
         self.messages = messages
 
 
+@functools.cache
+def _schema(schema_class: type[Schema]) -> Schema:
+    """One instance of each schema a process: building one copies its
+    fields (55-130 µs a message at each end, py-spy), and an instance keeps
+    nothing from one load or dump to the next."""
+    return schema_class()
+
+
 def envelope(task_name: str, data: dict, source: str, version: int = 1) -> dict:
     """Build a JSON-ready envelope, validating the payload on the way out so a
     producer bug fails at the producer, not in another service's worker."""
-    schema = PAYLOADS[(task_name, version)]()
+    schema = _schema(PAYLOADS[(task_name, version)])
     wire_data = schema.dump(data)
     try:
         schema.load(wire_data)
@@ -825,7 +834,7 @@ def open_envelope(task_name: str, message) -> tuple[dict, dict]:
     if not isinstance(message, dict):
         raise ContractError({"_schema": ["message is not an object"]})
     try:
-        env = Envelope().load(message)
+        env = _schema(Envelope).load(message)
     except ValidationError as exc:
         raise ContractError(exc.messages) from exc
     if env["type"] != task_name:
@@ -834,7 +843,7 @@ def open_envelope(task_name: str, message) -> tuple[dict, dict]:
     if schema is None:
         raise ContractError({"version": [f"unknown version {env['version']}"]})
     try:
-        data = schema().load(env["data"])
+        data = _schema(schema).load(env["data"])
     except ValidationError as exc:
         raise ContractError({"data": exc.messages}) from exc
     return env, data

@@ -48,9 +48,12 @@ def sweep(d: Dispatcher) -> Iterator[tuple[str, int]]:
     for req in late:
         escalate(d, req, "not_taken")
         yield "escalated", 1
-    has_open_offer = select(Offer.id).where(Offer.request_id == ServiceRequest.id, Offer.status == "open").exists()
+    # NOT IN, not a correlated NOT EXISTS: SQLite (no statistics) ran the
+    # EXISTS on the offers' status index, all open offers for each open
+    # request, n² at every sweep (0.2 s of CPU at 1,200 open requests, py-spy).
+    with_open_offer = select(Offer.request_id).where(Offer.status == "open")
     waiting = d.session.scalars(select(ServiceRequest).where(
-        ServiceRequest.status.in_(OPEN_REQUEST), ~has_open_offer)).all()
+        ServiceRequest.status.in_(OPEN_REQUEST), ServiceRequest.id.not_in(with_open_offer))).all()
     waiting.sort(key=lambda r: (-d.request_facts(r).priority, r.received_at, r.id))
     for req in waiting:
         yield "dispatched", 1 if d.dispatch(req) else 0
