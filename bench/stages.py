@@ -57,7 +57,7 @@ def measure(app, name: str, steps: list, profile: bool) -> dict:
               "sql_per_request": round(statements[0] / len(steps), 1)}
     if profile:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(int(os.environ.get("TOP", "25")))
         result["profile"] = out.getvalue()
     return result
 
@@ -70,6 +70,9 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="linli-stages-")
     os.environ["LINLI_DATA_DIR"] = tmp
     os.environ.setdefault("LINLI_REDIS_URL", "redis://127.0.0.1:6379/11")  # the events go nowhere else
+    from bench.run import BENCH_RATE_LIMITS
+
+    os.environ.setdefault("LINLI_RATE_LIMITS", BENCH_RATE_LIMITS)  # as make bench: 300 POSTs from one address
     import secrets
 
     from services.common.settings import SECRETS
