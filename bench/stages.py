@@ -57,7 +57,8 @@ def measure(app, name: str, steps: list, profile: bool) -> dict:
               "sql_per_request": round(statements[0] / len(steps), 1)}
     if profile:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(int(os.environ.get("TOP", "25")))
+        order, top = os.environ.get("SORT", "cumulative"), int(os.environ.get("TOP", "25"))
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(top)
         result["profile"] = out.getvalue()
     return result
 

@@ -19,7 +19,6 @@ read-then-write."""
 from __future__ import annotations
 
 import contextlib
-
 import logging
 from datetime import date, datetime, timedelta, timezone
 
