@@ -46,11 +46,9 @@ def escalate(d: Dispatcher, req: ServiceRequest, reason: str, level: int | None 
     level = level or max(1, req.escalation_level + 1)
     if level > 3:
         return None
-    if req in d.session.new:
-        d.session.flush()  # a request just received (Dispatcher.receive) is written before its escalation refers to it
     leader = leader_at(d.session, req, level)
     actual = LEVELS[leader.role] if leader else level
-    esc = Escalation(request_id=req.id, leader_id=leader.id if leader else None, level=actual, reason=reason,
+    esc = Escalation(request=req, leader_id=leader.id if leader else None, level=actual, reason=reason,
                      created_at=d.now)
     d.session.add(esc)
     d.session.flush()

@@ -332,6 +332,9 @@ class Escalation(Base):
     reason: Mapped[str] = mapped_column(String(32))  # staff_only, no_candidate, all_declined, not_taken, overdue
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # So that the unit of work writes a request just received before its escalation.
+    request: Mapped[ServiceRequest] = relationship()
+
 
 class Station(Base):
     """A service station (服务站), e.g. the 翠邻里 service hall: fixed place."""
